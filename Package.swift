@@ -1,0 +1,38 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "isolab",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "isolab", targets: ["isolab"]),
+        .library(name: "IsolabModel", targets: ["IsolabModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+    ],
+    targets: [
+        // Pure model: topology tree, guest paths, grouping, reachability, ownership. No I/O.
+        .target(name: "IsolabModel"),
+        // YAML topology files -> validated IsolabModel.Topology, errors with file:line:column.
+        .target(name: "IsolabTopology", dependencies: ["IsolabModel", .product(name: "Yams", package: "Yams")]),
+        // Kernel catalog, apt fetch into a private cache, initramfs recipe, content-addressed image cache.
+        .target(name: "IsolabImages", dependencies: [
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .executableTarget(name: "isolab", dependencies: [
+            "IsolabModel", "IsolabTopology", "IsolabImages",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        // Benchmarks (not tests): prints figures, never passes or fails on time.
+        .executableTarget(name: "isolab-bench", dependencies: ["IsolabModel", "IsolabTopology", "IsolabImages"]),
+        .testTarget(name: "IsolabModelTests", dependencies: ["IsolabModel", "IsolabTopology"]),
+        .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel"]),
+        .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
+        .testTarget(name: "IsolabCLITests", dependencies: []),
+    ],
+    swiftLanguageModes: [.v5]
+)

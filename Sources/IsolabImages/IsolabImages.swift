@@ -1,0 +1,2 @@
+/// Guest image building lives here.
+public enum IsolabImages {}

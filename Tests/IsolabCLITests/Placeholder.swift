@@ -1,0 +1,5 @@
+import XCTest
+
+final class IsolabCLITestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class IsolabImagesTestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class IsolabModelTestsPlaceholder: XCTestCase {
+    func testPlaceholder() {}
+}
