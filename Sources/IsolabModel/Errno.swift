@@ -1,0 +1,18 @@
+/// The errno values the model predicts, by Linux x86-64 name and number.
+public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    case EPERM = 1
+    case ENOENT = 2
+    case EBADF = 9
+    case EAGAIN = 11
+    case EBUSY = 16
+    case ENODEV = 19
+    case EINVAL = 22
+    case EBADFD = 77
+
+    public var name: String { String(describing: self) }
+    public var description: String { "\(name) (\(rawValue))" }
+    public init?(name: String) {
+        guard let e = Errno.allCases.first(where: { $0.name == name }) else { return nil }
+        self = e
+    }
+}

@@ -1,0 +1,115 @@
+/// A kernel version as `uname -r` or a catalog id spells it (`6.1`, `6.12.117`, `7.3.4+deb13-amd64`).
+public struct KernelVersion: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var major: Int
+    public var minor: Int
+    public var patch: Int
+
+    public init(_ major: Int, _ minor: Int, _ patch: Int = 0) {
+        self.major = major
+        self.minor = minor
+        self.patch = patch
+    }
+
+    /// Parses the leading `X.Y[.Z]` of a version string; nil if there is none.
+    public init?(parsing text: String) {
+        var numbers: [Int] = []
+        var digits = ""
+        for ch in text {
+            if ch.isNumber {
+                digits.append(ch)
+            } else {
+                guard !digits.isEmpty, let n = Int(digits) else { break }
+                numbers.append(n)
+                digits = ""
+                if ch != "." || numbers.count == 3 { break }
+            }
+        }
+        if !digits.isEmpty, numbers.count < 3, let n = Int(digits) { numbers.append(n) }
+        guard numbers.count >= 2 else { return nil }
+        self.init(numbers[0], numbers[1], numbers.count > 2 ? numbers[2] : 0)
+    }
+
+    public static func < (a: KernelVersion, b: KernelVersion) -> Bool {
+        (a.major, a.minor, a.patch) < (b.major, b.minor, b.patch)
+    }
+
+    public var description: String { "\(major).\(minor).\(patch)" }
+}
+
+/// How a kernel polices DMA ownership of an IOMMU group.
+public enum OwnershipRegime: String, Sendable, Codable {
+    /// Before v5.19: VFIO's group viability check and the BUG_ON in its group notifier.
+    case vfioViability = "vfio-viability"
+    /// v5.19 and later: `owner_cnt`/`owner` on the group (Lu Baolu's DMA ownership series).
+    case dmaOwner = "dma-owner"
+}
+
+/// Whether a kernel can drive a vIOMMU model.
+public enum VIOMMUSupport: String, Sendable, Codable {
+    case builtIn = "built-in"
+    case module
+    /// Not in the kernel at all, or not enabled in its config.
+    case unavailable
+}
+
+/// The behaviour of one kernel generation that the model depends on. Each difference between
+/// generations is a named property here, not a version comparison scattered through the model.
+public struct KernelGeneration: Sendable, Hashable {
+    /// Catalog id: `5.10`, `6.1`, `6.12`, `7.3`.
+    public var id: String
+    public var ownership: OwnershipRegime
+    /// A sysfs `bind` write returns ENODEV for any probe failure (5.10 `bind_store()`),
+    /// rather than the probe's own errno (≥6.1).
+    public var bindReportsENODEVForProbeFailure: Bool
+    /// `VFIO_GROUP_SET_CONTAINER` with an fd that is not a container: EINVAL (6.1) or EBADFD (6.12, 7.3).
+    public var setContainerNonContainerErrno: Errno
+    public var virtioIOMMU: VIOMMUSupport
+    /// Whether the legacy VFIO container path is the only one (no iommufd, no vfio cdev) in the catalog config.
+    public var hasIOMMUFD: Bool
+
+    /// Debian bullseye 5.10.223: VFIO viability (KERNEL-NOTES §3).
+    public static let v5_10 = KernelGeneration(id: "5.10", ownership: .vfioViability,
+                                               bindReportsENODEVForProbeFailure: true,
+                                               setContainerNonContainerErrno: .EINVAL,
+                                               virtioIOMMU: .unavailable, hasIOMMUFD: false)
+    /// Debian bookworm 6.1.192: DMA owner model; VIRTIO_IOMMU not set.
+    public static let v6_1 = KernelGeneration(id: "6.1", ownership: .dmaOwner,
+                                              bindReportsENODEVForProbeFailure: false,
+                                              setContainerNonContainerErrno: .EINVAL,
+                                              virtioIOMMU: .unavailable, hasIOMMUFD: false)
+    /// Debian trixie 6.12.117: DMA owner model; virtio-iommu as a module.
+    public static let v6_12 = KernelGeneration(id: "6.12", ownership: .dmaOwner,
+                                               bindReportsENODEVForProbeFailure: false,
+                                               setContainerNonContainerErrno: .EBADFD,
+                                               virtioIOMMU: .module, hasIOMMUFD: false)
+    /// Debian trixie-backports 7.3.4: as 6.12 for everything the model covers (grouping is unchanged:
+    /// the "Fix incorrect iommu_groups with PCIe ACS" series is not in 7.3.4).
+    public static let v7_3 = KernelGeneration(id: "7.3", ownership: .dmaOwner,
+                                              bindReportsENODEVForProbeFailure: false,
+                                              setContainerNonContainerErrno: .EBADFD,
+                                              virtioIOMMU: .module, hasIOMMUFD: false)
+
+    /// The generations of the kernel catalog (`vm-images/kernels.yaml`).
+    public static let catalog: [KernelGeneration] = [.v5_10, .v6_1, .v6_12, .v7_3]
+
+    /// The generation for a catalog id, or for a developer's kernel by its version:
+    /// before 5.19 behaves as 5.10, 5.19–6.1 as 6.1, 6.2–6.12 as 6.12, later as 7.3.
+    public static func resolve(_ idOrVersion: String) -> KernelGeneration? {
+        if let g = catalog.first(where: { $0.id == idOrVersion }) { return g }
+        guard let v = KernelVersion(parsing: idOrVersion) else { return nil }
+        if v < KernelVersion(5, 19) { return .v5_10 }
+        if v < KernelVersion(6, 2) { return .v6_1 }
+        if v < KernelVersion(6, 13) { return .v6_12 }
+        return .v7_3
+    }
+
+    /// Whether this kernel drives the vIOMMU: intel and amd are built in (`=y`) everywhere,
+    /// virtio-iommu from 6.12 on (KERNEL-NOTES §4).
+    public func drives(_ iommu: IOMMUModel) -> Bool {
+        switch iommu {
+        case .intel, .amd: return true
+        case .virtio: return virtioIOMMU != .unavailable
+        case .none: return false
+        }
+    }
+}

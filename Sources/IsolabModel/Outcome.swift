@@ -1,0 +1,69 @@
+/// The outcome of one scenario step, as the model predicts it and the agent reports it.
+public enum StepResult: Sendable, Equatable, CustomStringConvertible {
+    case ok
+    case error(Errno)
+    /// The kernel dies in the step (BUG, Oops, panic); the text says where.
+    case crash(String)
+    /// The call does not return (the kernel waits for something the scenario holds).
+    case blocked
+    case delivered
+    /// The DMA faulted in the IOMMU; `requester` is the guest path the fault is attributed to.
+    case faulted(requester: String?)
+    /// The step cannot be carried out on this kernel or fabric.
+    case unsupported
+    /// The step is not run: an earlier step crashed the guest, or a precondition is missing.
+    case notRun
+
+    /// The short form used in reports and in `expect:` pins: `ok`, `EBUSY`, `crash`, `blocked`,
+    /// `delivered`, `faulted`, `unsupported`, `not-run`.
+    public var token: String {
+        switch self {
+        case .ok: return "ok"
+        case .error(let e): return e.name
+        case .crash: return "crash"
+        case .blocked: return "blocked"
+        case .delivered: return "delivered"
+        case .faulted: return "faulted"
+        case .unsupported: return "unsupported"
+        case .notRun: return "not-run"
+        }
+    }
+
+    /// Tokens an `expect:` pin may name, besides errno names.
+    public static let tokens = ["ok", "crash", "blocked", "delivered", "faulted", "unsupported", "not-run"]
+
+    public var description: String {
+        switch self {
+        case .error(let e): return e.description
+        case .crash(let what): return "crash (\(what))"
+        case .faulted(let r): return r.map { "faulted (requester \($0))" } ?? "faulted"
+        default: return token
+        }
+    }
+}
+
+/// A sub-step of `vfio-open` (container, group, ioctls) with its own result.
+public struct SubstepPrediction: Sendable, Equatable {
+    public var name: String
+    public var result: StepResult
+    public var detail: String?
+}
+
+/// The model's prediction for one step.
+public struct StepPrediction: Sendable, Equatable {
+    public var index: Int
+    public var step: Step
+    public var result: StepResult
+    /// The rule that produced the result, naming the kernel function it mirrors.
+    public var rule: Reason
+    public var substeps: [SubstepPrediction] = []
+    /// For driver steps: the devices bound by the step.
+    public var bound: [String] = []
+    /// For `load-driver`: devices whose probe the ownership check refused (silently).
+    public var refused: [String] = []
+}
+
+public struct ScenarioPrediction: Sendable, Equatable {
+    public var name: String
+    public var steps: [StepPrediction]
+}

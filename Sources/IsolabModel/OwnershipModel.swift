@@ -1,0 +1,130 @@
+/// The guest's driver and VFIO state while a scenario runs, and the kernel rules that decide
+/// each step: the DMA owner model of v5.19+ (drivers/iommu/iommu.c) or the VFIO viability
+/// model before it (5.10 drivers/vfio/vfio.c). KERNEL-NOTES §2–§3.
+///
+/// The starting state is isolab's freshly booted guest: an initramfs without udev, so only
+/// built-in drivers have bound: `pcieport` (PCIEPORTBUS=y) on root, upstream and downstream
+/// ports, and `shpchp` (HOTPLUG_PCI_SHPC=y) on bridges with an SHPC capability
+/// (pcie-pci-bridge, pci-bridge; binding is derived from the source, unverified).
+public struct OwnershipModel: Sendable {
+    public let fabric: Fabric
+    public let grouping: IOMMUGrouping?
+    public let kernel: KernelGeneration
+    /// Whether `VFIO_SET_IOMMU` finds interrupt remapping (intel and amd with intremap; never virtio).
+    public let interruptRemapping: Bool
+
+    /// Drivers that set `driver_managed_dma` and so never take the group's DMA ownership (≥5.19).
+    public static let driverManagedDMA: Set<String> = ["vfio-pci", "pci-stub", "pcieport"]
+    /// Drivers that VFIO's 5.10 viability check allows next to a VFIO device (`vfio_driver_allowed[]`).
+    public static let viabilityAllowed: Set<String> = ["pci-stub"]
+    /// Drivers built into every catalog kernel (not modules).
+    public static let builtIn: Set<String> = ["pcieport", "shpchp"]
+
+    var driver: [Int: String] = [:]
+    var override: [Int: String] = [:]
+    var loaded: Set<String> = OwnershipModel.builtIn
+    var groups: [Int: GroupState] = [:]
+    var pendingUnbind: Set<Int> = []
+    var crashed = false
+
+    struct GroupState {
+        var open = false
+        var containerSet = false
+        var iommuSet = false
+        var userOwned = false
+        var revoked = false
+        /// Kernel DMA-API drivers bound in the group (`owner_cnt` while not user owned).
+        var kernelUsers = 0
+        var openDevices: Set<Int> = []
+    }
+
+    public init(fabric: Fabric, grouping: IOMMUGrouping?, kernel: KernelGeneration, iommu: IOMMUModel) {
+        self.fabric = fabric
+        self.grouping = grouping
+        self.kernel = kernel
+        self.interruptRemapping = iommu == .intel || iommu == .amd
+        for f in fabric.functions {
+            switch f.kind {
+            case .rootPort, .switchUpstream, .downstreamPort: _ = bindNow(f, "pcieport")
+            case .pciePCIBridge, .pciBridge: _ = bindNow(f, "shpchp")
+            default: break
+            }
+        }
+    }
+
+    // MARK: helpers
+
+    func groupID(_ f: PCIFunction) -> Int? { grouping?.groupOf[f.index] }
+
+    func members(of gid: Int) -> [PCIFunction] {
+        grouping?.groups[gid].members.map { fabric.functions[$0] } ?? []
+    }
+
+    func isKernelDMAUser(_ drv: String) -> Bool { !Self.driverManagedDMA.contains(drv) }
+
+    /// 5.10 `vfio_dev_viable()`: no driver, a bridge (header type not normal), an allowed
+    /// driver, or a VFIO device of the group.
+    func viable(_ f: PCIFunction) -> Bool {
+        guard let d = driver[f.index] else { return true }
+        return f.isBridge || Self.viabilityAllowed.contains(d) || d == "vfio-pci"
+    }
+
+    func groupViable(_ gid: Int) -> Bool {
+        switch kernel.ownership {
+        case .vfioViability: return members(of: gid).allSatisfy(viable)
+        case .dmaOwner: return (groups[gid]?.kernelUsers ?? 0) == 0 && !(groups[gid]?.userOwned ?? false)
+        }
+    }
+
+    mutating func bindNow(_ f: PCIFunction, _ drv: String) -> Bool {
+        driver[f.index] = drv
+        if let g = groupID(f), kernel.ownership == .dmaOwner, isKernelDMAUser(drv) {
+            groups[g, default: GroupState()].kernelUsers += 1
+        }
+        return true
+    }
+
+    /// Errno a sysfs `bind` write returns for a failed probe (`bind_store()`).
+    func bindErrno(_ probeErrno: Errno) -> Errno {
+        kernel.bindReportsENODEVForProbeFailure ? .ENODEV : probeErrno
+    }
+
+    /// One driver probe of an unbound function, as `really_probe()` runs it.
+    /// Returns nil on success, else the result and the rule.
+    mutating func probe(_ f: PCIFunction, _ drv: String) -> (StepResult, Reason)? {
+        if drv == "vfio-pci" {
+            if f.isBridge {
+                return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) is a bridge (header type not normal): vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
+            }
+            if groupID(f) == nil {
+                return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) has no IOMMU group (no IOMMU driven by this kernel): vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
+            }
+        }
+        if let g = groupID(f), kernel.ownership == .dmaOwner, isKernelDMAUser(drv), groups[g]?.userOwned == true {
+            return (.error(.EBUSY), Reason("iommu_device_use_default_domain()", "\(f.displayName)'s group is owned by userspace (VFIO): the DMA-API driver \(drv) may not bind, -EBUSY"))
+        }
+        _ = bindNow(f, drv)
+        if let g = groupID(f), kernel.ownership == .vfioViability, groups[g]?.containerSet == true, !viable(f) {
+            crashed = true
+            return (.crash("kernel BUG at drivers/vfio/vfio.c:698"), Reason("vfio_iommu_group_notifier()", "\(drv) bound \(f.displayName) into a group whose VFIO container is set, and \(drv) is not a driver VFIO allows: BUG_ON(vfio_group_nb_verify()) fires and kills the binding task"))
+        }
+        return nil
+    }
+
+    /// Removes a driver (`device_release_driver()`), with `pci_dma_cleanup()` and VFIO's teardown.
+    mutating func release(_ f: PCIFunction) {
+        guard let drv = driver.removeValue(forKey: f.index) else { return }
+        guard let g = groupID(f) else { return }
+        if kernel.ownership == .dmaOwner {
+            if isKernelDMAUser(drv) { groups[g, default: GroupState()].kernelUsers -= 1 }
+            // ≥6.1: when the last VFIO device of a group goes, the container is detached and the group revoked.
+            if drv == "vfio-pci", !members(of: g).contains(where: { driver[$0.index] == "vfio-pci" }),
+               groups[g]?.open == true {
+                groups[g]?.revoked = true
+                groups[g]?.containerSet = false
+                groups[g]?.iommuSet = false
+                groups[g]?.userOwned = false
+            }
+        }
+    }
+}

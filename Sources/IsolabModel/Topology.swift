@@ -1,0 +1,244 @@
+/// A position in a topology file, carried by every declared node and step so
+/// that later checks (realizability, scenario validation) can point at it.
+public struct SourceLocation: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+
+    public init(file: String, line: Int, column: Int) {
+        self.file = file
+        self.line = line
+        self.column = column
+    }
+
+    public var description: String { "\(file):\(line):\(column)" }
+}
+
+/// The virtual IOMMU a fabric is booted with.
+public enum IOMMUModel: String, CaseIterable, Sendable, Codable {
+    case intel, virtio, amd, none
+}
+
+/// The device models a topology may declare (QEMU device names in comments).
+public enum DeviceModel: String, CaseIterable, Sendable, Codable {
+    /// `edu` 1234:11e8: conventional PCI, DMA-capable, no kernel driver.
+    case edu
+    /// `e1000e` 8086:10d3: PCIe endpoint (RC_END on pcie.0), DMA-API driver e1000e.
+    case e1000e
+    /// `nvme` 1b36:0010: PCIe endpoint (RC_END on pcie.0), DMA-API driver nvme.
+    case nvme
+    /// `virtio-net-pci` (modern) 1af4:1041: conventional on pcie.0, PCIe endpoint behind a port.
+    case virtioNet = "virtio-net"
+
+    /// The kernel driver a `bind:` step uses when none is named.
+    public var defaultDriver: String {
+        switch self {
+        case .edu: return "pci-stub"
+        case .e1000e: return "e1000e"
+        case .nvme: return "nvme"
+        case .virtioNet: return "virtio-pci"
+        }
+    }
+
+    /// The module whose `load-driver` binds this model (drivers' own match tables).
+    public var matchingDriver: String? {
+        switch self {
+        case .edu: return nil
+        case .e1000e: return "e1000e"
+        case .nvme: return "nvme"
+        case .virtioNet: return "virtio-pci"
+        }
+    }
+}
+
+/// What kind of node a topology declares.
+public enum NodeKind: Sendable, Equatable {
+    /// `pcie-root-port` (1b36:000c). `acs: false` is QEMU's `disable-acs=on`.
+    case rootPort(acs: Bool)
+    /// A switch: `x3130-upstream` with `xio3130-downstream` ports as children.
+    case switchUpstream
+    /// A switch downstream port; `acs` is what the file declared (nil: the emulator's default).
+    case downstreamPort(acs: Bool?)
+    /// `pcie-pci-bridge` (1b36:000e): PCIe-to-PCI, conventional bus behind it.
+    case pciePCIBridge
+    /// `pci-bridge` (1b36:0001): conventional PCI-to-PCI bridge.
+    case pciBridge
+    /// An endpoint device.
+    case device(DeviceModel, dmaMaskBits: Int?)
+
+    /// The YAML key that declares this kind.
+    public var keyword: String {
+        switch self {
+        case .rootPort: return "root-port"
+        case .switchUpstream: return "switch"
+        case .downstreamPort: return "port"
+        case .pciePCIBridge: return "pcie-pci-bridge"
+        case .pciBridge: return "pci-bridge"
+        case .device: return "device"
+        }
+    }
+
+    public var isBridge: Bool {
+        if case .device = self { return false }
+        return true
+    }
+}
+
+/// A declared node of the fabric, with its resolved slot and function.
+public struct Node: Sendable, Equatable {
+    public var id: String
+    public var kind: NodeKind
+    /// Slot on the parent bus (resolved: declared, or the next free one).
+    public var slot: Int
+    public var function: Int
+    /// Children on this node's secondary bus (downstream ports for a switch).
+    public var children: [Node]
+    public var location: SourceLocation
+
+    public init(id: String, kind: NodeKind, slot: Int, function: Int = 0, children: [Node] = [],
+                location: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0)) {
+        self.id = id
+        self.kind = kind
+        self.slot = slot
+        self.function = function
+        self.children = children
+        self.location = location
+    }
+
+    public var deviceModel: DeviceModel? {
+        if case .device(let m, _) = kind { return m }
+        return nil
+    }
+}
+
+/// A DMA probe target.
+public enum DMATarget: Sendable, Equatable, Hashable {
+    /// The initiator's own mapped buffer in RAM: RAM → device → RAM.
+    case memory
+    /// An IOVA that nothing maps.
+    case unmapped
+    /// A peer device's BAR0.
+    case device(String)
+}
+
+/// How the probe maps the target into the initiator's IOVA space.
+public enum DMAMapping: String, Sendable, Equatable, Codable {
+    /// Whatever the target needs for itself: a buffer for `memory`, nothing for a peer.
+    case own
+    /// The peer's BAR, mmapped through its VFIO device, mapped into the initiator's container.
+    case peer
+}
+
+/// One step of a scenario.
+public enum StepAction: Sendable, Equatable {
+    case loadDriver(String)
+    case bind(device: String, driver: String?)
+    case unbind(String)
+    case vfioBind(String)
+    case vfioOpen(String)
+    case vfioClose(String)
+    case dma(from: String, to: DMATarget, map: DMAMapping)
+
+    /// The step's keyword in a topology file.
+    public var keyword: String {
+        switch self {
+        case .loadDriver: return "load-driver"
+        case .bind: return "bind"
+        case .unbind: return "unbind"
+        case .vfioBind: return "vfio-bind"
+        case .vfioOpen: return "vfio-open"
+        case .vfioClose: return "vfio-close"
+        case .dma: return "dma"
+        }
+    }
+
+    /// A one-line rendering, e.g. `dma A -> B (map: peer)`.
+    public var summary: String {
+        switch self {
+        case .loadDriver(let d): return "load-driver \(d)"
+        case .bind(let dev, let drv): return "bind \(dev)" + (drv.map { " to \($0)" } ?? "")
+        case .unbind(let d): return "unbind \(d)"
+        case .vfioBind(let d): return "vfio-bind \(d)"
+        case .vfioOpen(let d): return "vfio-open \(d)"
+        case .vfioClose(let d): return "vfio-close \(d)"
+        case .dma(let from, let to, let map):
+            let target: String
+            switch to {
+            case .memory: target = "memory"
+            case .unmapped: target = "unmapped IOVA"
+            case .device(let d): target = d
+            }
+            return "dma \(from) -> \(target)" + (map == .peer ? " (map: peer)" : "")
+        }
+    }
+}
+
+/// A result pinned by the topology author where it is known to differ from the model.
+public struct PinnedExpectation: Sendable, Equatable {
+    /// `ok`, an errno name such as `EBUSY`, `crash`, `blocked`, `delivered`, `faulted` or `timed-out`.
+    public var result: String
+    public var because: String
+    public init(result: String, because: String) {
+        self.result = result
+        self.because = because
+    }
+}
+
+public struct Step: Sendable, Equatable {
+    public var action: StepAction
+    public var expect: PinnedExpectation?
+    public var location: SourceLocation
+    public init(_ action: StepAction, expect: PinnedExpectation? = nil,
+                location: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0)) {
+        self.action = action
+        self.expect = expect
+        self.location = location
+    }
+}
+
+public struct Scenario: Sendable, Equatable {
+    public var name: String
+    public var description: String?
+    public var steps: [Step]
+    public init(name: String, description: String? = nil, steps: [Step]) {
+        self.name = name
+        self.description = description
+        self.steps = steps
+    }
+}
+
+/// A validated topology file: one fabric and the scenarios to run on it.
+public struct Topology: Sendable, Equatable {
+    public var name: String
+    public var description: String?
+    public var iommu: IOMMUModel
+    public var memoryMiB: Int
+    /// Nodes on the root complex's bus, pcie.0.
+    public var fabric: [Node]
+    public var scenarios: [Scenario]
+    public var file: String
+
+    public init(name: String, description: String? = nil, iommu: IOMMUModel = .intel, memoryMiB: Int = 512,
+                fabric: [Node], scenarios: [Scenario] = [], file: String = "<memory>") {
+        self.name = name
+        self.description = description
+        self.iommu = iommu
+        self.memoryMiB = memoryMiB
+        self.fabric = fabric
+        self.scenarios = scenarios
+        self.file = file
+    }
+
+    /// Every declared node, depth first, parents before children.
+    public var allNodes: [Node] {
+        var out: [Node] = []
+        func walk(_ nodes: [Node]) {
+            for n in nodes {
+                out.append(n)
+                walk(n.children)
+            }
+        }
+        walk(fabric)
+        return out
+    }
+}
