@@ -150,7 +150,7 @@ public struct Fabric: Sendable {
     }
 
     private enum Entry {
-        case node(Node)
+        case node(FabricNode)
         case fixed(slot: Int, function: Int, vendorDevice: String, origin: FunctionOrigin)
         var slot: Int {
             switch self {
@@ -199,7 +199,7 @@ public struct Fabric: Sendable {
 
     /// The PCIe type and ACS capability QEMU 7.2 gives a node on a given bus
     /// (hw/pci-bridge/*.c, `pcie_endpoint_cap_common_init`, virtio-pci's `pcie_port`).
-    private func describe(_ f: inout PCIFunction, node: Node, onBus bus: PCIBus) {
+    private func describe(_ f: inout PCIFunction, node: FabricNode, onBus bus: PCIBus) {
         f.kind = node.kind
         switch node.kind {
         case .rootPort(let acs):

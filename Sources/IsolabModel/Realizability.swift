@@ -10,7 +10,7 @@ public struct Unrealizable: Sendable, Equatable {
 public enum Realizability {
     public static func check(_ topology: Topology) -> [Unrealizable] {
         var out: [Unrealizable] = []
-        func walk(_ nodes: [Node], under parent: Node?) {
+        func walk(_ nodes: [FabricNode], under parent: FabricNode?) {
             for n in nodes {
                 if case .downstreamPort(let acs) = n.kind, acs == true {
                     out.append(Unrealizable(node: n.id, reason: "QEMU 7.2's switch downstream port (xio3130-downstream) has no ACS capability; acs: true cannot be built", location: n.location))

@@ -85,17 +85,17 @@ public enum NodeKind: Sendable, Equatable {
 }
 
 /// A declared node of the fabric, with its resolved slot and function.
-public struct Node: Sendable, Equatable {
+public struct FabricNode: Sendable, Equatable {
     public var id: String
     public var kind: NodeKind
     /// Slot on the parent bus (resolved: declared, or the next free one).
     public var slot: Int
     public var function: Int
     /// Children on this node's secondary bus (downstream ports for a switch).
-    public var children: [Node]
+    public var children: [FabricNode]
     public var location: SourceLocation
 
-    public init(id: String, kind: NodeKind, slot: Int, function: Int = 0, children: [Node] = [],
+    public init(id: String, kind: NodeKind, slot: Int, function: Int = 0, children: [FabricNode] = [],
                 location: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0)) {
         self.id = id
         self.kind = kind
@@ -214,12 +214,12 @@ public struct Topology: Sendable, Equatable {
     public var iommu: IOMMUModel
     public var memoryMiB: Int
     /// Nodes on the root complex's bus, pcie.0.
-    public var fabric: [Node]
+    public var fabric: [FabricNode]
     public var scenarios: [Scenario]
     public var file: String
 
     public init(name: String, description: String? = nil, iommu: IOMMUModel = .intel, memoryMiB: Int = 512,
-                fabric: [Node], scenarios: [Scenario] = [], file: String = "<memory>") {
+                fabric: [FabricNode], scenarios: [Scenario] = [], file: String = "<memory>") {
         self.name = name
         self.description = description
         self.iommu = iommu
@@ -230,9 +230,9 @@ public struct Topology: Sendable, Equatable {
     }
 
     /// Every declared node, depth first, parents before children.
-    public var allNodes: [Node] {
-        var out: [Node] = []
-        func walk(_ nodes: [Node]) {
+    public var allNodes: [FabricNode] {
+        var out: [FabricNode] = []
+        func walk(_ nodes: [FabricNode]) {
             for n in nodes {
                 out.append(n)
                 walk(n.children)

@@ -1,6 +1,35 @@
 import ArgumentParser
+import IsolabModel
 
+/// `isolab explain FILE --kernel ID [--device ID]`.
 struct ExplainCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "explain")
-    func run() throws {}
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Explain, rule by rule, why each function lands in its IOMMU group and why each step has its outcome.",
+        discussion: "Every line names the kernel function the rule mirrors, e.g. pci_acs_path_enabled() or iommu_device_use_default_domain()."
+    )
+
+    @Argument(help: "A topology file (YAML).")
+    var file: String
+
+    @Option(help: "Kernel: a catalog id or a version.")
+    var kernel: String
+
+    @Option(help: "Explain only this node and the steps that name it.")
+    var device: String?
+
+    func run() throws {
+        try reportingInputErrors {
+            let t = try loadTopologies([file])[0]
+            var k = KernelOptions()
+            k.kernel = kernel
+            guard let (label, gen) = try k.resolve().first, kernel != "all" else {
+                throw InputError("--kernel: explain takes one kernel (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")) or a version)")
+            }
+            if let d = device, !t.allNodes.contains(where: { $0.id == d }) {
+                throw InputError("--device: unknown node '\(d)' in \(file) (accepted: \(t.allNodes.map(\.id).joined(separator: ", ")))")
+            }
+            print(TextRenderer.explain(Predictor.predict(t, kernel: gen), label: label, device: device))
+        }
+    }
 }

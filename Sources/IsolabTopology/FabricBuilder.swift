@@ -1,0 +1,212 @@
+import IsolabModel
+import Yams
+
+/// Where a list of nodes sits, which decides what may go there and where auto slots start.
+enum Placement {
+    /// pcie.0, the root complex's bus.
+    case rootComplex
+    /// The secondary bus of a root port or switch downstream port (PCIe, device 0 only).
+    case port(String)
+    /// A switch's internal bus (its `downstream:` list).
+    case switchBus(String)
+    /// A conventional PCI bus behind a pcie-pci-bridge or pci-bridge.
+    case conventional(String)
+
+    var firstAutoSlot: Int {
+        switch self {
+        case .rootComplex, .conventional: return 1
+        case .port, .switchBus: return 0
+        }
+    }
+}
+
+/// Declared node facts that scenarios are checked against.
+struct DeclaredNode {
+    var kind: NodeKind
+    var location: SourceLocation
+}
+
+/// Builds the node tree: kinds, attributes, placement rules, slots and functions.
+struct FabricBuilder {
+    let reader: YAMLReader
+    var declared: [String: DeclaredNode] = [:]
+    var order: [String] = []
+
+    init(reader: YAMLReader) { self.reader = reader }
+
+    static let kinds = ["root-port", "switch", "pcie-pci-bridge", "pci-bridge", "device"]
+
+    mutating func nodes(_ node: Yams.Node, _ field: String, placement: Placement) throws -> [FabricNode] {
+        let items = try reader.sequence(node, field)
+        var parsed: [(node: FabricNode, explicitSlot: Bool, explicitFunction: Bool, yaml: Yams.Node)] = []
+        for (i, item) in items.enumerated() {
+            let f = "\(field)[\(i)]"
+            let (n, es, ef) = try self.node(item, f, placement: placement)
+            parsed.append((n, es, ef, item))
+        }
+        return try assignSlots(parsed, field: field, placement: placement)
+    }
+
+    /// One node mapping: exactly one kind key whose value is the node's id.
+    mutating func node(_ item: Yams.Node, _ field: String, placement: Placement) throws -> (FabricNode, Bool, Bool) {
+        let isSwitchBus: Bool
+        if case .switchBus = placement { isSwitchBus = true } else { isSwitchBus = false }
+        let kindKeys = isSwitchBus ? ["port"] : Self.kinds
+        guard case .mapping(let m) = item else {
+            throw reader.error(item, field, "expected a node mapping, found \(reader.describe(item))", accepted: "a mapping with one of \(kindKeys.joined(separator: ", "))")
+        }
+        let keys = m.keys.compactMap { k -> String? in if case .scalar(let s) = k { return s.string } else { return nil } }
+        let present = keys.filter { Self.kinds.contains($0) || $0 == "port" }
+        guard present.count == 1, let kind = present.first else {
+            let msg = present.isEmpty ? "no node kind" : "more than one node kind (\(present.joined(separator: ", ")))"
+            throw reader.error(item, field, msg, accepted: "exactly one of \(kindKeys.joined(separator: ", "))")
+        }
+        if kind == "port" && !isSwitchBus {
+            throw reader.error(m.keys.first { $0.string == "port" }, field, "a downstream port outside a switch", accepted: "port: only inside a switch's downstream: list")
+        }
+        if isSwitchBus && kind != "port" {
+            throw reader.error(item, field, "a switch's downstream: list holds only ports, found \(kind)", accepted: "port")
+        }
+        let allowed: [String]
+        switch kind {
+        case "root-port", "port": allowed = [kind, "slot", "function", "acs", "children"]
+        case "switch": allowed = [kind, "downstream"]
+        case "pcie-pci-bridge", "pci-bridge": allowed = [kind, "slot", "function", "children"]
+        default: allowed = [kind, "model", "slot", "function", "dma-mask"]
+        }
+        let entries = try reader.mapping(item, field, allowed: allowed)
+        let kindEntry = entries.first { $0.key == kind }!
+        let id = try reader.identifier(kindEntry.value, field + "." + kind)
+        let loc = reader.location(kindEntry.keyNode)
+        if let prev = declared[id] {
+            throw reader.error(kindEntry.value, field + "." + kind, "duplicate id '\(id)' (first declared at line \(prev.location.line))", accepted: "ids unique across the file")
+        }
+        try checkPlacement(kind: kind, placement: placement, at: kindEntry.keyNode, field: field)
+        declared[id] = DeclaredNode(kind: .pciBridge, location: loc)
+        order.append(id)
+
+        var slot: Int?
+        var function: Int?
+        var acs: Bool?
+        var model: DeviceModel?
+        var maskBits: Int?
+        var childrenNode: Yams.Node?
+        var maskNode: Yams.Node?
+        for (key, _, value) in entries where key != kind {
+            let f = field + "." + key
+            switch key {
+            case "slot": slot = try reader.int(value, f, range: 0...31)
+            case "function": function = try reader.int(value, f, range: 0...7)
+            case "acs": acs = try reader.bool(value, f)
+            case "model":
+                model = DeviceModel(rawValue: try reader.oneOf(value, f, DeviceModel.allCases.map(\.rawValue)))
+            case "dma-mask":
+                maskBits = try reader.int(value, f, range: 28...64)
+                maskNode = value
+            case "children", "downstream": childrenNode = value
+            default: break
+            }
+        }
+        let nodeKind: NodeKind
+        var children: [FabricNode] = []
+        switch kind {
+        case "root-port":
+            nodeKind = .rootPort(acs: acs ?? true)
+            if let c = childrenNode { children = try nodes(c, field + ".children", placement: .port(id)) }
+        case "port":
+            nodeKind = .downstreamPort(acs: acs)
+            if let c = childrenNode { children = try nodes(c, field + ".children", placement: .port(id)) }
+        case "switch":
+            guard let c = childrenNode else {
+                throw reader.error(item, field, "a switch needs downstream ports", accepted: "downstream: a list of port: nodes")
+            }
+            nodeKind = .switchUpstream
+            children = try nodes(c, field + ".downstream", placement: .switchBus(id))
+            guard !children.isEmpty else {
+                throw reader.error(c, field + ".downstream", "a switch needs at least one downstream port", accepted: "a list of port: nodes")
+            }
+        case "pcie-pci-bridge":
+            nodeKind = .pciePCIBridge
+            if let c = childrenNode { children = try nodes(c, field + ".children", placement: .conventional(id)) }
+        case "pci-bridge":
+            nodeKind = .pciBridge
+            if let c = childrenNode { children = try nodes(c, field + ".children", placement: .conventional(id)) }
+        default:
+            guard let model else {
+                throw reader.error(item, field, "device '\(id)' has no model", accepted: DeviceModel.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            if maskBits != nil && model != .edu {
+                throw reader.error(maskNode, field + ".dma-mask", "dma-mask applies to edu only, not \(model.rawValue)", accepted: "dma-mask on edu devices")
+            }
+            nodeKind = .device(model, dmaMaskBits: maskBits)
+        }
+        declared[id]?.kind = nodeKind
+        let node = FabricNode(id: id, kind: nodeKind, slot: kind == "switch" ? 0 : (slot ?? -1),
+                        function: function ?? 0, children: children, location: loc)
+        return (node, slot != nil || kind == "switch", function != nil)
+    }
+
+    func checkPlacement(kind: String, placement: Placement, at node: Yams.Node, field: String) throws {
+        switch (kind, placement) {
+        case ("root-port", .rootComplex), ("port", .switchBus):
+            return
+        case ("root-port", .conventional(let p)), ("switch", .conventional(let p)):
+            throw reader.error(node, field, "a \(kind) cannot sit on the conventional PCI bus behind '\(p)'", accepted: kind == "root-port" ? "root-port at the top level of fabric:" : "switch under a root-port or a downstream port")
+        case ("root-port", .port(let p)):
+            throw reader.error(node, field, "a root port cannot sit below '\(p)'", accepted: "root-port at the top level of fabric:")
+        case ("switch", .rootComplex):
+            throw reader.error(node, field, "a switch's upstream port needs a PCIe port above it", accepted: "switch under a root-port or a downstream port")
+        case ("pcie-pci-bridge", .conventional(let p)):
+            throw reader.error(node, field, "a pcie-pci-bridge needs a PCIe bus, but '\(p)' has a conventional one below it", accepted: "pcie-pci-bridge on pcie.0 or under a root-port or downstream port")
+        default:
+            return
+        }
+    }
+
+    /// Resolves slots (declared, or the next free one on the bus; a function > 0 without a slot
+    /// joins the slot of the node before it) and rejects collisions and orphan functions.
+    func assignSlots(_ parsed: [(node: FabricNode, explicitSlot: Bool, explicitFunction: Bool, yaml: Yams.Node)],
+                     field: String, placement: Placement) throws -> [FabricNode] {
+        var taken: [Int: [Int: String]] = [:]  // slot -> function -> owner
+        if case .rootComplex = placement {
+            for c in Fabric.chipset { taken[c.slot, default: [:]][c.function] = "the q35 chipset's \(c.name)" }
+        }
+        var usedSlots = Set(parsed.filter(\.explicitSlot).map(\.node.slot))
+        if case .rootComplex = placement { usedSlots.formUnion([0, 0x1f]) }
+        var out: [FabricNode] = []
+        var lastSlot: Int?
+        for (i, p) in parsed.enumerated() {
+            var n = p.node
+            let f = "\(field)[\(i)]"
+            if !p.explicitSlot {
+                if n.function > 0 {
+                    guard let s = lastSlot else {
+                        throw reader.error(p.yaml, f + ".function", "function \(n.function) without a slot, and no node before it whose slot it could join", accepted: "slot: N, or list it after its function 0")
+                    }
+                    n.slot = s
+                } else {
+                    guard let free = (placement.firstAutoSlot...31).first(where: { !usedSlots.contains($0) }) else {
+                        throw reader.error(p.yaml, f, "no free slot left: a bus has at most 32 slots", accepted: "at most 32 slots per bus")
+                    }
+                    n.slot = free
+                    usedSlots.insert(free)
+                }
+            }
+            if let owner = taken[n.slot]?[n.function] {
+                throw reader.error(p.yaml, f, "slot.function \(format(n.slot)).\(n.function) is already used by \(owner)", accepted: "a free slot.function on this bus")
+            }
+            taken[n.slot, default: [:]][n.function] = "'\(n.id)'"
+            lastSlot = n.slot
+            out.append(n)
+        }
+        for (i, p) in parsed.enumerated() where out[i].function > 0 && taken[out[i].slot]?[0] == nil {
+            throw reader.error(p.yaml, "\(field)[\(i)].function", "function \(out[i].function) in slot \(format(out[i].slot)) has no function 0 beside it", accepted: "a multifunction slot with function 0 present")
+        }
+        return out
+    }
+
+    func format(_ slot: Int) -> String {
+        let h = String(slot, radix: 16)
+        return h.count == 1 ? "0" + h : h
+    }
+}

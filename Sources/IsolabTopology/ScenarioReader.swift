@@ -1,0 +1,133 @@
+import IsolabModel
+import Yams
+
+/// Reads `scenarios:` and checks every step against the declared nodes.
+struct ScenarioReader {
+    let reader: YAMLReader
+    let nodes: [String: DeclaredNode]
+
+    static let stepKeys = ["load-driver", "bind", "unbind", "vfio-bind", "vfio-open", "vfio-close", "dma"]
+    /// Modules the guest image carries that bind PCI devices.
+    static let modules = ["e1000e", "nvme", "virtio-pci", "virtio_pci", "vfio-pci", "vfio_pci", "pci-stub", "pci_stub"]
+    static let drivers = ["e1000e", "nvme", "virtio-pci", "vfio-pci", "pci-stub"]
+
+    func scenarios(_ node: Yams.Node) throws -> [Scenario] {
+        var out: [Scenario] = []
+        var names: [String: Int] = [:]
+        for (i, item) in try reader.sequence(node, "scenarios").enumerated() {
+            let field = "scenarios[\(i)]"
+            let entries = try reader.mapping(item, field, allowed: ["name", "description", "steps"])
+            var name: String?
+            var description: String?
+            var steps: [Step]?
+            for (key, _, value) in entries {
+                switch key {
+                case "name":
+                    let n = try reader.identifier(value, field + ".name")
+                    if let line = names[n] {
+                        throw reader.error(value, field + ".name", "duplicate scenario name '\(n)' (first at line \(line))", accepted: "scenario names unique in the file")
+                    }
+                    names[n] = value.mark?.line ?? 0
+                    name = n
+                case "description": description = try reader.scalar(value, field + ".description", what: "text")
+                default: steps = try self.steps(value, field + ".steps")
+                }
+            }
+            guard let name else { throw reader.error(item, field, "missing required key 'name'", accepted: "a scenario name") }
+            guard let steps, !steps.isEmpty else {
+                throw reader.error(item, field + ".steps", "scenario '\(name)' has no steps", accepted: "steps: a list of \(Self.stepKeys.joined(separator: ", "))")
+            }
+            out.append(Scenario(name: name, description: description, steps: steps))
+        }
+        return out
+    }
+
+    func steps(_ node: Yams.Node, _ field: String) throws -> [Step] {
+        try reader.sequence(node, field).enumerated().map { i, item in try step(item, "\(field)[\(i)]") }
+    }
+
+    func step(_ item: Yams.Node, _ field: String) throws -> Step {
+        let entries = try reader.mapping(item, field, allowed: Self.stepKeys + ["expect", "because"])
+        let actions = entries.filter { Self.stepKeys.contains($0.key) }
+        guard actions.count == 1, let (key, keyNode, value) = actions.first else {
+            throw reader.error(item, field, actions.isEmpty ? "no step kind" : "more than one step kind", accepted: "exactly one of \(Self.stepKeys.joined(separator: ", "))")
+        }
+        let f = field + "." + key
+        let action: StepAction
+        switch key {
+        case "load-driver":
+            action = .loadDriver(try reader.oneOf(value, f, Self.modules))
+        case "bind":
+            if case .mapping = value {
+                let e = try reader.mapping(value, f, allowed: ["device", "driver"])
+                guard let d = e.first(where: { $0.key == "device" }) else {
+                    throw reader.error(value, f, "missing required key 'device'", accepted: "device: ID, driver: NAME")
+                }
+                let drv = try e.first(where: { $0.key == "driver" }).map { try reader.oneOf($0.value, f + ".driver", Self.drivers) }
+                action = .bind(device: try node(d.value, f + ".device"), driver: drv)
+            } else {
+                action = .bind(device: try node(value, f), driver: nil)
+            }
+        case "unbind": action = .unbind(try node(value, f))
+        case "vfio-bind": action = .vfioBind(try node(value, f))
+        case "vfio-open": action = .vfioOpen(try node(value, f))
+        case "vfio-close": action = .vfioClose(try node(value, f))
+        default: action = try dma(value, f)
+        }
+        var expect: PinnedExpectation?
+        if let e = entries.first(where: { $0.key == "expect" }) {
+            let accepted = StepResult.tokens + Errno.allCases.map(\.name)
+            let token = try reader.oneOf(e.value, field + ".expect", accepted)
+            guard let b = entries.first(where: { $0.key == "because" }) else {
+                throw reader.error(e.keyNode, field + ".expect", "a pinned result needs a reason", accepted: "because: a commit, bug link or explanation")
+            }
+            expect = PinnedExpectation(result: token, because: try reader.scalar(b.value, field + ".because", what: "text"))
+        } else if let b = entries.first(where: { $0.key == "because" }) {
+            throw reader.error(b.keyNode, field + ".because", "because: without expect:", accepted: "because: only beside expect:")
+        }
+        return Step(action, expect: expect, location: reader.location(keyNode))
+    }
+
+    /// A step's device: any declared node.
+    func node(_ value: Yams.Node, _ field: String) throws -> String {
+        let id = try reader.scalar(value, field, what: "a node id")
+        guard nodes[id] != nil else {
+            throw reader.error(value, field, "unknown device '\(id)'", accepted: nodes.keys.sorted().joined(separator: ", "))
+        }
+        return id
+    }
+
+    func dma(_ value: Yams.Node, _ field: String) throws -> StepAction {
+        let e = try reader.mapping(value, field, allowed: ["from", "to", "map"])
+        guard let fromE = e.first(where: { $0.key == "from" }), let toE = e.first(where: { $0.key == "to" }) else {
+            throw reader.error(value, field, "a dma step needs from: and to:", accepted: "from: EDU-DEVICE, to: memory | unmapped | DEVICE, map: own | peer")
+        }
+        let from = try node(fromE.value, field + ".from")
+        guard case .device(.edu, _)? = nodes[from]?.kind else {
+            throw reader.error(fromE.value, field + ".from", "'\(from)' cannot start a DMA probe", accepted: "an edu device")
+        }
+        let toText = try reader.scalar(toE.value, field + ".to", what: "memory, unmapped or a device")
+        let to: DMATarget
+        switch toText {
+        case "memory": to = .memory
+        case "unmapped": to = .unmapped
+        default:
+            let id = try node(toE.value, field + ".to")
+            guard case .device? = nodes[id]?.kind else {
+                throw reader.error(toE.value, field + ".to", "'\(id)' is not a device with a BAR to write", accepted: "memory, unmapped or a device id")
+            }
+            guard id != from else {
+                throw reader.error(toE.value, field + ".to", "a device cannot be its own peer", accepted: "memory, unmapped or another device")
+            }
+            to = .device(id)
+        }
+        var map = DMAMapping.own
+        if let m = e.first(where: { $0.key == "map" }) {
+            map = DMAMapping(rawValue: try reader.oneOf(m.value, field + ".map", ["own", "peer"]))!
+            if map == .peer, case .device = to {} else if map == .peer {
+                throw reader.error(m.value, field + ".map", "map: peer needs a device as target", accepted: "map: peer with to: DEVICE")
+            }
+        }
+        return .dma(from: from, to: to, map: map)
+    }
+}

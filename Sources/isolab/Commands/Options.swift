@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import IsolabModel
+import IsolabTopology
+
+/// Output formats shared by the commands.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+/// `--kernel`, defined once.
+struct KernelOptions: ParsableArguments {
+    @Option(name: .long, help: "Kernel: a catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), 'all', or a developer kernel's version such as 6.8.0.")
+    var kernel: String = "all"
+
+    /// The kernels to predict for, each with the label it is reported under.
+    func resolve() throws -> [(label: String, generation: KernelGeneration)] {
+        if kernel == "all" { return KernelGeneration.catalog.map { ($0.id, $0) } }
+        return try kernel.split(separator: ",").map { part in
+            let id = String(part)
+            guard let g = KernelGeneration.resolve(id) else {
+                throw InputError("--kernel: unknown kernel '\(id)' (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), all, or a version such as 6.8.0)")
+            }
+            return (id, g)
+        }
+    }
+}
+
+/// Bad input: printed as one line on stderr, exit status 2.
+struct InputError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
+
+/// Loads topology files, turning every failure into one line on stderr and exit status 2.
+func loadTopologies(_ paths: [String]) throws -> [Topology] {
+    var out: [Topology] = []
+    var names: [String: String] = [:]
+    for p in paths {
+        do {
+            let t = try TopologyLoader.load(path: p)
+            if let other = names[t.name] {
+                throw InputError("\(p): name '\(t.name)' is also the name of \(other); names are unique in a catalog")
+            }
+            names[t.name] = p
+            out.append(t)
+        } catch let e as TopologyError {
+            throw InputError(e.description)
+        }
+    }
+    return out
+}
+
+/// Runs a command body, reporting bad input the way isolab promises: one line, exit 2.
+func reportingInputErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as InputError {
+        FileHandle.standardError.write(Data(("isolab: " + e.description + "\n").utf8))
+        throw ExitCode(2)
+    }
+}

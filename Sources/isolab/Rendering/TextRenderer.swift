@@ -1,0 +1,107 @@
+import IsolabModel
+
+/// Human-readable predictions: the fabric as a tree with groups, hazards, steps.
+enum TextRenderer {
+    static func header(_ p: KernelPrediction, label: String) -> String {
+        "\(p.topology.name) (\(p.topology.file)) on kernel \(label) [generation \(p.kernel.id), \(p.kernel.ownership.rawValue)], iommu \(p.topology.iommu.rawValue)"
+    }
+
+    static func kindText(_ f: PCIFunction, _ p: KernelPrediction) -> String {
+        let acs = f.hasACSCapability ? "ACS" : "no ACS"
+        switch f.kind {
+        case .rootPort?: return "root-port [\(acs)]"
+        case .switchUpstream?: return "switch upstream port"
+        case .downstreamPort?: return "downstream port [\(acs)]"
+        case .pciePCIBridge?: return "pcie-pci-bridge"
+        case .pciBridge?: return "pci-bridge"
+        case .device(let m, _)?: return m.rawValue
+        case nil: return f.vendorDevice
+        }
+    }
+
+    static func render(_ p: KernelPrediction, label: String) -> String {
+        var lines = [header(p, label: label)]
+        if let note = p.iommuNote { lines.append("  note: \(note)") }
+        let hazardNodes = Set(p.hazards.flatMap { [$0.from, $0.to] })
+        func walk(bus: Int, indent: String) {
+            let fs = p.fabric.buses[bus].functions.map { p.fabric.functions[$0] }
+            for (i, f) in fs.enumerated() {
+                let last = i == fs.count - 1
+                let group = p.grouping?.groupOf[f.index].map { "group \($0)" } ?? "no group"
+                let mark = hazardNodes.contains(f.displayName) ? "  !! hazard" : ""
+                lines.append("\(indent)\(last ? "└─ " : "├─ ")\(f.path)  \(f.displayName)  \(kindText(f, p))  \(group)\(mark)")
+                if let sub = f.subordinate { walk(bus: sub, indent: indent + (last ? "   " : "│  ")) }
+            }
+        }
+        lines.append("  pcie.0")
+        walk(bus: 0, indent: "  ")
+        if p.iommuActive {
+            lines.append("  groups:")
+            for g in p.grouping?.groups ?? [] {
+                lines.append("    \(g.id): " + g.members.map { p.fabric.functions[$0].displayName }.joined(separator: ", "))
+            }
+        }
+        if !p.hazards.isEmpty {
+            lines.append("  hazards (PCIe routes around the IOMMU between different groups):")
+            for h in p.hazards { lines.append("    \(h.from) -> \(h.to): \(h.reason)") }
+        }
+        if !p.unrealizable.isEmpty {
+            lines.append("  unrealizable in QEMU 7.2:")
+            for u in p.unrealizable { lines.append("    \(u.node) (line \(u.location.line)): \(u.reason)") }
+        }
+        for s in p.scenarios {
+            lines.append("  scenario \(s.name):")
+            for st in s.steps {
+                let pin = st.step.expect.map { "  [pinned: \($0.result) because \($0.because)]" } ?? ""
+                lines.append("    \(st.index + 1). \(st.step.action.summary.padded(28)) \(st.result.description)\(pin)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func explain(_ p: KernelPrediction, label: String, device: String?) -> String {
+        var lines = [header(p, label: label)]
+        if let note = p.iommuNote { lines.append("note: \(note)") }
+        lines.append("")
+        lines.append("IOMMU groups (pci_device_group(), drivers/iommu/iommu.c):")
+        for f in p.fabric.functions where device == nil || f.nodeID == device {
+            let g = p.grouping?.groupOf[f.index].map { "group \($0)" } ?? "no group"
+            lines.append("  \(f.displayName) at \(f.path) -> \(g)")
+            for r in p.grouping?.reasons[f.index] ?? [] { lines.append("    - \(r)") }
+        }
+        let relevant = p.hazards.filter { device == nil || $0.from == device || $0.to == device }
+        if !relevant.isEmpty {
+            lines.append("")
+            lines.append("Hazards:")
+            for h in relevant { lines.append("  \(h.from) -> \(h.to): \(h.reason)") }
+        }
+        for s in p.scenarios {
+            let steps = s.steps.filter { device == nil || mentions($0.step.action, device!) }
+            guard !steps.isEmpty else { continue }
+            lines.append("")
+            lines.append("Scenario \(s.name):")
+            for st in steps {
+                lines.append("  \(st.index + 1). \(st.step.action.summary) -> \(st.result.description)")
+                lines.append("     because \(st.rule)")
+                for sub in st.substeps {
+                    lines.append("       \(sub.name): \(sub.result.description)" + (sub.detail.map { " (\($0))" } ?? ""))
+                }
+                if !st.bound.isEmpty { lines.append("     bound: \(st.bound.joined(separator: ", "))") }
+                if !st.refused.isEmpty { lines.append("     refused: \(st.refused.joined(separator: ", "))") }
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func mentions(_ a: StepAction, _ id: String) -> Bool {
+        switch a {
+        case .loadDriver: return true
+        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d), .vfioClose(let d): return d == id
+        case .dma(let from, let to, _): return from == id || to == .device(id)
+        }
+    }
+}
+
+extension String {
+    func padded(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+}
