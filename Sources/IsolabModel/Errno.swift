@@ -9,7 +9,18 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
     case EINVAL = 22
     case EBADFD = 77
 
-    public var name: String { String(describing: self) }
+    public var name: String {
+        switch self {
+        case .EPERM: return "EPERM"
+        case .ENOENT: return "ENOENT"
+        case .EBADF: return "EBADF"
+        case .EAGAIN: return "EAGAIN"
+        case .EBUSY: return "EBUSY"
+        case .ENODEV: return "ENODEV"
+        case .EINVAL: return "EINVAL"
+        case .EBADFD: return "EBADFD"
+        }
+    }
     public var description: String { "\(name) (\(rawValue))" }
     public init?(name: String) {
         guard let e = Errno.allCases.first(where: { $0.name == name }) else { return nil }

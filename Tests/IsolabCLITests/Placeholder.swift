@@ -1,5 +1,0 @@
-import XCTest
-
-final class IsolabCLITestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}

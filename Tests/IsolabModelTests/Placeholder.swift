@@ -1,5 +1,0 @@
-import XCTest
-
-final class IsolabModelTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}

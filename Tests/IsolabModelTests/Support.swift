@@ -1,0 +1,23 @@
+import IsolabModel
+import IsolabTopology
+import XCTest
+
+/// Builds a prediction from inline YAML (no files).
+func predict(_ yaml: String, kernel: KernelGeneration = .v6_1, file: StaticString = #filePath, line: UInt = #line) throws -> KernelPrediction {
+    let t = try TopologyLoader.parse(yaml, file: "test.yaml")
+    return Predictor.predict(t, kernel: kernel)
+}
+
+extension KernelPrediction {
+    /// The names of everything in `id`'s group (chipset functions by what they are).
+    func group(_ id: String) -> Set<String> {
+        guard let f = fabric.function(of: id), let g = grouping?.group(of: f) else { return [] }
+        return Set(g.members.map { fabric.functions[$0].displayName })
+    }
+
+    func results(_ scenario: String) -> [String] {
+        scenarios.first { $0.name == scenario }!.steps.map(\.result.token)
+    }
+
+    func hazardPairs() -> Set<String> { Set(hazards.map { "\($0.from)->\($0.to)" }) }
+}

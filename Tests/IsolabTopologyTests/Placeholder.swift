@@ -1,5 +1,0 @@
-import XCTest
-
-final class IsolabTopologyTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}
