@@ -85,7 +85,15 @@ public enum TopologyLoader {
     static func yamlError(_ e: YamlError, file: String, text: String) -> TopologyError {
         switch e {
         case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _), .composer(_, let problem, let mark, _):
+            if problem.contains("duplicated key"), let dup = firstDuplicateKey(in: text) {
+                return TopologyError(file: file, line: dup.line, column: dup.column, field: dup.key, message: "duplicate key '\(dup.key)' (first at line \(dup.first))")
+            }
             return TopologyError(file: file, line: mark.line, column: mark.column, field: "(syntax)", message: "not valid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, _):
+            if let dup = firstDuplicateKey(in: text) {
+                return TopologyError(file: file, line: dup.line, column: dup.column, field: dup.key, message: "duplicate key '\(dup.key)' (first at line \(dup.first))")
+            }
+            return TopologyError(file: file, line: 1, column: 1, field: "(syntax)", message: "duplicate keys: \(duplicates.joined(separator: ", "))")
         case .reader(let problem, let offset, _, _):
             var line = 1, column = 1
             if let offset {
@@ -97,5 +105,29 @@ public enum TopologyLoader {
         default:
             return TopologyError(file: file, line: 1, column: 1, field: "(syntax)", message: "not valid YAML: \(e)")
         }
+    }
+
+    /// Yams reports duplicate keys without a position; find the first key repeated at the same
+    /// indentation within one block.
+    static func firstDuplicateKey(in text: String) -> (key: String, line: Int, column: Int, first: Int)? {
+        var open: [Int: [String: Int]] = [:]  // indentation -> key -> line
+        for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.drop { $0 == " " }
+            let indent = raw.count - line.count
+            guard !line.isEmpty, !line.hasPrefix("#") else { continue }
+            var body = Substring(line)
+            var col = indent
+            if body.hasPrefix("- ") {
+                open = open.filter { $0.key < indent + 2 }
+                body = body.dropFirst(2)
+                col += 2
+            }
+            open = open.filter { $0.key <= col }
+            guard let colon = body.firstIndex(of: ":"), !body[..<colon].contains(" ") else { continue }
+            let key = String(body[..<colon])
+            if let first = open[col]?[key] { return (key, i + 1, col + 1, first) }
+            open[col, default: [:]][key] = i + 1
+        }
+        return nil
     }
 }
