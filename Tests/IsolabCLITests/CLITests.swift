@@ -1,0 +1,95 @@
+import Foundation
+import XCTest
+
+/// Runs the built `isolab` binary as a user would.
+final class CLITests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    func isolab(_ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let b = Bundle(for: CLITests.self).bundleURL
+        let bin = [b, b.deletingLastPathComponent()].map { $0.appendingPathComponent("isolab") }
+            .first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? b.appendingPathComponent("isolab")
+        guard FileManager.default.isExecutableFile(atPath: bin.path) else {
+            XCTFail("isolab binary not built at \(bin.path): run swift build first")
+            throw CocoaError(.fileNoSuchFile)
+        }
+        let p = Process()
+        p.executableURL = bin
+        p.arguments = args
+        p.currentDirectoryURL = Self.root
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func catalog() throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: Self.root.appendingPathComponent("topologies").path)
+            .filter { $0.hasSuffix(".yaml") }.sorted().map { "topologies/" + $0 }
+    }
+
+    func testCheckAcceptsTheCatalog() throws {
+        let r = try isolab(["check"] + catalog())
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertEqual(r.out.split(separator: "\n").count, try catalog().count)
+    }
+
+    func testBadTopologyExitsTwoWithOneLocatedLine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isolab-cli-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let f = dir.appendingPathComponent("bad.yaml")
+        try "name: bad\nfabric:\n  - device: A\n    model: edu\n    slot: 40\n".write(to: f, atomically: true, encoding: .utf8)
+        for cmd in [["check", f.path], ["predict", f.path], ["explain", f.path, "--kernel", "6.1"]] {
+            let r = try isolab(cmd)
+            XCTAssertEqual(r.status, 2, cmd.joined(separator: " "))
+            XCTAssertEqual(r.err, "isolab: \(f.path):5:11: fabric[0].slot: expected a whole number from 0 to 31, found '40'\n")
+            XCTAssertEqual(r.out, "")
+        }
+        let k = try isolab(["predict", "topologies/switch-no-acs.yaml", "--kernel", "bogus"])
+        XCTAssertEqual(k.status, 2)
+        XCTAssertTrue(k.err.contains("unknown kernel 'bogus'"), k.err)
+    }
+
+    func testPredictJSONHasGroupsWithNullNodesForChipsetPerKernel() throws {
+        let r = try isolab(["predict", "topologies/switch-no-acs.yaml", "--kernel", "all", "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let doc = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+        XCTAssertEqual(doc["schema"] as? String, "isolab-predict/1")
+        let preds = doc["predictions"] as! [[String: Any]]
+        XCTAssertEqual(preds.map { $0["kernel"] as! String }, ["5.10", "6.1", "6.12", "7.3"])
+        for p in preds {
+            let groups = p["groups"] as! [[String: Any]]
+            let members = groups.flatMap { $0["members"] as! [[String: Any]] }
+            XCTAssertTrue(members.contains { $0["node"] is NSNull && $0["path"] as? String == "00.0" })
+            XCTAssertTrue(groups.contains { g in
+                Set((g["members"] as! [[String: Any]]).compactMap { $0["node"] as? String }) == ["dp0", "A"]
+            })
+            XCTAssertEqual((p["hazards"] as! [[String: Any]]).count, 2)
+            let steps = (p["scenarios"] as! [[String: Any]])[0]["steps"] as! [[String: Any]]
+            XCTAssertEqual(steps.map { $0["result"] as! String }, ["ok", "ok", "ok", "ok", "faulted", "delivered", "faulted", "delivered"])
+            XCTAssertNotNil((steps[4]["rule"] as? [String: Any])?["kernelFunction"])
+        }
+    }
+
+    func testExplainNamesKernelFunctions() throws {
+        let r = try isolab(["explain", "topologies/switch-no-acs.yaml", "--kernel", "6.1", "--device", "A"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("pci_acs_path_enabled(): the path above A is not isolated at dp0: dp0 has no ACS capability"), r.out)
+        XCTAssertTrue(r.out.contains("pci_device_group(): dp0 already has a group: A joins it"))
+        let mf = try isolab(["explain", "topologies/multifunction-e1000e-edu.yaml", "--kernel", "6.1"])
+        XCTAssertTrue(mf.out.contains("iommu_device_use_default_domain()"), mf.out)
+        XCTAssertTrue(mf.out.contains("iommu_group_claim_dma_owner()"))
+    }
+
+    func testPredictTextMarksHazards() throws {
+        let r = try isolab(["predict", "topologies/threat-separate-groups.yaml", "--kernel", "6.12"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.out.contains("A  edu  group 4  !! hazard"), r.out)
+        XCTAssertTrue(r.out.contains("A -> nic0"))
+    }
+}
