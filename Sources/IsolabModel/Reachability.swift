@@ -1,11 +1,28 @@
-/// Whether one endpoint's memory request to another's BAR can be carried by the PCIe fabric
-/// itself, without passing the IOMMU in the root complex (what real hardware does).
-public struct PCIeRoute: Sendable, Equatable {
-    public var from: String
-    public var to: String
-    /// True: the fabric turns the request around below the root complex; the IOMMU never sees it.
-    public var bypassesIOMMU: Bool
-    public var reason: String
+/// Where a peer-to-peer request from one endpoint to another turns, and whether the IOMMU sees it.
+public struct PCIeRoute: Sendable {
+    public enum Turn: Sendable, Equatable {
+        /// Both sit on (or below) one conventional bus, behind the given bridge.
+        case sharedConventionalBus(bridge: Int?)
+        /// The paths meet only in the root complex, which routes through the IOMMU.
+        case rootComplex
+        /// The request turns at `aSide`/`bSide` (switch ports or functions of one slot) because
+        /// `aSide` lacks ACS redirection.
+        case turnsAround(aSide: Int, bSide: Int)
+        /// `aSide` redirects upstream but `broken` above does not forward to the root complex.
+        case notForwarded(aSide: Int, broken: Int)
+        /// Redirected and forwarded all the way up to the IOMMU.
+        case redirectedToIOMMU(aSide: Int)
+    }
+
+    public var from: Int
+    public var to: Int
+    public var turn: Turn
+    public var bypassesIOMMU: Bool {
+        switch turn {
+        case .sharedConventionalBus, .turnsAround, .notForwarded: return true
+        case .rootComplex, .redirectedToIOMMU: return false
+        }
+    }
 }
 
 /// PCIe peer-to-peer routing from the declared ACS settings (PCIe Base Spec §6.12, ACS):
@@ -26,63 +43,89 @@ public struct PCIeReachability: Sendable {
     }
 
     public func route(from a: PCIFunction, to b: PCIFunction) -> PCIeRoute {
+        route(a.index, fabric.ancestry(of: a).map(\.index), b.index, fabric.ancestry(of: b).map(\.index))
+    }
+
+    /// The route between two functions given their ancestries (function indices, nearest first).
+    func route(_ a: Int, _ upA: [Int], _ b: Int, _ upB: [Int]) -> PCIeRoute {
+        let fs = fabric.functions
         // The deepest bus on both paths, and the functions on it through which each path passes.
-        let upA = fabric.ancestry(of: a)
-        let upB = fabric.ancestry(of: b)
-        let busesB = Set(upB.map(\.bus))
-        guard let aSide = upA.first(where: { busesB.contains($0.bus) }),
-              let bSide = upB.first(where: { $0.bus == aSide.bus }) else {
-            return PCIeRoute(from: a.displayName, to: b.displayName, bypassesIOMMU: false,
-                             reason: "no shared bus")
+        var aSide = upA.last!, bSide = upB.last!
+        search: for x in upA {
+            for y in upB where fs[y].bus == fs[x].bus {
+                aSide = x
+                bSide = y
+                break search
+            }
         }
-        let meeting = fabric.buses[aSide.bus]
-        let name = { (f: PCIFunction) in f.displayName }
-        if !meeting.isExpress {
-            return PCIeRoute(from: name(a), to: name(b), bypassesIOMMU: true,
-                             reason: "\(name(a)) and \(name(b)) share a conventional PCI bus behind \(meeting.bridge.map { name(fabric.functions[$0]) } ?? "the root"): every device on it can reach every other")
+        let meeting = fabric.buses[fs[aSide].bus]
+        if !meeting.isExpress { return PCIeRoute(from: a, to: b, turn: .sharedConventionalBus(bridge: meeting.bridge)) }
+        let sameSlot = fs[aSide].slot == fs[bSide].slot
+        if meeting.isRoot && !sameSlot { return PCIeRoute(from: a, to: b, turn: .rootComplex) }
+        if !acs.enabled(fs[aSide]) { return PCIeRoute(from: a, to: b, turn: .turnsAround(aSide: aSide, bSide: bSide)) }
+        if let above = meeting.bridge, let broken = acs.pathBreak(from: fs[above]) {
+            return PCIeRoute(from: a, to: b, turn: .notForwarded(aSide: aSide, broken: broken.index))
         }
-        let sameSlot = aSide.slot == bSide.slot
-        if meeting.isRoot && !sameSlot {
-            return PCIeRoute(from: name(a), to: name(b), bypassesIOMMU: false,
-                             reason: "\(name(a))'s path meets \(name(b))'s only in the root complex, which routes through the IOMMU")
+        return PCIeRoute(from: a, to: b, turn: .redirectedToIOMMU(aSide: aSide))
+    }
+
+    /// Why the route goes where it goes, in the spec's and the kernel's terms.
+    public func reason(_ r: PCIeRoute) -> String {
+        let fs = fabric.functions
+        let a = fs[r.from].displayName, b = fs[r.to].displayName
+        switch r.turn {
+        case .sharedConventionalBus(let bridge):
+            return "\(a) and \(b) share a conventional PCI bus behind \(bridge.map { fs[$0].displayName } ?? "the root"): every device on it can reach every other"
+        case .rootComplex:
+            return "\(a)'s path meets \(b)'s only in the root complex, which routes through the IOMMU"
+        case .turnsAround(let x, let y):
+            let at = fs[x].slot == fs[y].slot
+                ? "functions \(fs[x].displayName) and \(fs[y].displayName) of one slot"
+                : "downstream ports \(fs[x].displayName) and \(fs[y].displayName) of one switch"
+            return "the request turns at \(at): \(acs.explainEnabled(fs[x])), so nothing redirects it upstream"
+        case .notForwarded(let x, let broken):
+            return "\(fs[x].displayName) redirects the request upstream, but \(acs.explainEnabled(fs[broken])) and does not forward it to the root complex"
+        case .redirectedToIOMMU(let x):
+            return "\(fs[x].displayName) redirects the request upstream and every port above forwards it to the IOMMU"
         }
-        // Turning point: a switch's internal bus (sibling downstream ports) or a multifunction slot.
-        let where_ = sameSlot ? "functions \(name(aSide)) and \(name(bSide)) of one slot" : "downstream ports \(name(aSide)) and \(name(bSide)) of one switch"
-        if !acs.enabled(aSide) {
-            return PCIeRoute(from: name(a), to: name(b), bypassesIOMMU: true,
-                             reason: "the request turns at \(where_): \(acs.explainEnabled(aSide)), so nothing redirects it upstream")
-        }
-        if let above = meeting.bridge.map({ fabric.functions[$0] }), let broken = acs.pathBreak(from: above) {
-            return PCIeRoute(from: name(a), to: name(b), bypassesIOMMU: true,
-                             reason: "\(name(aSide)) redirects the request upstream, but \(acs.explainEnabled(broken)) and does not forward it to the root complex")
-        }
-        return PCIeRoute(from: name(a), to: name(b), bypassesIOMMU: false,
-                         reason: "\(name(aSide)) redirects the request upstream and every port above forwards it to the IOMMU")
     }
 }
 
 /// A pair the kernel puts in different IOMMU groups although PCIe routing lets one reach the
 /// other without the IOMMU: the kernel's claim of isolation is wrong.
-public struct Hazard: Sendable, Equatable {
+public struct Hazard: Sendable {
     public var from: String
     public var to: String
     public var fromGroup: Int
     public var toGroup: Int
-    public var reason: String
+    public var route: PCIeRoute
+    let reachability: PCIeReachability
+
+    /// Why PCIe carries the request past the IOMMU (rendered on demand).
+    public var reason: String { reachability.reason(route) + "; yet the kernel gives them different groups" }
 }
 
 extension PCIeReachability {
     /// Every ordered pair of declared endpoints in different groups that the fabric connects.
+    /// Paths that meet only in the root complex go through the IOMMU, so only endpoints under
+    /// the same root-bus slot are paired: the work grows with the size of each subtree.
     public func hazards(grouping: IOMMUGrouping) -> [Hazard] {
         var out: [Hazard] = []
-        let eps = fabric.endpoints
-        for a in eps {
-            for b in eps where a.index != b.index {
-                guard let ga = grouping.groupOf[a.index], let gb = grouping.groupOf[b.index], ga != gb else { continue }
-                let r = route(from: a, to: b)
-                if r.bypassesIOMMU {
-                    out.append(Hazard(from: a.displayName, to: b.displayName, fromGroup: ga, toGroup: gb,
-                                      reason: r.reason + "; yet the kernel gives them different groups"))
+        var bySlot: [Int: [(Int, [Int])]] = [:]
+        for e in fabric.endpoints {
+            let up = fabric.ancestry(of: e).map(\.index)
+            bySlot[fabric.functions[up.last!].slot, default: []].append((e.index, up))
+        }
+        for slot in bySlot.keys.sorted() {
+            let eps = bySlot[slot]!
+            for (a, upA) in eps {
+                for (b, upB) in eps where a != b {
+                    guard let ga = grouping.groupOf[a], let gb = grouping.groupOf[b], ga != gb else { continue }
+                    let r = route(a, upA, b, upB)
+                    if r.bypassesIOMMU {
+                        out.append(Hazard(from: fabric.functions[a].displayName, to: fabric.functions[b].displayName,
+                                          fromGroup: ga, toGroup: gb, route: r, reachability: self))
+                    }
                 }
             }
         }
