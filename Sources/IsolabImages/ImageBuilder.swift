@@ -60,11 +60,7 @@ public final class ImageBuilder: @unchecked Sendable {
     /// resolution and a cached image this runs no apt and no external tool.
     public func build(kernel: CatalogKernel, agent: String? = nil) throws -> GuestImage {
         let resolved = try resolver.resolve(kernel, refresh: refresh)
-        let inputs = try commonInputs(agent: agent) + [
-            "kernel-id: \(kernel.id)", "generation: \(kernel.generation)",
-            "kernel-packages: \(resolved.packages.map(\.sha256).sorted().joined(separator: ","))",
-        ]
-        let key = Hashing.sha256(inputs.joined(separator: "\n"))
+        let key = try imageKey(kernel: kernel, packages: resolved.packages, agent: agent)
         if let image = cached(key) { return image }
         return try buildLocked(key: key) { work in
             let unpacked = try resolver.unpack(resolved)
@@ -105,6 +101,15 @@ public final class ImageBuilder: @unchecked Sendable {
                          kernelRelease: release, agent: agent, kernelID: "local-\(release)", origin: .local,
                          suite: nil, packages: [], generation: generation)
         }
+    }
+
+    /// Content key of the image for a catalog kernel built from `packages`.
+    func imageKey(kernel: CatalogKernel, packages: [DebPackage], agent: String?) throws -> String {
+        let inputs = try commonInputs(agent: agent) + [
+            "kernel-id: \(kernel.id)", "generation: \(kernel.generation)",
+            "kernel-packages: \(packages.map(\.sha256).sorted().joined(separator: ","))",
+        ]
+        return Hashing.sha256(inputs.joined(separator: "\n"))
     }
 
     // MARK: - Internals

@@ -23,7 +23,7 @@ enum Shell {
         let outPipe = Pipe(), errPipe = Pipe()
         var outHandle: FileHandle?
         if let file {
-            FileManager.default.createFile(atPath: file, contents: nil)
+            _ = FileManager.default.createFile(atPath: file, contents: nil)
             guard let h = FileHandle(forWritingAtPath: file) else {
                 throw ImagesError.io(path: file, problem: "cannot open for writing")
             }
@@ -36,19 +36,22 @@ enum Shell {
         process.standardInput = FileHandle.nullDevice
         try process.run()
         // Drain both pipes concurrently so a chatty tool cannot block on a full pipe.
-        var out = Data(), err = Data()
+        let out = Collected(), err = Collected()
         let group = DispatchGroup()
         if file == nil {
             group.enter()
-            DispatchQueue.global().async { out = outPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+            DispatchQueue.global().async { out.data = outPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         }
         group.enter()
-        DispatchQueue.global().async { err = errPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        DispatchQueue.global().async { err.data = errPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
         group.wait()
         process.waitUntilExit()
         try? outHandle?.close()
-        return Result(status: process.terminationStatus, stdout: out, stderr: err)
+        return Result(status: process.terminationStatus, stdout: out.data, stderr: err.data)
     }
+
+    /// Output of one pipe, written by one reader thread and read after it finished.
+    private final class Collected: @unchecked Sendable { var data = Data() }
 
     /// Runs and throws `ImagesError.commandFailed` on a non-zero exit.
     @discardableResult
@@ -66,7 +69,7 @@ enum Shell {
     static let packages = [
         "apt-get": "apt", "apt-cache": "apt", "dpkg-deb": "dpkg", "depmod": "kmod",
         "xz": "xz-utils", "zstd": "zstd", "busybox": "busybox-static", "ldd": "libc-bin",
-        "qemu-system-x86_64": "qemu-system-x86",
+        "qemu-system-x86_64": "qemu-system-x86", "timeout": "coreutils",
     ]
 
     /// Full path of a tool from PATH (plus the sbin dirs, which a user's PATH may lack).

@@ -1,5 +1,0 @@
-import XCTest
-
-final class IsolabImagesTestsPlaceholder: XCTestCase {
-    func testPlaceholder() {}
-}
