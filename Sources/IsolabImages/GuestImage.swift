@@ -69,16 +69,35 @@ public struct GuestImage: Sendable {
     init(directory: String, metadata: ImageMetadata) { self.directory = directory; self.metadata = metadata }
 }
 
-enum JSONCoding {
-    static var encoder: JSONEncoder {
+/// JSON as isolab writes it: sorted keys, ISO 8601 dates with milliseconds (so images
+/// built within one second still sort by age).
+public enum JSONCoding {
+    private static func formatter() -> ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }
+
+    public static var encoder: JSONEncoder {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(formatter().string(from: date))
+        }
         return e
     }
-    static var decoder: JSONDecoder {
+
+    public static var decoder: JSONDecoder {
         let d = JSONDecoder()
-        d.dateDecodingStrategy = .iso8601
+        d.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            let plain = ISO8601DateFormatter()
+            guard let date = formatter().date(from: text) ?? plain.date(from: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad date \(text)"))
+            }
+            return date
+        }
         return d
     }
 }

@@ -137,9 +137,7 @@ private func printImages(_ images: [GuestImage], format: ImagesCommand.Format) t
             var directory, kernelPath, initramfsPath: String
             var metadata: ImageMetadata
         }
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
+        let e = JSONCoding.encoder
         let rows = images.map { Row(directory: $0.directory, kernelPath: $0.kernelPath, initramfsPath: $0.initramfsPath, metadata: $0.metadata) }
         print(String(decoding: try e.encode(rows), as: UTF8.self))
     case .text:
