@@ -1,10 +1,151 @@
 import ArgumentParser
+import Foundation
+import IsolabImages
 
 /// `isolab images`: build, list and prune cached guest images.
 struct ImagesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "images",
-        abstract: "Build, list and prune cached guest images."
+        abstract: "Build, list and prune cached guest images.",
+        discussion: """
+        Images (a Debian kernel plus an initramfs with busybox, the guest's modules and the \
+        optional isolab agent) are cached by the content of all their inputs under \
+        $ISOLAB_CACHE_DIR, else $XDG_CACHE_HOME/isolab, else ~/.cache/isolab.
+        """,
+        subcommands: [Build.self, List.self, Prune.self],
+        defaultSubcommand: List.self
     )
-    func run() throws { throw ValidationError("not implemented yet") }
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    struct Common: ParsableArguments {
+        @Option(help: "Cache directory (default: $ISOLAB_CACHE_DIR, $XDG_CACHE_HOME/isolab, ~/.cache/isolab).")
+        var cacheDir: String?
+        @Option(help: "Output format: text or json.")
+        var format: Format = .text
+        @Option(help: "The vm-images directory with kernels.yaml and initramfs/ (default: found from the current directory).")
+        var vmImages: String?
+
+        var cache: ImageCache { ImageCache(root: cacheDir ?? ImageCache.defaultRoot()) }
+        func recipe() throws -> Recipe { try Recipe(directory: vmImages ?? Recipe.locate()) }
+    }
+
+    struct Build: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build images (all catalog kernels unless --kernel is given).",
+            discussion: """
+            The newest version in each kernel's suite is resolved once and remembered; \
+            --refresh asks the archive again. A developer's kernel is built with \
+            --kernel-image PATH/bzImage --modules INSTALL_MOD_PATH.
+            """)
+        @OptionGroup var common: Common
+        @Option(name: .customLong("kernel"), help: "Catalog kernel id (repeatable).")
+        var kernels: [String] = []
+        @Option(help: "isolab-agent binary to include as /isolab-agent.")
+        var agent: String?
+        @Flag(help: "Resolve the newest package versions again (runs apt-get update).")
+        var refresh = false
+        @Option(help: "A developer's bzImage (instead of catalog kernels).")
+        var kernelImage: String?
+        @Option(help: "The INSTALL_MOD_PATH tree of `make modules_install` for --kernel-image.")
+        var modules: String?
+        @Option(help: "Model generation for --kernel-image (default: major.minor of its version).")
+        var generation: String?
+
+        func validate() throws {
+            if (kernelImage == nil) != (modules == nil) {
+                throw ValidationError("--kernel-image and --modules go together")
+            }
+            if kernelImage != nil && !kernels.isEmpty {
+                throw ValidationError("use either --kernel or --kernel-image, not both")
+            }
+            if generation != nil && kernelImage == nil {
+                throw ValidationError("--generation only applies to --kernel-image")
+            }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                let builder = try ImageBuilder(cache: common.cache, recipe: try common.recipe())
+                builder.refresh = refresh
+                builder.log = { line in FileHandle.standardError.write(Data("isolab: \(line)\n".utf8)) }
+                var images: [GuestImage] = []
+                if let kernelImage, let modules {
+                    images.append(try builder.build(localKernel: LocalKernel(bzImage: kernelImage, modules: modules,
+                                                                             generation: generation), agent: agent))
+                } else {
+                    let catalog = try builder.catalog
+                    let chosen = kernels.isEmpty ? catalog.kernels : try kernels.map { try catalog.kernel(id: $0) }
+                    for kernel in chosen { images.append(try builder.build(kernel: kernel, agent: agent)) }
+                }
+                try printImages(images, format: common.format)
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List cached images, newest first.")
+        @OptionGroup var common: Common
+        @Option(help: "Only images of this kernel id.")
+        var kernel: String?
+
+        func run() throws {
+            try reportingErrors { try printImages(common.cache.list(kernel: kernel), format: common.format) }
+        }
+    }
+
+    struct Prune: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove old images, unpacked kernels and .debs no longer used.",
+            discussion: "Keeps the --keep newest images per kernel built from its current packages.")
+        @OptionGroup var common: Common
+        @Option(help: "Only images of this kernel id.")
+        var kernel: String?
+        @Option(help: "Images to keep per kernel (0 removes all).")
+        var keep: Int = 1
+
+        func run() throws {
+            try reportingErrors {
+                let report = try common.cache.prune(kernel: kernel, keep: keep)
+                switch common.format {
+                case .json:
+                    let e = JSONEncoder(); e.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    print(String(decoding: try e.encode(report), as: UTF8.self))
+                case .text:
+                    for i in report.images { print("removed image \(i)") }
+                    for k in report.kernels { print("removed unpacked kernel \(k)") }
+                    for d in report.debs { print("removed \(d)") }
+                    print("freed \(report.bytes / 1_048_576) MiB")
+                }
+            }
+        }
+    }
+}
+
+/// Turns images errors into one line on stderr and exit status 1.
+private func reportingErrors(_ body: () throws -> Void) throws {
+    do { try body() } catch let error as ImagesError {
+        FileHandle.standardError.write(Data("isolab: error: \(error.description)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+private func printImages(_ images: [GuestImage], format: ImagesCommand.Format) throws {
+    switch format {
+    case .json:
+        struct Row: Encodable {
+            var directory, kernelPath, initramfsPath: String
+            var metadata: ImageMetadata
+        }
+        let e = JSONCoding.encoder
+        let rows = images.map { Row(directory: $0.directory, kernelPath: $0.kernelPath, initramfsPath: $0.initramfsPath, metadata: $0.metadata) }
+        print(String(decoding: try e.encode(rows), as: UTF8.self))
+    case .text:
+        for image in images {
+            let m = image.metadata
+            let version = m.packages.first.map { "\($0.name) \($0.version)" } ?? "local kernel"
+            print("\(m.kernelID)\t\(m.kernelRelease)\tgen \(m.generation)\t\(m.key.prefix(12))\t"
+                  + "initramfs \(m.initramfsBytes / 1024) KiB\t\(version)\t\(image.directory)")
+        }
+    }
 }

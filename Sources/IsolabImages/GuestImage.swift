@@ -1,0 +1,103 @@
+import Foundation
+
+/// Where an image's kernel came from.
+public enum KernelOrigin: String, Codable, Sendable {
+    /// Debian packages from the kernel catalog.
+    case debian
+    /// A developer's own build (`--kernel-image` / `--modules`).
+    case local
+}
+
+/// Everything known about a built image; stored as `image.json` beside it.
+public struct ImageMetadata: Codable, Equatable, Sendable {
+    /// Content key: sha256 over every input (kernel packages, modules, agent, recipe, busybox).
+    public var key: String
+    /// Catalog id (`6.1`) or `local-<release>` for a developer's kernel.
+    public var kernelID: String
+    public var origin: KernelOrigin
+    public var suite: String?
+    /// The exact .deb files used: name, version, sha256 (empty for a local kernel).
+    public var packages: [DebPackage]
+    /// sha256 of the bzImage (always set; for a local kernel it is the kernel's identity).
+    public var kernelSha256: String
+    public var kernelRelease: String
+    public var kernelVersionString: String
+    public var generation: String
+    /// Modules in the initramfs, dependencies first.
+    public var modules: [String]
+    /// Requested modules the kernel has built in (nothing to ship).
+    public var builtinModules: [String]
+    /// Optional modules this kernel does not have.
+    public var absentModules: [String]
+    public var agentSha256: String?
+    public var busyboxSha256: String
+    public var recipeSha256: String
+    public var initramfsBytes: Int
+    public var createdAt: Date
+}
+
+/// A built guest image: a kernel and an initramfs that boot to `ISOLAB-INIT: ready`.
+public struct GuestImage: Sendable {
+    /// Directory holding `bzImage`, `initramfs.cpio` and `image.json`.
+    public var directory: String
+    public var metadata: ImageMetadata
+
+    /// The kernel to pass to QEMU's `-kernel`.
+    public var kernelPath: String { (directory as NSString).appendingPathComponent("bzImage") }
+    /// The uncompressed newc initramfs for `-initrd`.
+    public var initramfsPath: String { (directory as NSString).appendingPathComponent("initramfs.cpio") }
+    /// `uname -r` of the kernel.
+    public var kernelRelease: String { metadata.kernelRelease }
+    /// Model generation (e.g. `6.12`).
+    public var generation: String { metadata.generation }
+    /// Content key of the image.
+    public var key: String { metadata.key }
+
+    static let metadataFile = "image.json"
+
+    /// Loads the image in `directory`.
+    public init(directory: String) throws {
+        let path = (directory as NSString).appendingPathComponent(Self.metadataFile)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ImagesError.io(path: path, problem: "no image metadata")
+        }
+        do { metadata = try JSONCoding.decoder.decode(ImageMetadata.self, from: data) }
+        catch { throw ImagesError.io(path: path, problem: "unreadable image metadata: \(error)") }
+        self.directory = directory
+    }
+
+    init(directory: String, metadata: ImageMetadata) { self.directory = directory; self.metadata = metadata }
+}
+
+/// JSON as isolab writes it: sorted keys, ISO 8601 dates with milliseconds (so images
+/// built within one second still sort by age).
+public enum JSONCoding {
+    private static func formatter() -> ISO8601DateFormatter {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f
+    }
+
+    public static var encoder: JSONEncoder {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(formatter().string(from: date))
+        }
+        return e
+    }
+
+    public static var decoder: JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            let plain = ISO8601DateFormatter()
+            guard let date = formatter().date(from: text) ?? plain.date(from: text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "bad date \(text)"))
+            }
+            return date
+        }
+        return d
+    }
+}

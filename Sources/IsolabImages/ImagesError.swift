@@ -1,0 +1,75 @@
+import Foundation
+
+/// Every failure of the images component, each with a sentence a user can act on.
+public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatable {
+    /// A catalog or recipe file is malformed: `file:line: field: problem (accepted: …)`.
+    case invalidFile(file: String, line: Int?, field: String?, problem: String, accepted: String?)
+    /// The catalog has no kernel with this id.
+    case unknownKernel(id: String, known: [String])
+    /// No Debian archive URI could be found in the machine's apt configuration.
+    case noDebianSources(searched: [String])
+    /// A pinned version is not served by the archive.
+    case versionNotAvailable(package: String, suite: String, wanted: String, available: [String])
+    /// apt knows no such package in that suite.
+    case packageNotFound(package: String, suites: [String])
+    /// A downloaded .deb does not match the sha256 the archive's signed index lists.
+    case checksumMismatch(file: String, expected: String, actual: String)
+    /// An external command failed.
+    case commandFailed(command: String, status: Int32, output: String)
+    /// A required tool is not installed.
+    case toolMissing(tool: String, package: String)
+    /// The unpacked kernel tree does not have the expected shape.
+    case badKernelTree(path: String, problem: String)
+    /// The file is not a bzImage with a readable version string.
+    case notABzImage(path: String, problem: String)
+    /// Modules the recipe requires are neither modules nor built in.
+    case missingModules(kernelRelease: String, modules: [String])
+    /// The agent binary cannot be used.
+    case badAgent(path: String, problem: String)
+    /// Any other I/O failure, with the path involved.
+    case io(path: String, problem: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidFile(file, line, field, problem, accepted):
+            var s = file
+            if let line { s += ":\(line)" }
+            s += ": "
+            if let field { s += "\(field): " }
+            s += problem
+            if let accepted { s += " (accepted: \(accepted))" }
+            return s
+        case let .unknownKernel(id, known):
+            return "unknown kernel '\(id)'; the catalog has: \(known.joined(separator: ", "))"
+        case let .noDebianSources(searched):
+            return "no Debian archive URI found in \(searched.joined(separator: ", ")); "
+                + "configure a 'debian' entry in /etc/apt/sources.list.d/*.sources"
+        case let .versionNotAvailable(package, suite, wanted, available):
+            let list = available.isEmpty ? "none" : available.joined(separator: ", ")
+            return "\(package) version \(wanted) is not in \(suite) any more; the archive has: \(list). "
+                + "Change or remove 'version:' in the catalog"
+        case let .packageNotFound(package, suites):
+            return "package \(package) not found in \(suites.joined(separator: ", "))"
+        case let .checksumMismatch(file, expected, actual):
+            return "\(file): sha256 \(actual) does not match the archive's \(expected); delete it and retry"
+        case let .commandFailed(command, status, output):
+            let tail = output.split(separator: "\n").suffix(15).joined(separator: "\n")
+            return "`\(command)` exited with status \(status):\n\(tail)"
+        case let .toolMissing(tool, package):
+            return "\(tool) not found; install the Debian package \(package) (ci/bootstrap.sh does)"
+        case let .badKernelTree(path, problem):
+            return "\(path): \(problem)"
+        case let .notABzImage(path, problem):
+            return "\(path) is not a usable bzImage: \(problem)"
+        case let .missingModules(release, modules):
+            return "kernel \(release) lacks required modules (neither a .ko nor in modules.builtin): "
+                + modules.joined(separator: ", ")
+        case let .badAgent(path, problem):
+            return "agent \(path): \(problem)"
+        case let .io(path, problem):
+            return "\(path): \(problem)"
+        }
+    }
+
+    public var errorDescription: String? { description }
+}

@@ -1,2 +1,0 @@
-/// Guest image building lives here.
-public enum IsolabImages {}

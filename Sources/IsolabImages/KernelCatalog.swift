@@ -1,0 +1,123 @@
+import Foundation
+import Yams
+
+/// One kernel of the catalog (`vm-images/kernels.yaml`): a Debian suite and package.
+public struct CatalogKernel: Equatable, Sendable, Codable {
+    /// Short id used on the command line (`--kernel 6.1`).
+    public var id: String
+    /// Debian suite, e.g. `bookworm` or `trixie-backports`.
+    public var suite: String
+    /// Package to resolve, usually the `linux-image-amd64` meta-package; its exact-version
+    /// `linux-*` dependencies (image, binary, modules) are fetched with it.
+    public var package: String
+    /// Model generation the IOMMU model uses for this kernel.
+    public var generation: String
+    /// Pinned version of `package`; nil resolves the newest one the suite serves.
+    public var version: String?
+
+    public init(id: String, suite: String, package: String, generation: String, version: String? = nil) {
+        self.id = id; self.suite = suite; self.package = package
+        self.generation = generation; self.version = version
+    }
+
+    /// Suites searched for the package: the suite itself plus its security suite
+    /// (`bookworm` → `bookworm`, `bookworm-security`); a suite with a dash (backports) alone.
+    public var suites: [String] { suite.contains("-") ? [suite] : [suite, "\(suite)-security"] }
+}
+
+/// The kernel catalog: which Debian kernels isolab can boot.
+public struct KernelCatalog: Equatable, Sendable {
+    public var kernels: [CatalogKernel]
+
+    public init(kernels: [CatalogKernel]) { self.kernels = kernels }
+
+    /// The kernel with this id, or an error listing the ids the catalog has.
+    public func kernel(id: String) throws -> CatalogKernel {
+        guard let k = kernels.first(where: { $0.id == id }) else {
+            throw ImagesError.unknownKernel(id: id, known: kernels.map(\.id))
+        }
+        return k
+    }
+
+    static let fields = ["id", "suite", "package", "generation", "version"]
+    static let required = ["id", "suite", "package", "generation"]
+
+    /// Loads and validates a catalog file; errors name the file, line and field.
+    public static func load(from url: URL) throws -> KernelCatalog {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ImagesError.io(path: url.path, problem: "cannot read the kernel catalog")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), file: url.path)
+    }
+
+    /// Parses catalog text; `file` is only used in error messages.
+    public static func parse(_ text: String, file: String = "kernels.yaml") throws -> KernelCatalog {
+        func fail(_ node: Node?, _ field: String?, _ problem: String, _ accepted: String? = nil) -> ImagesError {
+            .invalidFile(file: file, line: node?.mark?.line, field: field, problem: problem, accepted: accepted)
+        }
+        let root: Node?
+        do { root = try Yams.compose(yaml: text) } catch let error as YamlError {
+            throw ImagesError.invalidFile(file: file, line: yamlLine(error), field: nil,
+                                          problem: "not valid YAML: \(yamlProblem(error))", accepted: nil)
+        }
+        guard let root, let top = root.mapping else {
+            throw fail(root, nil, "expected a mapping with a 'kernels' list", "kernels: [ {id, suite, package, generation} ]")
+        }
+        for (key, _) in top where key.string != "kernels" {
+            throw fail(key, key.string ?? "?", "unknown top-level field", "kernels")
+        }
+        guard let listNode = top["kernels"] else { throw fail(root, "kernels", "missing") }
+        guard let list = listNode.sequence else { throw fail(listNode, "kernels", "expected a list of kernels") }
+        var kernels: [CatalogKernel] = []
+        for item in list {
+            guard let map = item.mapping else {
+                throw fail(item, "kernels", "each kernel must be a mapping", fields.joined(separator: ", "))
+            }
+            var values: [String: String] = [:]
+            for (key, value) in map {
+                let name = key.string ?? "?"
+                guard fields.contains(name) else {
+                    throw fail(key, name, "unknown field", fields.joined(separator: ", "))
+                }
+                guard let scalar = value.scalar, !scalar.string.isEmpty else {
+                    throw fail(value, name, "expected a non-empty string")
+                }
+                values[name] = scalar.string
+            }
+            for name in required where values[name] == nil {
+                throw fail(item, name, "missing required field", required.joined(separator: ", "))
+            }
+            let id = values["id"]!
+            guard id.allSatisfy({ $0.isLetter || $0.isNumber || "._-".contains($0) }) else {
+                throw fail(map["id"], "id", "'\(id)' has characters other than letters, digits, '.', '_', '-'")
+            }
+            guard !kernels.contains(where: { $0.id == id }) else {
+                throw fail(map["id"], "id", "duplicate kernel id '\(id)'")
+            }
+            let suite = values["suite"]!
+            guard suite.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
+                throw fail(map["suite"], "suite", "'\(suite)' is not a Debian suite name", "e.g. bookworm, trixie-backports")
+            }
+            kernels.append(CatalogKernel(id: id, suite: suite, package: values["package"]!,
+                                         generation: values["generation"]!, version: values["version"]))
+        }
+        guard !kernels.isEmpty else { throw fail(listNode, "kernels", "the list is empty") }
+        return KernelCatalog(kernels: kernels)
+    }
+
+    private static func yamlLine(_ error: YamlError) -> Int? {
+        switch error {
+        case let .scanner(_, _, mark, _), let .parser(_, _, mark, _), let .composer(_, _, mark, _):
+            return mark.line
+        default: return nil
+        }
+    }
+
+    private static func yamlProblem(_ error: YamlError) -> String {
+        switch error {
+        case let .scanner(_, problem, _, _), let .parser(_, problem, _, _), let .composer(_, problem, _, _):
+            return problem
+        default: return "\(error)"
+        }
+    }
+}

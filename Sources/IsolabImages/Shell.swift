@@ -1,0 +1,85 @@
+import Foundation
+
+/// Runs external tools (apt-get, dpkg-deb, depmod, xz, …) and captures their output.
+enum Shell {
+    struct Result {
+        var status: Int32
+        var stdout: Data
+        var stderr: Data
+        var text: String { String(decoding: stdout, as: UTF8.self) }
+        var errorText: String { String(decoding: stderr, as: UTF8.self) }
+    }
+
+    /// Runs `arguments[0]` (looked up in PATH) and waits. Never throws on a non-zero exit.
+    static func run(_ arguments: [String], environment: [String: String]? = nil,
+                    currentDirectory: String? = nil, stdoutTo file: String? = nil) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try which(arguments[0]))
+        process.arguments = Array(arguments.dropFirst())
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        if let currentDirectory { process.currentDirectoryURL = URL(fileURLWithPath: currentDirectory) }
+        let outPipe = Pipe(), errPipe = Pipe()
+        var outHandle: FileHandle?
+        if let file {
+            _ = FileManager.default.createFile(atPath: file, contents: nil)
+            guard let h = FileHandle(forWritingAtPath: file) else {
+                throw ImagesError.io(path: file, problem: "cannot open for writing")
+            }
+            outHandle = h
+            process.standardOutput = h
+        } else {
+            process.standardOutput = outPipe
+        }
+        process.standardError = errPipe
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        // Drain both pipes concurrently so a chatty tool cannot block on a full pipe.
+        let out = Collected(), err = Collected()
+        let group = DispatchGroup()
+        if file == nil {
+            group.enter()
+            DispatchQueue.global().async { out.data = outPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        }
+        group.enter()
+        DispatchQueue.global().async { err.data = errPipe.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.wait()
+        process.waitUntilExit()
+        try? outHandle?.close()
+        return Result(status: process.terminationStatus, stdout: out.data, stderr: err.data)
+    }
+
+    /// Output of one pipe, written by one reader thread and read after it finished.
+    private final class Collected: @unchecked Sendable { var data = Data() }
+
+    /// Runs and throws `ImagesError.commandFailed` on a non-zero exit.
+    @discardableResult
+    static func check(_ arguments: [String], environment: [String: String]? = nil,
+                      currentDirectory: String? = nil, stdoutTo file: String? = nil) throws -> Result {
+        let r = try run(arguments, environment: environment, currentDirectory: currentDirectory, stdoutTo: file)
+        guard r.status == 0 else {
+            throw ImagesError.commandFailed(command: arguments.joined(separator: " "), status: r.status,
+                                            output: r.errorText + r.text)
+        }
+        return r
+    }
+
+    /// Tools and the Debian package that provides each.
+    static let packages = [
+        "apt-get": "apt", "apt-cache": "apt", "dpkg-deb": "dpkg", "depmod": "kmod",
+        "xz": "xz-utils", "zstd": "zstd", "busybox": "busybox-static", "ldd": "libc-bin",
+        "qemu-system-x86_64": "qemu-system-x86", "timeout": "coreutils",
+    ]
+
+    /// Full path of a tool from PATH (plus the sbin dirs, which a user's PATH may lack).
+    static func which(_ tool: String) throws -> String {
+        if tool.hasPrefix("/") { return tool }
+        let path = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin:/usr/bin:/bin"
+        for dir in path.split(separator: ":") {
+            let candidate = "\(dir)/\(tool)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw ImagesError.toolMissing(tool: tool, package: packages[tool] ?? tool)
+    }
+}
