@@ -250,3 +250,17 @@ final class MalformedTopologyTests: XCTestCase {
         }
     }
 }
+
+/// The kernel catalog and the model agree on generations.
+final class KernelCatalogGenerationTests: XCTestCase {
+    func testEveryCatalogKernelHasAModelGeneration() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: root.appendingPathComponent("vm-images/kernels.yaml"), encoding: .utf8)
+        let generations = text.split(separator: "\n").compactMap { line -> String? in
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("generation:") else { return nil }
+            return t.dropFirst("generation:".count).trimmingCharacters(in: CharacterSet(charactersIn: " \""))
+        }
+        XCTAssertEqual(Set(generations), Set(KernelGeneration.catalog.map(\.id)))
+    }
+}
