@@ -13,7 +13,7 @@ final class BzImageTests: XCTestCase {
     }
 
     func testVersionStringIsReadThroughTheHeaderPointer() throws {
-        let v = "6.12.118+deb13-amd64 (debian-kernel@lists.debian.org) #1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1"
+        let v = "6.12.118+deb13-amd64 (builder@example.invalid) #1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1"
         let bz = try BzImage(data: Self.fakeBzImage(version: v))
         XCTAssertEqual(bz.versionString, v)
         XCTAssertEqual(bz.kernelRelease, "6.12.118+deb13-amd64")
