@@ -50,6 +50,12 @@ public struct PCIFunction: Sendable, Equatable {
 
     public var vendor: String { String(vendorDevice.prefix(4)) }
 
+    /// The device model, for declared endpoints.
+    public var deviceModel: DeviceModel? {
+        if case .device(let m, _)? = kind { return m }
+        return nil
+    }
+
     /// A readable name: the node id, or what the chipset device is.
     public var displayName: String {
         switch origin {
@@ -119,7 +125,7 @@ public struct Fabric: Sendable {
             let slotCounts = Dictionary(grouping: entries, by: \.slot).mapValues(\.count)
             var bridges: [(Int, String)] = []
             for e in entries {
-                let path = (prefix.isEmpty ? "" : prefix + "/") + String(format2(e.slot)) + ".\(e.function)"
+                let path = (prefix.isEmpty ? "" : prefix + "/") + slotText(e.slot) + ".\(e.function)"
                 var f = PCIFunction(index: functions.count, origin: e.origin, bus: busIndex, slot: e.slot,
                                     function: e.function, vendorDevice: e.vendorDevice,
                                     pcieType: .conventional, hasACSCapability: false,
@@ -260,7 +266,8 @@ public struct Fabric: Sendable {
     }
 }
 
-@inline(__always) func format2(_ v: Int) -> String {
+/// A slot as the guest prints it: two lowercase hex digits (`04`, `1f`).
+public func slotText(_ v: Int) -> String {
     let hex = String(v, radix: 16)
     return hex.count == 1 ? "0" + hex : hex
 }

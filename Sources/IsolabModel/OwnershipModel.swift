@@ -45,8 +45,8 @@ public struct OwnershipModel: Sendable {
         self.interruptRemapping = iommu == .intel || iommu == .amd
         for f in fabric.functions {
             switch f.kind {
-            case .rootPort, .switchUpstream, .downstreamPort: _ = bindNow(f, "pcieport")
-            case .pciePCIBridge, .pciBridge: _ = bindNow(f, "shpchp")
+            case .rootPort, .switchUpstream, .downstreamPort: bindNow(f, "pcieport")
+            case .pciePCIBridge, .pciBridge: bindNow(f, "shpchp")
             default: break
             }
         }
@@ -76,12 +76,11 @@ public struct OwnershipModel: Sendable {
         }
     }
 
-    mutating func bindNow(_ f: PCIFunction, _ drv: String) -> Bool {
+    mutating func bindNow(_ f: PCIFunction, _ drv: String) {
         driver[f.index] = drv
         if let g = groupID(f), kernel.ownership == .dmaOwner, isKernelDMAUser(drv) {
             groups[g, default: GroupState()].kernelUsers += 1
         }
-        return true
     }
 
     /// Errno a sysfs `bind` write returns for a failed probe (`bind_store()`).
@@ -103,7 +102,7 @@ public struct OwnershipModel: Sendable {
         if let g = groupID(f), kernel.ownership == .dmaOwner, isKernelDMAUser(drv), groups[g]?.userOwned == true {
             return (.error(.EBUSY), Reason("iommu_device_use_default_domain()", "\(f.displayName)'s group is owned by userspace (VFIO): the DMA-API driver \(drv) may not bind, -EBUSY"))
         }
-        _ = bindNow(f, drv)
+        bindNow(f, drv)
         if let g = groupID(f), kernel.ownership == .vfioViability, groups[g]?.containerSet == true, !viable(f) {
             crashed = true
             return (.crash("kernel BUG at drivers/vfio/vfio.c:698"), Reason("vfio_iommu_group_notifier()", "\(drv) bound \(f.displayName) into a group whose VFIO container is set, and \(drv) is not a driver VFIO allows: BUG_ON(vfio_group_nb_verify()) fires and kills the binding task"))

@@ -21,8 +21,7 @@ extension OwnershipModel {
             return loadDriver(module, step: step, index: index)
         case .bind(let dev, let drv):
             let f = fn(dev)
-            let d = drv ?? f.kind.flatMap { k -> String? in if case .device(let m, _) = k { return m.defaultDriver } else { return nil } } ?? "pci-stub"
-            return bind(f, d, step: step, index: index)
+            return bind(f, drv ?? f.deviceModel?.defaultDriver ?? "pci-stub", step: step, index: index)
         case .vfioBind(let dev):
             let f = fn(dev)
             if driver[f.index] == "vfio-pci" {
@@ -56,10 +55,8 @@ extension OwnershipModel {
             let matches: Bool
             if let o = override[f.index] {
                 matches = o == drv
-            } else if case .device(let m, _) = f.kind {
-                matches = m.matchingDriver == drv
             } else {
-                matches = false
+                matches = f.deviceModel?.matchingDriver == drv
             }
             guard matches else { continue }
             if let (r, rule) = probe(f, drv) {

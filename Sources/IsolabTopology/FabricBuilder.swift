@@ -38,17 +38,17 @@ struct FabricBuilder {
 
     mutating func nodes(_ node: Yams.Node, _ field: String, placement: Placement) throws -> [FabricNode] {
         let items = try reader.sequence(node, field)
-        var parsed: [(node: FabricNode, explicitSlot: Bool, explicitFunction: Bool, yaml: Yams.Node)] = []
+        var parsed: [(node: FabricNode, explicitSlot: Bool, yaml: Yams.Node)] = []
         for (i, item) in items.enumerated() {
             let f = "\(field)[\(i)]"
-            let (n, es, ef) = try self.node(item, f, placement: placement)
-            parsed.append((n, es, ef, item))
+            let (n, es) = try self.node(item, f, placement: placement)
+            parsed.append((n, es, item))
         }
         return try assignSlots(parsed, field: field, placement: placement)
     }
 
     /// One node mapping: exactly one kind key whose value is the node's id.
-    mutating func node(_ item: Yams.Node, _ field: String, placement: Placement) throws -> (FabricNode, Bool, Bool) {
+    mutating func node(_ item: Yams.Node, _ field: String, placement: Placement) throws -> (FabricNode, Bool) {
         let isSwitchBus: Bool
         if case .switchBus = placement { isSwitchBus = true } else { isSwitchBus = false }
         let kindKeys = isSwitchBus ? ["port"] : Self.kinds
@@ -143,7 +143,7 @@ struct FabricBuilder {
         declared[id]?.kind = nodeKind
         let node = FabricNode(id: id, kind: nodeKind, slot: kind == "switch" ? 0 : (slot ?? -1),
                         function: function ?? 0, children: children, location: loc)
-        return (node, slot != nil || kind == "switch", function != nil)
+        return (node, slot != nil || kind == "switch")
     }
 
     func checkPlacement(kind: String, placement: Placement, at node: Yams.Node, field: String) throws {
@@ -165,7 +165,7 @@ struct FabricBuilder {
 
     /// Resolves slots (declared, or the next free one on the bus; a function > 0 without a slot
     /// joins the slot of the node before it) and rejects collisions and orphan functions.
-    func assignSlots(_ parsed: [(node: FabricNode, explicitSlot: Bool, explicitFunction: Bool, yaml: Yams.Node)],
+    func assignSlots(_ parsed: [(node: FabricNode, explicitSlot: Bool, yaml: Yams.Node)],
                      field: String, placement: Placement) throws -> [FabricNode] {
         var taken: [Int: [Int: String]] = [:]  // slot -> function -> owner
         if case .rootComplex = placement {
@@ -193,20 +193,15 @@ struct FabricBuilder {
                 }
             }
             if let owner = taken[n.slot]?[n.function] {
-                throw reader.error(p.yaml, f, "slot.function \(format(n.slot)).\(n.function) is already used by \(owner)", accepted: "a free slot.function on this bus")
+                throw reader.error(p.yaml, f, "slot.function \(slotText(n.slot)).\(n.function) is already used by \(owner)", accepted: "a free slot.function on this bus")
             }
             taken[n.slot, default: [:]][n.function] = "'\(n.id)'"
             lastSlot = n.slot
             out.append(n)
         }
         for (i, p) in parsed.enumerated() where out[i].function > 0 && taken[out[i].slot]?[0] == nil {
-            throw reader.error(p.yaml, "\(field)[\(i)].function", "function \(out[i].function) in slot \(format(out[i].slot)) has no function 0 beside it", accepted: "a multifunction slot with function 0 present")
+            throw reader.error(p.yaml, "\(field)[\(i)].function", "function \(out[i].function) in slot \(slotText(out[i].slot)) has no function 0 beside it", accepted: "a multifunction slot with function 0 present")
         }
         return out
-    }
-
-    func format(_ slot: Int) -> String {
-        let h = String(slot, radix: 16)
-        return h.count == 1 ? "0" + h : h
     }
 }

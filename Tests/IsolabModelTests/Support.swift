@@ -3,7 +3,7 @@ import IsolabTopology
 import XCTest
 
 /// Builds a prediction from inline YAML (no files).
-func predict(_ yaml: String, kernel: KernelGeneration = .v6_1, file: StaticString = #filePath, line: UInt = #line) throws -> KernelPrediction {
+func predict(_ yaml: String, kernel: KernelGeneration = .v6_1) throws -> KernelPrediction {
     let t = try TopologyLoader.parse(yaml, file: "test.yaml")
     return Predictor.predict(t, kernel: kernel)
 }

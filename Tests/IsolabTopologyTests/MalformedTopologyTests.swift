@@ -174,8 +174,6 @@ final class MalformedTopologyTests: XCTestCase {
         out.append(("only-comment", "# nothing\n", "the file is empty"))
         out.append(("top-list", "- a\n- b\n", "expected a mapping"))
         out.append(("top-scalar", "hello\n", "expected a mapping"))
-        var rng = SystemRandomNumberGenerator()
-        _ = rng
         var seed: UInt64 = 0x1234_5678
         for i in 0..<10 {
             var bytes: [UInt8] = []
