@@ -23,6 +23,8 @@ let package = Package(
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
+        // Plan (host -> guest) and records (guest -> host), shared by both; bounded stream parser.
+        .target(name: "IsolabProtocol"),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -33,6 +35,7 @@ let package = Package(
         .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel"]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: []),
+        .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,104 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The version of the plan/record wire format. Host and agent refuse a different one.
+public let isolabProtocolVersion = 1
+
+/// What the host asks the guest agent to do: one scenario's steps on one booted fabric.
+///
+/// The plan reaches the guest as `/isolab/plan.json` in an initramfs appended to the image's
+/// (see ``GuestPlan/path``), or later over the control channel.
+public struct GuestPlan: Codable, Equatable, Sendable {
+    /// Where the agent looks for the plan inside the guest.
+    public static let path = "/isolab/plan.json"
+
+    public var version: Int
+    /// Free text identifying the run, echoed in the `hello` record.
+    public var runID: String
+    /// The declared devices and bridges: topology id → guest path (`04.0/00.0/00.0`).
+    public var nodes: [PlanNode]
+    /// The steps, in order. Empty: report the inventory and finish.
+    public var steps: [PlanStep]
+    /// A step that takes longer is abandoned and reported `timed-out` (sysfs writes that block
+    /// are left behind in their thread; the agent goes on).
+    public var stepTimeoutSeconds: Double
+    /// Modules to load before the inventory (e.g. `virtio_iommu`), with their outcome reported.
+    public var preload: [String]
+
+    public init(runID: String, nodes: [PlanNode], steps: [PlanStep], stepTimeoutSeconds: Double = 20,
+                preload: [String] = []) {
+        self.version = isolabProtocolVersion
+        self.runID = runID
+        self.nodes = nodes
+        self.steps = steps
+        self.stepTimeoutSeconds = stepTimeoutSeconds
+        self.preload = preload
+    }
+}
+
+/// A declared node and where the guest finds it.
+public struct PlanNode: Codable, Equatable, Sendable {
+    public var id: String
+    /// Slot.function chain from the root bus, e.g. `04.0/00.0/01.0/00.0`.
+    public var path: String
+    /// Device model (`edu`, `e1000e`, `nvme`, `virtio-net`); nil for ports and bridges.
+    public var model: String?
+
+    public init(id: String, path: String, model: String? = nil) {
+        self.id = id
+        self.path = path
+        self.model = model
+    }
+}
+
+/// One step of a plan. `op` is the step keyword of the topology file.
+public struct PlanStep: Codable, Equatable, Sendable {
+    public enum Op: String, Codable, Sendable, CaseIterable {
+        case loadDriver = "load-driver"
+        case bind
+        case unbind
+        case vfioBind = "vfio-bind"
+        case vfioOpen = "vfio-open"
+        case vfioClose = "vfio-close"
+        case dma
+    }
+
+    /// What a DMA probe targets.
+    public enum DMATarget: String, Codable, Sendable {
+        /// A buffer the agent maps for the initiator: RAM → device → RAM.
+        case memory
+        /// An IOVA nothing maps.
+        case unmapped
+        /// `target`'s BAR0.
+        case device
+    }
+
+    public var index: Int
+    public var op: Op
+    /// The device the step acts on (`dma`: the initiator).
+    public var device: String?
+    /// `bind`: the driver (nil: the model's default driver, resolved by the host).
+    public var driver: String?
+    /// `load-driver`: the module.
+    public var module: String?
+    public var to: DMATarget?
+    /// `dma` with `to: device`: the peer's id.
+    public var target: String?
+    /// `dma`: `own` or `peer` (map the peer's BAR into the initiator's container).
+    public var map: String?
+
+    public init(index: Int, op: Op, device: String? = nil, driver: String? = nil, module: String? = nil,
+                to: DMATarget? = nil, target: String? = nil, map: String? = nil) {
+        self.index = index
+        self.op = op
+        self.device = device
+        self.driver = driver
+        self.module = module
+        self.to = to
+        self.target = target
+        self.map = map
+    }
+}

@@ -1,0 +1,216 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// One JSON line the agent writes on the control channel.
+///
+/// Records are numbered from 0 (`seq`) and a complete stream ends with a `done` record whose
+/// `count` is the number of records before it; a stream without one was cut short.
+public struct Record: Codable, Equatable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        /// The agent started: protocol version, kernel, command line.
+        case hello
+        /// What the guest enumerated, before any step.
+        case inventory
+        /// A step begins; if the guest dies now, the host marks this step crashed.
+        case stepStart = "step-start"
+        /// A step's observed outcome.
+        case step
+        /// The agent cannot go on (unreadable plan, version mismatch); `message` says why.
+        case fatal
+        /// The last record.
+        case done
+    }
+
+    public var seq: Int
+    public var type: Kind
+    public var hello: Hello?
+    public var inventory: Inventory?
+    /// `step-start`: the step's index.
+    public var index: Int?
+    public var step: StepRecord?
+    public var message: String?
+    /// `done`: how many records came before it.
+    public var count: Int?
+
+    public init(seq: Int, type: Kind, hello: Hello? = nil, inventory: Inventory? = nil, index: Int? = nil,
+                step: StepRecord? = nil, message: String? = nil, count: Int? = nil) {
+        self.seq = seq
+        self.type = type
+        self.hello = hello
+        self.inventory = inventory
+        self.index = index
+        self.step = step
+        self.message = message
+        self.count = count
+    }
+}
+
+public struct Hello: Codable, Equatable, Sendable {
+    public var version: Int
+    public var runID: String
+    public var agent: String
+    public init(version: Int = isolabProtocolVersion, runID: String, agent: String) {
+        self.version = version
+        self.runID = runID
+        self.agent = agent
+    }
+}
+
+/// What the guest kernel enumerated and how it grouped it.
+public struct Inventory: Codable, Equatable, Sendable {
+    /// `uname -r`.
+    public var kernelRelease: String
+    public var cmdline: String
+    /// `intel`, `amd`, `virtio` or nil: the IOMMU driving groups (from `/sys/class/iommu`).
+    public var iommu: String?
+    public var functions: [FunctionRecord]
+    /// Groups by the kernel's id, members as guest paths.
+    public var groups: [GroupRecord]
+    /// Modules the plan asked to preload that failed (name: message).
+    public var preloadFailures: [String: String]
+
+    public init(kernelRelease: String, cmdline: String, iommu: String?, functions: [FunctionRecord],
+                groups: [GroupRecord], preloadFailures: [String: String] = [:]) {
+        self.kernelRelease = kernelRelease
+        self.cmdline = cmdline
+        self.iommu = iommu
+        self.functions = functions
+        self.groups = groups
+        self.preloadFailures = preloadFailures
+    }
+}
+
+/// One PCI function as the guest sees it.
+public struct FunctionRecord: Codable, Equatable, Sendable {
+    /// Slot.function chain from the root bus.
+    public var path: String
+    /// `0000:02:00.0`.
+    public var bdf: String
+    /// `1234:11e8`.
+    public var vendorDevice: String
+    /// 24-bit class code, `0x00ff00`.
+    public var classCode: String
+    /// Config header type with the multifunction bit masked off (0 normal, 1 bridge).
+    public var headerType: Int
+    public var multifunction: Bool
+    public var driver: String?
+    public var group: Int?
+    /// PCIe capability device/port type name (`root-port`, `endpoint`, …); nil for conventional PCI.
+    public var pcieType: String?
+    /// The ACS extended capability, nil when the function has none.
+    public var acs: ACSRecord?
+
+    public init(path: String, bdf: String, vendorDevice: String, classCode: String, headerType: Int,
+                multifunction: Bool, driver: String?, group: Int?, pcieType: String?, acs: ACSRecord?) {
+        self.path = path
+        self.bdf = bdf
+        self.vendorDevice = vendorDevice
+        self.classCode = classCode
+        self.headerType = headerType
+        self.multifunction = multifunction
+        self.driver = driver
+        self.group = group
+        self.pcieType = pcieType
+        self.acs = acs
+    }
+}
+
+/// The ACS capability and control registers as read from config space.
+public struct ACSRecord: Codable, Equatable, Sendable {
+    /// Config-space offset of the extended capability.
+    public var offset: Int
+    public var capability: Int
+    public var control: Int
+    public init(offset: Int, capability: Int, control: Int) {
+        self.offset = offset
+        self.capability = capability
+        self.control = control
+    }
+}
+
+public struct GroupRecord: Codable, Equatable, Sendable {
+    public var id: Int
+    public var members: [String]
+    public init(id: Int, members: [String]) {
+        self.id = id
+        self.members = members
+    }
+}
+
+/// What one step really did.
+public struct StepRecord: Codable, Equatable, Sendable {
+    public var index: Int
+    public var op: PlanStep.Op
+    /// `ok`, an errno name (`EBUSY`), `blocked`, `delivered`, `faulted`, `timed-out`, `unsupported`.
+    public var result: String
+    /// With an errno result.
+    public var errno: Int?
+    /// Human-readable detail (which write failed, what was read back).
+    public var detail: String?
+    /// `vfio-open`: each sub-step (container, api-version, group, get-status, set-container,
+    /// set-iommu, get-device-fd) with its own result.
+    public var substeps: [SubstepRecord]
+    /// Driver steps: ids of the declared devices bound by the step.
+    public var bound: [String]
+    /// Kernel log lines the step produced (from /dev/kmsg).
+    public var kernelLog: [String]
+    /// DMA probes: what was done and seen.
+    public var dma: DMAEvidence?
+    public var milliseconds: Int
+
+    public init(index: Int, op: PlanStep.Op, result: String, errno: Int? = nil, detail: String? = nil,
+                substeps: [SubstepRecord] = [], bound: [String] = [], kernelLog: [String] = [],
+                dma: DMAEvidence? = nil, milliseconds: Int = 0) {
+        self.index = index
+        self.op = op
+        self.result = result
+        self.errno = errno
+        self.detail = detail
+        self.substeps = substeps
+        self.bound = bound
+        self.kernelLog = kernelLog
+        self.dma = dma
+        self.milliseconds = milliseconds
+    }
+}
+
+public struct SubstepRecord: Codable, Equatable, Sendable {
+    public var name: String
+    public var result: String
+    public var errno: Int?
+    public var detail: String?
+    public init(name: String, result: String, errno: Int? = nil, detail: String? = nil) {
+        self.name = name
+        self.result = result
+        self.errno = errno
+        self.detail = detail
+    }
+}
+
+/// The evidence of a DMA probe: addresses, the pattern, what came back, the fault lines.
+public struct DMAEvidence: Codable, Equatable, Sendable {
+    /// `vfio` (through a container) or `physical` (no IOMMU: sysfs BAR, guest-physical addresses).
+    public var path: String
+    /// The bus address edu was told to use.
+    public var busAddress: String
+    /// What was written/expected (hex), and what was read back.
+    public var expected: String
+    public var observed: String
+    /// DMAR / virtio-iommu fault lines from the kernel log during the probe.
+    public var faultLines: [String]
+    /// The requester the fault names, as a guest path, when the line could be attributed.
+    public var faultRequester: String?
+
+    public init(path: String, busAddress: String, expected: String, observed: String,
+                faultLines: [String] = [], faultRequester: String? = nil) {
+        self.path = path
+        self.busAddress = busAddress
+        self.expected = expected
+        self.observed = observed
+        self.faultLines = faultLines
+        self.faultRequester = faultRequester
+    }
+}

@@ -1,0 +1,31 @@
+import Foundation
+import XCTest
+@testable import IsolabProtocol
+
+final class RoundTripTests: XCTestCase {
+    func testRecordsSurviveTheWire() throws {
+        let records = [
+            Record(seq: 0, type: .hello, hello: Hello(runID: "r1", agent: "isolab-agent")),
+            Record(seq: 1, type: .stepStart, index: 0),
+            Record(seq: 2, type: .step, step: StepRecord(index: 0, op: .vfioOpen, result: "EPERM", errno: 1,
+                substeps: [SubstepRecord(name: "set-container", result: "EPERM", errno: 1)])),
+            Record(seq: 3, type: .done, count: 3),
+        ]
+        var parser = RecordStreamParser()
+        for r in records { parser.feed(try RecordEncoder().line(r) + [13]) }
+        parser.finish()
+        XCTAssertNil(parser.error)
+        XCTAssertTrue(parser.complete)
+        XCTAssertEqual(parser.records, records)
+    }
+
+    func testTruncatedStreamIsIncomplete() throws {
+        var parser = RecordStreamParser()
+        parser.feed(try RecordEncoder().line(Record(seq: 0, type: .hello, hello: Hello(runID: "r", agent: "a"))))
+        parser.feed(Array("{\"seq\":1,\"ty".utf8))
+        parser.finish()
+        XCTAssertFalse(parser.complete)
+        XCTAssertEqual(parser.records.count, 1)
+        XCTAssertEqual(parser.error, .notJSON(line: 2, excerpt: "{\"seq\":1,\"ty"))
+    }
+}
