@@ -25,6 +25,8 @@ let package = Package(
         ]),
         // Plan (host -> guest) and records (guest -> host), shared by both; bounded stream parser.
         .target(name: "IsolabProtocol"),
+        // Topology -> domain XML and guest plan; one VM run to completion; the scheduler.
+        .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages"]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -36,6 +38,7 @@ let package = Package(
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: []),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
+        .testTarget(name: "IsolabVMTests", dependencies: ["IsolabVM", "IsolabModel", "IsolabTopology", "IsolabProtocol", "IsolabImages"]),
     ],
     swiftLanguageModes: [.v5]
 )

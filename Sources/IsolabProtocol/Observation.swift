@@ -1,0 +1,87 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// What one guest run showed, as the host assembles it from the record stream, the kernel
+/// console and what happened to the VM. This is the observation verdicts are judged on.
+public struct VMObservation: Codable, Equatable, Sendable {
+    /// How the VM's run ended.
+    public enum Outcome: String, Codable, Sendable {
+        /// The agent sent `done` (steps may still have failed or crashed inside the guest).
+        case completed
+        /// The guest kernel died (panic, or BUG/Oops with the agent gone); `crashLines` show it.
+        case crashed
+        /// The deadline passed; the domain was destroyed.
+        case hung
+        /// Not the guest's fault: QEMU died under it, libvirt failed, the stream was garbage.
+        case infrastructure
+        /// isolab was interrupted (SIGINT/SIGTERM) and destroyed the domain.
+        case interrupted
+    }
+
+    public var topology: String
+    /// The kernel catalog id (`6.1`) or a developer kernel's label.
+    public var kernel: String
+    public var iommu: String
+    /// nil: an inventory-only boot.
+    public var scenario: String?
+    public var outcome: Outcome
+    /// One line saying what went wrong, for every outcome but `completed`.
+    public var problem: String?
+    /// Console lines that show a kernel crash (BUG, Oops, panic), with a little context.
+    public var crashLines: [String]
+    /// The last console lines (kept for every outcome but `completed`).
+    public var consoleTail: [String]
+    public var inventory: Inventory?
+    /// One record per plan step, in order. Steps the agent never reported are filled in by the
+    /// host: the step in flight as `crash` or `timed-out`, the rest `not-run`.
+    public var steps: [StepRecord]
+    /// True when the record stream ended with a valid `done`.
+    public var streamComplete: Bool
+    public var timing: Timing
+    /// Where the whole console and record stream were kept.
+    public var consolePath: String?
+    public var recordsPath: String?
+
+    public init(topology: String, kernel: String, iommu: String, scenario: String?, outcome: Outcome,
+                problem: String? = nil, crashLines: [String] = [], consoleTail: [String] = [],
+                inventory: Inventory? = nil, steps: [StepRecord] = [], streamComplete: Bool = false,
+                timing: Timing = Timing(), consolePath: String? = nil, recordsPath: String? = nil) {
+        self.topology = topology
+        self.kernel = kernel
+        self.iommu = iommu
+        self.scenario = scenario
+        self.outcome = outcome
+        self.problem = problem
+        self.crashLines = crashLines
+        self.consoleTail = consoleTail
+        self.inventory = inventory
+        self.steps = steps
+        self.streamComplete = streamComplete
+        self.timing = timing
+        self.consolePath = consolePath
+        self.recordsPath = recordsPath
+    }
+}
+
+/// Where one guest's wall time went, in seconds.
+public struct Timing: Codable, Equatable, Sendable {
+    /// Domain creation (libvirt + QEMU start).
+    public var create: Double
+    /// From the domain running to the agent's first record.
+    public var boot: Double
+    /// From the first record to `done`.
+    public var steps: Double
+    /// From `done` (or the end) to the domain gone.
+    public var teardown: Double
+    public var total: Double
+    public init(create: Double = 0, boot: Double = 0, steps: Double = 0, teardown: Double = 0, total: Double = 0) {
+        self.create = create
+        self.boot = boot
+        self.steps = steps
+        self.teardown = teardown
+        self.total = total
+    }
+}

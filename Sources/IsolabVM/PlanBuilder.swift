@@ -1,0 +1,51 @@
+import IsolabModel
+import IsolabProtocol
+
+/// Turns a scenario of a topology into the plan the guest agent runs.
+public enum PlanBuilder {
+    /// The plan for `scenario` (nil: inventory only) on `fabric`.
+    public static func plan(topology: Topology, fabric: Fabric, scenario: Scenario?, runID: String,
+                            stepTimeout: Double) -> GuestPlan {
+        let nodes = fabric.functions.compactMap { f -> PlanNode? in
+            guard let id = f.nodeID else { return nil }
+            return PlanNode(id: id, path: f.path, model: f.deviceModel?.rawValue)
+        }
+        let steps = (scenario?.steps ?? []).enumerated().map { i, step in
+            planStep(index: i, step.action, fabric: fabric)
+        }
+        return GuestPlan(runID: runID, nodes: nodes, steps: steps, stepTimeoutSeconds: stepTimeout,
+                         preload: preload(for: topology.iommu))
+    }
+
+    /// Modules the guest loads before its inventory: the vIOMMU driver when it is a module.
+    public static func preload(for iommu: IOMMUModel) -> [String] {
+        iommu == .virtio ? ["virtio_iommu"] : []
+    }
+
+    static func planStep(index: Int, _ action: StepAction, fabric: Fabric) -> PlanStep {
+        switch action {
+        case .loadDriver(let module):
+            return PlanStep(index: index, op: .loadDriver, module: module)
+        case .bind(let device, let driver):
+            let resolved = driver ?? fabric.function(of: device)?.deviceModel?.defaultDriver
+            return PlanStep(index: index, op: .bind, device: device, driver: resolved)
+        case .unbind(let d):
+            return PlanStep(index: index, op: .unbind, device: d)
+        case .vfioBind(let d):
+            return PlanStep(index: index, op: .vfioBind, device: d, driver: "vfio-pci")
+        case .vfioOpen(let d):
+            return PlanStep(index: index, op: .vfioOpen, device: d)
+        case .vfioClose(let d):
+            return PlanStep(index: index, op: .vfioClose, device: d)
+        case .dma(let from, let to, let map):
+            switch to {
+            case .memory:
+                return PlanStep(index: index, op: .dma, device: from, to: .memory, map: map.rawValue)
+            case .unmapped:
+                return PlanStep(index: index, op: .dma, device: from, to: .unmapped, map: map.rawValue)
+            case .device(let target):
+                return PlanStep(index: index, op: .dma, device: from, to: .device, target: target, map: map.rawValue)
+            }
+        }
+    }
+}
