@@ -48,6 +48,14 @@ public enum GuestPath {
         return chain.map(\.slotFunction).joined(separator: "/")
     }
 
+    /// The guest path of a DMA requester the IOMMU names (possibly an alias such as a
+    /// pcie-pci-bridge's `(secondary bus, 00.0)`, where no function exists), given the guest
+    /// path of each bus (`""` for the root bus, a bridge's path for its secondary bus).
+    public static func forRequester(_ requester: PCIAddress, busPaths: [Int: String]) -> String? {
+        guard let bus = busPaths[requester.bus] else { return nil }
+        return bus.isEmpty ? requester.slotFunction : "\(bus)/\(requester.slotFunction)"
+    }
+
     /// The parent path (`04.0/00.0` → `04.0`), nil on the root bus.
     public static func parent(_ path: String) -> String? {
         guard let slash = path.lastIndex(of: "/") else { return nil }

@@ -61,6 +61,8 @@ final class Agent {
     var nodeOfBDF: [String: String] = [:]
     /// BDF → guest path, for fault attribution.
     var pathOfBDF: [String: String] = [:]
+    /// Bus number → guest path of the bus (root bus `""`).
+    var busPaths: [Int: String] = [:]
     var vfio = VFIOState()
     /// Children still running after their step (blocked writes), with what they do.
     var leftBehind: [(pid: pid_t, what: String)] = []
@@ -87,6 +89,7 @@ final class Agent {
         pendingLog = kmsg.drain()
         channel.send { Record(seq: $0, type: .inventory, inventory: inventory) }
         for f in inventory.functions { pathOfBDF[f.bdf] = f.path }
+        busPaths = Sysfs.busPaths(inventory.functions)
         let bdfOfPath = Dictionary(inventory.functions.map { ($0.path, $0.bdf) }, uniquingKeysWith: { a, _ in a })
         for node in plan.nodes {
             if let bdf = bdfOfPath[node.path] {

@@ -9,6 +9,8 @@ import IsolabProtocol
 /// 0x90 count, 0x98 command (bit 0 run, bit 1 device→RAM). Its buffer is 0x40000–0x40FFF.
 struct Edu {
     static let buffer: UInt64 = 0x40000
+    /// QEMU's default `dma_mask` for edu: the RAM-side address is ANDed with it.
+    static let defaultMask: UInt64 = (1 << 28) - 1
     let bar: UnsafeMutableRawPointer
 
     /// 0x00 reads `0x010000ed` (major 1, minor 0) on QEMU's edu.
@@ -209,10 +211,20 @@ extension Agent {
             guard let bar = Sysfs.barAddress(of: b) else { return d.fail("unsupported", "\(target) has no BAR0 address in its resource file") }
             busAddress = bar.start + UInt64(canary.offset)
         }
-        let pattern = le(0x15a1_c0de_0000_0000 | UInt64(index & 0xff) << 12, canary.width)
+        var notes: [String] = []
+        if busAddress + UInt64(canary.width) > Edu.defaultMask + 1 {
+            if container < 0, eduClampsAddresses(edu, buf) {
+                // Physical addresses are not translated: the clamped address is guest RAM.
+                return d.fail("unsupported", "\(target)'s BAR0 at \(Hex.address(busAddress)) is beyond \(nodeOfBDF[a] ?? a)'s DMA mask (QEMU's edu default: 28 bits), which would redirect the write into guest RAM; give edu a wider dma_mask (e.g. dma_mask=0xffffffffff)")
+            }
+            if container >= 0 {
+                notes.append("edu clamps \(Hex.address(busAddress)) to \(Hex.address(busAddress & Edu.defaultMask)) unless it has a wider dma_mask")
+            }
+        }
+        let pattern = canary.width == 8 ? le(0x15a1_c0de_0000_0000 | UInt64(index & 0xff) << 12, 8)
+                                        : le(0xc0de_0000 | UInt64(index & 0xff) << 8, 4)
         ev.busAddress = Hex.address(busAddress)
         ev.expected = Hex.bytes(pattern)
-        var notes: [String] = []
         var original: [UInt8]?
         if let view = cpuView {
             original = canary.read(view)
@@ -225,7 +237,7 @@ extension Agent {
               edu.transfer(from: Edu.buffer, to: buf.busAddress + 0x300, count: UInt64(canary.width), deviceToRAM: true),
               buf.bytes(0x300, canary.width) == pattern else {
             ev.observed = Hex.bytes(buf.bytes(0x300, canary.width))
-            return d.fail("mismatch", "could not load the pattern into \(a)'s buffer through its own RAM page")
+            return d.fail("mismatch", "could not load the pattern into \(nodeOfBDF[a] ?? a)'s buffer through its own RAM page")
         }
         let sent = edu.transfer(from: Edu.buffer, to: busAddress, count: UInt64(canary.width), deviceToRAM: true)
         let observed: [UInt8]
@@ -238,12 +250,24 @@ extension Agent {
             _ = edu.transfer(from: busAddress, to: Edu.buffer + 0x800, count: UInt64(canary.width), deviceToRAM: false)
                 && edu.transfer(from: Edu.buffer + 0x800, to: buf.busAddress + 0x200, count: UInt64(canary.width), deviceToRAM: true)
             observed = buf.bytes(0x200, canary.width)
-            notes.append("canary \(target)+\(Hex.address(UInt64(canary.offset))) read back by \(a)'s DMA")
+            notes.append("canary \(target)+\(Hex.address(UInt64(canary.offset))) read back by \(nodeOfBDF[a] ?? a)'s DMA")
         }
         ev.observed = Hex.bytes(observed)
         if let view = cpuView, let original, modelB != "edu" { canary.write(view, original) }
         judge(done: sent, arrived: observed == pattern, &ev, &d,
-              what: "\(a) writes \(target)'s BAR0 register at bus address \(ev.busAddress) (\(peerMap ? "mapped peer BAR" : "GPA, no mapping")); " + notes.joined(separator: "; "))
+              what: "\(nodeOfBDF[a] ?? a) writes \(target)'s BAR0 register at bus address \(ev.busAddress) (\(peerMap ? "mapped peer BAR" : "GPA, no mapping")); " + notes.joined(separator: "; "))
+    }
+
+    /// Whether edu masks bus addresses (its default 28-bit dma_mask): a read from the buffer
+    /// page's address with bit 35 set returns the page's bytes if masked, nothing otherwise.
+    /// Only meaningful without an IOMMU (the page's bus address is its physical address).
+    func eduClampsAddresses(_ edu: Edu, _ buf: DMABuffer) -> Bool {
+        let probe: [UInt8] = [0x6d, 0x61, 0x73, 0x6b, 0x3f, 0x21, 0x7e, 0x42]
+        buf.store(probe, at: 0x400)
+        buf.store([UInt8](repeating: 0, count: 8), at: 0x408)
+        _ = edu.transfer(from: (buf.busAddress + 0x400) | (1 << 35), to: Edu.buffer + 0x900, count: 8, deviceToRAM: false)
+            && edu.transfer(from: Edu.buffer + 0x900, to: buf.busAddress + 0x408, count: 8, deviceToRAM: true)
+        return buf.bytes(0x408, 8) == probe
     }
 
     /// delivered / faulted / mismatch / timed-out, with the fault lines of the probe.
@@ -258,7 +282,8 @@ extension Agent {
         }
         ev.faultLines = faults
         if let f = faults.lazy.compactMap(DMAFault.parse).first {
-            ev.faultRequester = pathOfBDF[f.requester.description] ?? f.requester.description
+            ev.faultRequester = pathOfBDF[f.requester.description]
+                ?? GuestPath.forRequester(f.requester, busPaths: busPaths) ?? f.requester.description
         }
         if !done {
             d.fail("timed-out", "\(what): edu did not clear RUN")

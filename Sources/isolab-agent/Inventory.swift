@@ -32,6 +32,18 @@ enum Sysfs {
         return (start, end - start + 1)
     }
 
+    /// Guest path of each bus number: `""` for the root bus, a bridge's path for its secondary
+    /// bus (config byte 0x19), to name alias requesters that are no function.
+    static func busPaths(_ functions: [FunctionRecord]) -> [Int: String] {
+        var out: [Int: String] = [:]
+        for f in functions {
+            guard let address = PCIAddress(f.bdf) else { continue }
+            if !f.path.contains("/") { out[address.bus] = "" }
+            if f.headerType == 1, let secondary = config(of: f.bdf).u8(0x19), secondary != 0 { out[secondary] = f.path }
+        }
+        return out
+    }
+
     static func inventory(preloadFailures: [String: String]) -> Inventory {
         let paths = paths()
         var functions: [FunctionRecord] = []
