@@ -20,13 +20,16 @@ public enum Drivers {
         }
     }
 
-    /// The active IOMMU driver from the names in /sys/class/iommu (`dmar0` → intel,
-    /// `ivhd0` → amd, a virtio-iommu instance → virtio); nil when there is none.
-    public static func iommuKind(classEntries: [String]) -> String? {
+    /// The active IOMMU driver from the names in /sys/class/iommu: `dmar0` → intel, `ivhd0` →
+    /// amd; virtio-iommu registers under its PCI function's name (`0000:00:01.0`), recognised
+    /// by the virtio vendor id 0x1af4 that `vendorOf` returns for it. Nil when there is none.
+    public static func iommuKind(classEntries: [String], vendorOf: (String) -> UInt64? = { _ in nil }) -> String? {
         if classEntries.contains(where: { $0.hasPrefix("dmar") }) { return "intel" }
         if classEntries.contains(where: { $0.hasPrefix("ivhd") }) { return "amd" }
-        if classEntries.contains(where: { $0.contains("virtio") }) { return "virtio" }
-        return classEntries.isEmpty ? nil : classEntries.sorted()[0]
+        if classEntries.contains(where: { $0.contains("virtio") || (PCIAddress($0) != nil && vendorOf($0) == 0x1af4) }) {
+            return "virtio"
+        }
+        return classEntries.min()
     }
 }
 

@@ -76,7 +76,9 @@ final class Agent {
         self.plan = plan
         self.channel = channel
         self.kmsg = kmsg
-        timeout = plan.stepTimeoutSeconds > 0 ? plan.stepTimeoutSeconds : 20
+        // A plan is input: NaN, negative or absurd timeouts must not trap a conversion.
+        let t = plan.stepTimeoutSeconds
+        timeout = t.isFinite && t > 0 ? min(max(t, 0.1), 3600) : 20
     }
 
     func run() {

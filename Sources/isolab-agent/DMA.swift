@@ -120,7 +120,7 @@ extension Agent {
             buffer = DMABuffer(base: page, busAddress: Self.ownIOVA)
         } else {
             guard let bar = mapSysfsBar(a, res) else { return d.fail("unsupported", "cannot mmap \(a)'s resource0: \(Posix.errorText(errno))") }
-            enableBusMaster(sysfs: a)
+            enableCommandBits(sysfs: a, 0x6)
             guard let (page, pa) = physicalPage(res) else { return d.fail("unsupported", "no buffer page below 256 MiB with a known physical address (pagemap)") }
             edu = Edu(bar: bar)
             buffer = DMABuffer(base: page, busAddress: pa)
@@ -192,11 +192,12 @@ extension Agent {
         if let (_, fdB) = vfio.device(b) {
             var region = cvfio_region()
             if cvfio_device_get_region_info(fdB, UInt32(CVFIO_PCI_BAR0_REGION_INDEX), &region) == 0,
-               let p = res.mmap(fd: fdB, size: Int(region.size), offset: off_t(region.offset)) {
+               let p = res.mmap(fd: fdB, size: Int(clamping: region.size), offset: off_t(clamping: region.offset)) {
                 cpuView = p
                 peerRegion = (p, region.size)
             }
         } else {
+            enableCommandBits(sysfs: b, 0x2)
             cpuView = mapSysfsBar(b, res)
         }
         let busAddress: UInt64
@@ -310,7 +311,7 @@ extension Agent {
     func mapVFIOBar(_ fd: Int32, _ res: ProbeResources) -> UnsafeMutableRawPointer? {
         var region = cvfio_region()
         guard cvfio_device_get_region_info(fd, UInt32(CVFIO_PCI_BAR0_REGION_INDEX), &region) == 0, region.size > 0 else { return nil }
-        return res.mmap(fd: fd, size: Int(region.size), offset: off_t(region.offset))
+        return res.mmap(fd: fd, size: Int(clamping: region.size), offset: off_t(clamping: region.offset))
     }
 
     func mapSysfsBar(_ bdf: String, _ res: ProbeResources) -> UnsafeMutableRawPointer? {
@@ -318,27 +319,29 @@ extension Agent {
         let fd = cvfio_open(Sysfs.device(bdf) + "/resource0", O_RDWR | O_SYNC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        return res.mmap(fd: fd, size: Int(bar.size), offset: 0)
+        return res.mmap(fd: fd, size: Int(clamping: bar.size), offset: 0)
     }
 
     /// Sets memory space and bus master (command register bits 1, 2) through the VFIO config region.
     func enableBusMaster(vfioDevice fd: Int32) {
         var region = cvfio_region()
         guard cvfio_device_get_region_info(fd, UInt32(CVFIO_PCI_CONFIG_REGION_INDEX), &region) == 0 else { return }
-        setCommandBits(fd, off_t(region.offset) + 4)
+        setCommandBits(fd, off_t(clamping: region.offset) &+ 4, 0x6)
     }
 
-    func enableBusMaster(sysfs bdf: String) {
+    /// Sets command register bits through sysfs `config`: 0x6 (memory, bus master) for the
+    /// initiator, 0x2 (memory) for a peer whose BAR the CPU reads.
+    func enableCommandBits(sysfs bdf: String, _ bits: UInt16) {
         let fd = cvfio_open(Sysfs.device(bdf) + "/config", O_RDWR)
         guard fd >= 0 else { return }
         defer { close(fd) }
-        setCommandBits(fd, 4)
+        setCommandBits(fd, 4, bits)
     }
 
-    private func setCommandBits(_ fd: Int32, _ offset: off_t) {
+    private func setCommandBits(_ fd: Int32, _ offset: off_t, _ bits: UInt16) {
         var cmd: UInt16 = 0
-        guard pread(fd, &cmd, 2, offset) == 2 else { return }
-        cmd |= 0x6
+        guard pread(fd, &cmd, 2, offset) == 2, cmd & bits != bits else { return }
+        cmd |= bits
         _ = pwrite(fd, &cmd, 2, offset)
     }
 

@@ -70,7 +70,8 @@ enum Sysfs {
         }
         groups.sort { $0.id < $1.id }
         return Inventory(kernelRelease: Posix.kernelRelease(), cmdline: Posix.text("/proc/cmdline") ?? "",
-                         iommu: Drivers.iommuKind(classEntries: Posix.list("/sys/class/iommu")),
+                         iommu: Drivers.iommuKind(classEntries: Posix.list("/sys/class/iommu"),
+                                                  vendorOf: { Posix.text("\(device($0))/vendor").flatMap(Hex.parse) }),
                          functions: functions, groups: groups, preloadFailures: preloadFailures)
     }
 }

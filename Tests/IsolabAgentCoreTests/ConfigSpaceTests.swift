@@ -65,5 +65,6 @@ final class ConfigSpaceTests: XCTestCase {
         XCTAssertEqual(Drivers.iommuKind(classEntries: ["dmar0"]), "intel")
         XCTAssertEqual(Drivers.iommuKind(classEntries: ["ivhd0"]), "amd")
         XCTAssertNil(Drivers.iommuKind(classEntries: []))
+        XCTAssertEqual(Drivers.iommuKind(classEntries: ["0000:00:01.0"], vendorOf: { $0 == "0000:00:01.0" ? 0x1af4 : nil }), "virtio")
     }
 }

@@ -42,6 +42,14 @@ final class FuzzTests: XCTestCase {
         return records.map { try! RecordEncoder().line($0) }
     }
 
+    /// Lines joined (FlattenSequence is slow unoptimized: this test runs in debug builds).
+    static func flat(_ lines: [[UInt8]]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(lines.reduce(0) { $0 + $1.count })
+        for l in lines { out.append(contentsOf: l) }
+        return out
+    }
+
     /// Valid streams, encoded once: short ones, and a few longer than the record limit.
     static let pool: (short: [[[UInt8]]], long: [[[UInt8]]]) = {
         var r = Rand(state: 42)
@@ -54,11 +62,11 @@ final class FuzzTests: XCTestCase {
         switch r.int(12) {
         case 0: return r.bytes(r.int(600))
         case 1:  // flip bytes
-            var flat = Array(lines.joined())
+            var flat = flat(lines)
             for _ in 0..<(1 + r.int(6)) where !flat.isEmpty { flat[r.int(flat.count)] = UInt8(truncatingIfNeeded: r.next()) }
             return flat
         case 2:  // truncate anywhere
-            let flat = Array(lines.joined())
+            let flat = flat(lines)
             return Array(flat.prefix(r.int(flat.count + 1)))
         case 3:  // swap two lines: out-of-order seq
             if lines.count > 2 { lines.swapAt(r.int(lines.count), r.int(lines.count)) }
@@ -81,7 +89,7 @@ final class FuzzTests: XCTestCase {
         default:  // CR, blank lines, spaces
             lines = lines.map { r.int(2) == 0 ? Array($0.dropLast()) + [13, 10, 10] : [32] + $0 }
         }
-        return Array(lines.joined())
+        return flat(lines)
     }
 
     func testParserSurvivesGeneratedStreams() {
@@ -106,9 +114,16 @@ final class FuzzTests: XCTestCase {
                 complete += 1
                 XCTAssertEqual(parser.records.last?.type, .done, "case \(n)")
             }
-            if parser.error != nil { failed += 1 }
-            if parser.error != nil, parser.complete, case .recordAfterDone = parser.error! {} else if parser.error != nil {
-                XCTAssertFalse(parser.complete && parser.records.last?.type != .done, "case \(n)")
+            switch parser.error {
+            case nil: break
+            case .tooManyRecords?:
+                failed += 1
+                XCTAssertEqual(parser.records.count, Self.limits.maxRecords, "case \(n)")
+            case .recordAfterDone?, .lineTooLong?:
+                failed += 1
+            case let e?:
+                failed += 1
+                XCTAssertFalse(parser.complete, "case \(n): \(e) after a complete stream")
             }
         }
         XCTAssertGreaterThan(complete, 1000, "some generated streams stay valid")
@@ -120,7 +135,7 @@ final class FuzzTests: XCTestCase {
         let lines = Self.validLines(6, &r)
         for cut in 1..<lines.count {
             var parser = RecordStreamParser(limits: Self.limits)
-            parser.feed(lines.prefix(cut).joined())
+            parser.feed(Self.flat(Array(lines.prefix(cut))))
             parser.feed(Array("garbage\n".utf8))
             parser.feed(lines[cut])
             parser.finish()
