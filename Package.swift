@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "isolab", targets: ["isolab"]),
         .library(name: "IsolabModel", targets: ["IsolabModel"]),
+        // The guest agent; link it fully static: ci/build-agent.
+        .executable(name: "isolab-agent", targets: ["isolab-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,6 +29,14 @@ let package = Package(
         .target(name: "IsolabProtocol"),
         // Topology -> domain XML and guest plan; one VM run to completion; the scheduler.
         .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages"]),
+        // C shim: the legacy VFIO ioctls of <linux/vfio.h>, termios raw mode, MMIO accessors; -errno results.
+        .target(name: "CVFIO"),
+        // The agent's pure parts (guest paths, kmsg and DMAR fault lines, config space, errno
+        // names), testable on the host. FoundationEssentials at most.
+        .target(name: "IsolabAgentCore"),
+        // Runs inside the guest: inventory, driver binds, VFIO, edu DMA probes; JSON-line records.
+        // Imports FoundationEssentials only, so it links with -static-executable.
+        .executableTarget(name: "isolab-agent", dependencies: ["IsolabProtocol", "IsolabAgentCore", "CVFIO"]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -39,6 +49,7 @@ let package = Package(
         .testTarget(name: "IsolabCLITests", dependencies: []),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
         .testTarget(name: "IsolabVMTests", dependencies: ["IsolabVM", "IsolabModel", "IsolabTopology", "IsolabProtocol", "IsolabImages"]),
+        .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -66,21 +66,30 @@ public struct RecordStreamParser: Sendable {
     /// Adds bytes from the channel.
     public mutating func feed<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
         guard error == nil else { return }
-        for byte in bytes {
-            if byte == UInt8(ascii: "\n") {
-                lineNumber += 1
-                let line = pending
-                pending.removeAll(keepingCapacity: true)
-                accept(line)
-                if error != nil { return }
-            } else {
-                pending.append(byte)
-                if pending.count > limits.maxLineBytes {
-                    fail(.lineTooLong(line: lineNumber + 1, limit: limits.maxLineBytes))
-                    pending = []
-                    return
-                }
+        if bytes.withContiguousStorageIfAvailable({ feedContiguous($0) }) == nil {
+            Array(bytes).withUnsafeBufferPointer { feedContiguous($0) }
+        }
+    }
+
+    /// Splits at newlines a run at a time (the stream can be megabytes of kernel log).
+    private mutating func feedContiguous(_ buffer: UnsafeBufferPointer<UInt8>) {
+        var start = 0
+        while start < buffer.count {
+            var end = start
+            while end < buffer.count, buffer[end] != UInt8(ascii: "\n") { end += 1 }
+            if pending.count + (end - start) > limits.maxLineBytes {
+                fail(.lineTooLong(line: lineNumber + 1, limit: limits.maxLineBytes))
+                pending = []
+                return
             }
+            pending.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[start..<end]))
+            if end == buffer.count { return }
+            lineNumber += 1
+            let line = pending
+            pending.removeAll(keepingCapacity: true)
+            accept(line)
+            if error != nil { return }
+            start = end + 1
         }
     }
 

@@ -144,14 +144,19 @@ public struct GroupRecord: Codable, Equatable, Sendable {
 public struct StepRecord: Codable, Equatable, Sendable {
     public var index: Int
     public var op: PlanStep.Op
-    /// `ok`, an errno name (`EBUSY`), `blocked`, `delivered`, `faulted`, `timed-out`, `unsupported`.
+    /// `ok`, an errno name (`EBUSY`), `blocked`, `crash` (detail: the BUG/Oops line), `not-run`
+    /// (an earlier step crashed, or a precondition such as an open VFIO device is missing),
+    /// `delivered`, `faulted`, `timed-out` (edu never finished), `mismatch` (the DMA data did not
+    /// arrive and no fault was logged), `unsupported`.
     public var result: String
     /// With an errno result.
     public var errno: Int?
     /// Human-readable detail (which write failed, what was read back).
     public var detail: String?
-    /// `vfio-open`: each sub-step (container, api-version, group, get-status, set-container,
-    /// set-iommu, get-device-fd) with its own result.
+    /// `vfio-open`: each sub-step run, with its own result, named as the model names them:
+    /// find-group, open-container (API version and TYPE1v2 extension in the detail), open-group,
+    /// get-status (detail `VIABLE|CONTAINER_SET`, `0`), set-container, set-iommu, get-device-fd.
+    /// Sub-steps an earlier `vfio-open` of the group completed are not repeated (get-status is).
     public var substeps: [SubstepRecord]
     /// Driver steps: ids of the declared devices bound by the step.
     public var bound: [String]

@@ -1,0 +1,89 @@
+#include "CVFIO.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
+#include <linux/vfio.h>
+
+_Static_assert(CVFIO_TYPE1_IOMMU == VFIO_TYPE1_IOMMU, "type1");
+_Static_assert(CVFIO_TYPE1v2_IOMMU == VFIO_TYPE1v2_IOMMU, "type1v2");
+_Static_assert(CVFIO_GROUP_FLAGS_VIABLE == VFIO_GROUP_FLAGS_VIABLE, "viable");
+_Static_assert(CVFIO_GROUP_FLAGS_CONTAINER_SET == VFIO_GROUP_FLAGS_CONTAINER_SET, "container set");
+_Static_assert(CVFIO_PCI_BAR0_REGION_INDEX == VFIO_PCI_BAR0_REGION_INDEX, "bar0");
+_Static_assert(CVFIO_PCI_CONFIG_REGION_INDEX == VFIO_PCI_CONFIG_REGION_INDEX, "config");
+
+static int result(int r) { return r < 0 ? -errno : r; }
+
+int cvfio_get_api_version(int container) { return result(ioctl(container, VFIO_GET_API_VERSION)); }
+
+int cvfio_check_extension(int container, int extension) {
+    return result(ioctl(container, VFIO_CHECK_EXTENSION, extension));
+}
+
+int cvfio_set_iommu(int container, int type) { return result(ioctl(container, VFIO_SET_IOMMU, type)); }
+
+int cvfio_group_get_status(int group, uint32_t *flags) {
+    struct vfio_group_status status = { .argsz = sizeof(status) };
+    int r = ioctl(group, VFIO_GROUP_GET_STATUS, &status);
+    if (r < 0) return -errno;
+    *flags = status.flags;
+    return 0;
+}
+
+int cvfio_group_set_container(int group, int container) {
+    return result(ioctl(group, VFIO_GROUP_SET_CONTAINER, &container));
+}
+
+int cvfio_group_get_device_fd(int group, const char *name) {
+    return result(ioctl(group, VFIO_GROUP_GET_DEVICE_FD, name));
+}
+
+int cvfio_device_get_region_info(int device, uint32_t index, cvfio_region *region) {
+    struct vfio_region_info info = { .argsz = sizeof(info), .index = index };
+    int r = ioctl(device, VFIO_DEVICE_GET_REGION_INFO, &info);
+    if (r < 0) return -errno;
+    region->flags = info.flags;
+    region->size = info.size;
+    region->offset = info.offset;
+    return 0;
+}
+
+int cvfio_map_dma(int container, uint64_t vaddr, uint64_t iova, uint64_t size) {
+    struct vfio_iommu_type1_dma_map map = {
+        .argsz = sizeof(map),
+        .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+        .vaddr = vaddr, .iova = iova, .size = size,
+    };
+    return result(ioctl(container, VFIO_IOMMU_MAP_DMA, &map));
+}
+
+int cvfio_unmap_dma(int container, uint64_t iova, uint64_t size) {
+    struct vfio_iommu_type1_dma_unmap unmap = { .argsz = sizeof(unmap), .iova = iova, .size = size };
+    return result(ioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap));
+}
+
+int cvfio_open(const char *path, int flags) { return result(open(path, flags | O_CLOEXEC)); }
+
+int cvfio_tty_raw(int fd) {
+    struct termios t;
+    if (tcgetattr(fd, &t) < 0) return -errno;
+    cfmakeraw(&t);
+    cfsetispeed(&t, B115200);
+    cfsetospeed(&t, B115200);
+    return result(tcsetattr(fd, TCSANOW, &t));
+}
+
+uint32_t cvfio_mmio_read32(const volatile void *base, size_t offset) {
+    return *(const volatile uint32_t *)((const volatile char *)base + offset);
+}
+uint64_t cvfio_mmio_read64(const volatile void *base, size_t offset) {
+    return *(const volatile uint64_t *)((const volatile char *)base + offset);
+}
+void cvfio_mmio_write32(volatile void *base, size_t offset, uint32_t value) {
+    *(volatile uint32_t *)((volatile char *)base + offset) = value;
+}
+void cvfio_mmio_write64(volatile void *base, size_t offset, uint64_t value) {
+    *(volatile uint64_t *)((volatile char *)base + offset) = value;
+}

@@ -1,0 +1,54 @@
+// Thin wrappers around the legacy VFIO uAPI of <linux/vfio.h> (container/group + type1) and a
+// few POSIX calls Swift cannot make directly (variadic ioctl/open, termios raw mode).
+// Every function returns >= 0 on success and -errno on failure.
+#ifndef CVFIO_H
+#define CVFIO_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#define CVFIO_TYPE1_IOMMU 1
+#define CVFIO_TYPE1v2_IOMMU 3
+#define CVFIO_GROUP_FLAGS_VIABLE (1u << 0)
+#define CVFIO_GROUP_FLAGS_CONTAINER_SET (1u << 1)
+#define CVFIO_PCI_BAR0_REGION_INDEX 0
+#define CVFIO_PCI_CONFIG_REGION_INDEX 7
+
+/// A region of a VFIO device (VFIO_DEVICE_GET_REGION_INFO).
+typedef struct {
+    uint32_t flags;
+    uint64_t size;
+    uint64_t offset;
+} cvfio_region;
+
+/// VFIO_GET_API_VERSION on a container fd: the version (0) or -errno.
+int cvfio_get_api_version(int container);
+/// VFIO_CHECK_EXTENSION: 1/0 (or a positive value) or -errno.
+int cvfio_check_extension(int container, int extension);
+/// VFIO_SET_IOMMU: 0 or -errno.
+int cvfio_set_iommu(int container, int type);
+/// VFIO_GROUP_GET_STATUS: writes the flags; 0 or -errno.
+int cvfio_group_get_status(int group, uint32_t *flags);
+/// VFIO_GROUP_SET_CONTAINER: 0 or -errno.
+int cvfio_group_set_container(int group, int container);
+/// VFIO_GROUP_GET_DEVICE_FD with the device's name (its BDF): the fd or -errno.
+int cvfio_group_get_device_fd(int group, const char *name);
+/// VFIO_DEVICE_GET_REGION_INFO for one region index: 0 or -errno.
+int cvfio_device_get_region_info(int device, uint32_t index, cvfio_region *region);
+/// VFIO_IOMMU_MAP_DMA (read and write): 0 or -errno.
+int cvfio_map_dma(int container, uint64_t vaddr, uint64_t iova, uint64_t size);
+/// VFIO_IOMMU_UNMAP_DMA: 0 or -errno.
+int cvfio_unmap_dma(int container, uint64_t iova, uint64_t size);
+
+/// open(2) with flags; the fd or -errno.
+int cvfio_open(const char *path, int flags);
+/// Puts a tty into raw mode (cfmakeraw, 115200 baud); 0 or -errno.
+int cvfio_tty_raw(int fd);
+
+/// Volatile MMIO accessors for mapped BARs (edu takes only 4- and 8-byte accesses).
+uint32_t cvfio_mmio_read32(const volatile void *base, size_t offset);
+uint64_t cvfio_mmio_read64(const volatile void *base, size_t offset);
+void cvfio_mmio_write32(volatile void *base, size_t offset, uint32_t value);
+void cvfio_mmio_write64(volatile void *base, size_t offset, uint64_t value);
+
+#endif

@@ -1,0 +1,285 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IsolabAgentCore
+import IsolabProtocol
+
+/// How a sysfs write or modprobe run in a child ended, as a step reports it.
+enum ChildOutcome: Equatable {
+    case ok
+    case failed(Int32)
+    /// Not finished at the step timeout: left behind.
+    case blocked
+    /// Killed by a signal (the kernel killed the task: BUG, oops).
+    case killed(Int32)
+
+    var result: String {
+        switch self {
+        case .ok: return "ok"
+        case .failed(let e): return ErrnoName.name(e)
+        case .blocked: return "blocked"
+        case .killed: return "crash"
+        }
+    }
+
+    var errno: Int? {
+        if case .failed(let e) = self { return Int(e) }
+        return nil
+    }
+}
+
+/// One step's record while it is carried out.
+struct StepDraft {
+    var record: StepRecord
+
+    init(_ step: PlanStep) { record = StepRecord(index: step.index, op: step.op, result: "ok") }
+
+    mutating func set(_ outcome: ChildOutcome, _ detail: String? = nil) {
+        record.result = outcome.result
+        record.errno = outcome.errno
+        if let detail { record.detail = detail }
+    }
+
+    mutating func fail(_ result: String, errno: Int32? = nil, _ detail: String) {
+        record.result = result
+        record.errno = errno.map(Int.init)
+        record.detail = detail
+    }
+
+    mutating func note(_ text: String) {
+        record.detail = record.detail.map { "\($0); \(text)" } ?? text
+    }
+}
+
+/// Runs a plan: inventory, then each step in order, streaming records.
+final class Agent {
+    let plan: GuestPlan
+    let channel: Channel
+    let kmsg: KernelLogReader
+    /// Plan node id → BDF (nodes the guest does not have are absent).
+    var bdfOfNode: [String: String] = [:]
+    var nodeOfBDF: [String: String] = [:]
+    /// BDF → guest path, for fault attribution.
+    var pathOfBDF: [String: String] = [:]
+    /// Bus number → guest path of the bus (root bus `""`).
+    var busPaths: [Int: String] = [:]
+    var vfio = VFIOState()
+    /// Children still running after their step (blocked writes), with what they do.
+    var leftBehind: [(pid: pid_t, what: String)] = []
+    /// Kernel log lines seen outside any step (they go into the next step's record).
+    var pendingLog: [String] = []
+    /// Seconds the end of the current step waits for left-behind children (set by `vfio-close`).
+    var leftBehindGrace = 0.0
+    let timeout: Double
+
+    init(plan: GuestPlan, channel: Channel, kmsg: KernelLogReader) {
+        self.plan = plan
+        self.channel = channel
+        self.kmsg = kmsg
+        // A plan is input: NaN, negative or absurd timeouts must not trap a conversion.
+        let t = plan.stepTimeoutSeconds
+        timeout = t.isFinite && t > 0 ? min(max(t, 0.1), 3600) : 20
+    }
+
+    func run() {
+        var preloadFailures: [String: String] = [:]
+        for module in plan.preload {
+            let outcome = modprobe(module)
+            if outcome != .ok { preloadFailures[module] = describe(outcome, "modprobe \(module)") }
+        }
+        let inventory = Sysfs.inventory(preloadFailures: preloadFailures)
+        pendingLog = kmsg.drain()
+        channel.send { Record(seq: $0, type: .inventory, inventory: inventory) }
+        for f in inventory.functions { pathOfBDF[f.bdf] = f.path }
+        busPaths = Sysfs.busPaths(inventory.functions)
+        let bdfOfPath = Dictionary(inventory.functions.map { ($0.path, $0.bdf) }, uniquingKeysWith: { a, _ in a })
+        for node in plan.nodes {
+            if let bdf = bdfOfPath[node.path] {
+                bdfOfNode[node.id] = bdf
+                nodeOfBDF[bdf] = node.id
+            }
+        }
+        var crashed: String?
+        for step in plan.steps {
+            channel.send { Record(seq: $0, type: .stepStart, index: step.index) }
+            var draft = StepDraft(step)
+            let started = ContinuousClock.now
+            if let crashed {
+                draft.fail("not-run", "an earlier step crashed the kernel: \(crashed)")
+            } else {
+                perform(step, &draft)
+            }
+            reapLeftBehind(&draft)
+            let log = pendingLog + kmsg.drain()
+            pendingLog = []
+            draft.record.kernelLog = log
+            if crashed == nil, let line = KernelCrash.find(in: log) {
+                crashed = line
+                draft.record.result = "crash"
+                draft.record.errno = nil
+                draft.record.detail = line
+            } else if crashed == nil, draft.record.result == "crash" {
+                // Killed by a signal with no crash line in the log: still a dead task.
+                crashed = draft.record.detail ?? "a task was killed"
+            }
+            let elapsed = ContinuousClock.now - started
+            draft.record.milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
+            let record = draft.record
+            channel.send { Record(seq: $0, type: .step, step: record) }
+        }
+    }
+
+    // MARK: - steps
+
+    func perform(_ step: PlanStep, _ d: inout StepDraft) {
+        if step.op == .loadDriver {
+            guard let module = step.module ?? step.driver else { return d.fail("not-run", "load-driver names no module") }
+            return loadDriver(module, &d)
+        }
+        guard let id = step.device else { return d.fail("not-run", "the step names no device") }
+        guard let bdf = bdfOfNode[id] else {
+            let path = plan.nodes.first(where: { $0.id == id })?.path ?? "?"
+            return d.fail("not-run", "\(id) (guest path \(path)) is not in the guest's inventory")
+        }
+        switch step.op {
+        case .loadDriver: break
+        case .bind:
+            let model = plan.nodes.first(where: { $0.id == id })?.model
+            bind(bdf, driver: step.driver ?? Drivers.defaultDriver(forModel: model), &d)
+        case .unbind: unbind(bdf, &d)
+        case .vfioBind: vfioBind(bdf, &d)
+        case .vfioOpen: vfioOpen(bdf, &d)
+        case .vfioClose: vfioClose(bdf, &d)
+        case .dma: dma(step, from: bdf, &d)
+        }
+    }
+
+    /// Drivers of the declared nodes now.
+    func declaredDrivers() -> [String: String?] {
+        Dictionary(uniqueKeysWithValues: bdfOfNode.map { ($0.key, Sysfs.driver(of: $0.value)) })
+    }
+
+    func newlyBound(since before: [String: String?]) -> [String] {
+        let after = declaredDrivers()
+        return plan.nodes.map(\.id).filter { id in
+            guard let now = after[id] ?? nil else { return false }
+            return (before[id] ?? nil) != now
+        }
+    }
+
+    func loadDriver(_ module: String, _ d: inout StepDraft) {
+        _ = Posix.write("/sys/bus/pci/drivers_autoprobe", "1")
+        let before = declaredDrivers()
+        let outcome = modprobe(module)
+        d.set(outcome, describe(outcome, "modprobe \(module)"))
+        d.record.bound = newlyBound(since: before)
+    }
+
+    /// Loads a driver's module with auto-probing off (so it binds nothing on its own), unless
+    /// the driver is registered already. Nil on success, else what went wrong.
+    func ensureDriver(_ driver: String) -> (ChildOutcome, String)? {
+        if Posix.exists("/sys/bus/pci/drivers/\(driver)") { return nil }
+        guard let module = Drivers.module(forDriver: driver) else {
+            return (.failed(ENOENT), "driver \(driver) is not registered and has no module")
+        }
+        _ = Posix.write("/sys/bus/pci/drivers_autoprobe", "0")
+        let outcome = modprobe(module)
+        _ = Posix.write("/sys/bus/pci/drivers_autoprobe", "1")
+        if outcome != .ok { return (outcome, describe(outcome, "modprobe \(module)")) }
+        if !Posix.exists("/sys/bus/pci/drivers/\(driver)") {
+            return (.failed(ENOENT), "modprobe \(module) succeeded but /sys/bus/pci/drivers/\(driver) does not exist")
+        }
+        return nil
+    }
+
+    func bind(_ bdf: String, driver: String, _ d: inout StepDraft) {
+        if let (outcome, why) = ensureDriver(driver) { return d.set(outcome, why) }
+        let before = declaredDrivers()
+        let override = write(Sysfs.device(bdf) + "/driver_override", driver)
+        guard override == .ok else { return d.set(override, describe(override, "write \(driver) to \(bdf)/driver_override")) }
+        let outcome = write("/sys/bus/pci/drivers/\(driver)/bind", bdf)
+        d.set(outcome, describe(outcome, "write \(bdf) to drivers/\(driver)/bind"))
+        d.record.bound = newlyBound(since: before)
+    }
+
+    func unbind(_ bdf: String, _ d: inout StepDraft) {
+        guard let current = Sysfs.driver(of: bdf) else {
+            return d.fail("ENOENT", errno: ENOENT, "\(bdf) has no driver: no driver/unbind file")
+        }
+        let outcome = write("/sys/bus/pci/drivers/\(current)/unbind", bdf)
+        d.set(outcome, describe(outcome, "write \(bdf) to drivers/\(current)/unbind"))
+    }
+
+    func vfioBind(_ bdf: String, _ d: inout StepDraft) {
+        if let current = Sysfs.driver(of: bdf) {
+            if current == "vfio-pci" { return d.set(.ok, "\(bdf) is already bound to vfio-pci") }
+            let outcome = write("/sys/bus/pci/drivers/\(current)/unbind", bdf)
+            guard outcome == .ok else { return d.set(outcome, describe(outcome, "unbind \(bdf) from \(current)")) }
+            d.note("unbound from \(current)")
+        }
+        var bound = StepDraft(PlanStep(index: d.record.index, op: .bind))
+        bind(bdf, driver: "vfio-pci", &bound)
+        let note = d.record.detail
+        d.record.result = bound.record.result
+        d.record.errno = bound.record.errno
+        d.record.detail = [note, bound.record.detail].compactMap { $0 }.joined(separator: "; ")
+        d.record.bound = bound.record.bound
+    }
+
+    // MARK: - children
+
+    /// Writes through the agent's `write` helper in a child, with the step timeout.
+    func write(_ path: String, _ value: String) -> ChildOutcome {
+        runChild(["/proc/self/exe", "write", path, value], what: "write \(value) to \(path)")
+    }
+
+    func modprobe(_ module: String) -> ChildOutcome {
+        let outcome = runChild(["/sbin/modprobe", module], what: "modprobe \(module)")
+        // modprobe exits 1 on any failure; there is no errno to report.
+        if case .failed = outcome { return .failed(ENOENT) }
+        return outcome
+    }
+
+    func runChild(_ argv: [String], what: String) -> ChildOutcome {
+        let (pid, end) = Child.run(argv, seconds: timeout)
+        switch end {
+        case .exited(0): return .ok
+        case .exited(let code): return .failed(HelperExit.errno(forCode: code))
+        case .signaled(let sig): return .killed(sig)
+        case .spawnFailed(let e): return .failed(e)
+        case .running:
+            if let pid { leftBehind.append((pid, what)) }
+            return .blocked
+        }
+    }
+
+    func describe(_ outcome: ChildOutcome, _ what: String) -> String {
+        switch outcome {
+        case .ok: return what
+        case .failed(let e): return "\(what): \(Posix.errorText(e))"
+        case .blocked: return "\(what): still running after \(timeout) s, left behind"
+        case .killed(let sig): return "\(what): the task was killed by signal \(sig)"
+        }
+    }
+
+    /// Notes children left behind by earlier steps that have ended since.
+    func reapLeftBehind(_ d: inout StepDraft) {
+        let deadline = ContinuousClock.now + .milliseconds(Int(leftBehindGrace * 1000))
+        leftBehindGrace = 0
+        leftBehind.removeAll { child in
+            var end = Child.poll(child.pid)
+            while end == nil, ContinuousClock.now < deadline {
+                Posix.sleep(milliseconds: 10)
+                end = Child.poll(child.pid)
+            }
+            guard let end else { return false }
+            switch end {
+            case .exited(let code):
+                d.note("earlier blocked \(child.what) finished: " + (code == 0 ? "ok" : ErrnoName.name(HelperExit.errno(forCode: code))))
+            case .signaled(let sig): d.note("earlier blocked \(child.what) was killed by signal \(sig)")
+            default: break
+            }
+            return true
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import IsolabAgentCore
+import IsolabProtocol
+
+/// Reads what the guest enumerated: /sys/bus/pci/devices, config space, /sys/kernel/iommu_groups.
+enum Sysfs {
+    static let devices = "/sys/bus/pci/devices"
+
+    static func device(_ bdf: String) -> String { "\(devices)/\(bdf)" }
+
+    static func driver(of bdf: String) -> String? { Posix.linkName("\(device(bdf))/driver") }
+
+    static func group(of bdf: String) -> Int? { Posix.linkName("\(device(bdf))/iommu_group").flatMap { Int($0) } }
+
+    static func config(of bdf: String) -> ConfigSpace { ConfigSpace(Posix.read("\(device(bdf))/config", limit: 4096) ?? []) }
+
+    /// Guest path of every function, by BDF.
+    static func paths() -> [String: String] {
+        var out: [String: String] = [:]
+        for bdf in Posix.list(devices) {
+            if let real = Posix.realpath(device(bdf)), let path = GuestPath.fromSysfs(real) { out[bdf] = path }
+        }
+        return out
+    }
+
+    /// Start of BAR `index` (guest-physical) from the `resource` file, nil if unset.
+    static func barAddress(of bdf: String, index: Int = 0) -> (start: UInt64, size: UInt64)? {
+        guard let text = Posix.text("\(device(bdf))/resource") else { return nil }
+        let lines = text.split(separator: "\n")
+        guard index < lines.count else { return nil }
+        let f = lines[index].split(separator: " ")
+        guard f.count >= 2, let start = Hex.parse(f[0]), let end = Hex.parse(f[1]), start != 0, end > start else { return nil }
+        return (start, end - start + 1)
+    }
+
+    /// Guest path of each bus number: `""` for the root bus, a bridge's path for its secondary
+    /// bus (config byte 0x19), to name alias requesters that are no function.
+    static func busPaths(_ functions: [FunctionRecord]) -> [Int: String] {
+        var out: [Int: String] = [:]
+        for f in functions {
+            guard let address = PCIAddress(f.bdf) else { continue }
+            if !f.path.contains("/") { out[address.bus] = "" }
+            if f.headerType == 1, let secondary = config(of: f.bdf).u8(0x19), secondary != 0 { out[secondary] = f.path }
+        }
+        return out
+    }
+
+    static func inventory(preloadFailures: [String: String]) -> Inventory {
+        let paths = paths()
+        var functions: [FunctionRecord] = []
+        for bdf in Posix.list(devices) {
+            let dir = device(bdf)
+            let cfg = config(of: bdf)
+            let vendor = Posix.text("\(dir)/vendor").flatMap(Hex.parse) ?? 0xffff
+            let dev = Posix.text("\(dir)/device").flatMap(Hex.parse) ?? 0xffff
+            let cls = Posix.text("\(dir)/class").flatMap(Hex.parse) ?? 0
+            let acs = cfg.acs.map { ACSRecord(offset: $0.offset, capability: $0.capability, control: $0.control) }
+            functions.append(FunctionRecord(
+                path: paths[bdf] ?? "?\(bdf)", bdf: bdf,
+                vendorDevice: "\(Hex.digits(vendor & 0xffff, width: 4)):\(Hex.digits(dev & 0xffff, width: 4))",
+                classCode: "0x" + Hex.digits(cls & 0xff_ffff, width: 6),
+                headerType: cfg.headerType ?? -1, multifunction: cfg.multifunction,
+                driver: driver(of: bdf), group: group(of: bdf), pcieType: cfg.pcieType, acs: acs))
+        }
+        functions.sort { $0.path < $1.path }
+        var groups: [GroupRecord] = []
+        for name in Posix.list("/sys/kernel/iommu_groups") {
+            guard let id = Int(name) else { continue }
+            let members = Posix.list("/sys/kernel/iommu_groups/\(name)/devices").map { paths[$0] ?? "?\($0)" }.sorted()
+            groups.append(GroupRecord(id: id, members: members))
+        }
+        groups.sort { $0.id < $1.id }
+        return Inventory(kernelRelease: Posix.kernelRelease(), cmdline: Posix.text("/proc/cmdline") ?? "",
+                         iommu: Drivers.iommuKind(classEntries: Posix.list("/sys/class/iommu"),
+                                                  vendorOf: { Posix.text("\(device($0))/vendor").flatMap(Hex.parse) }),
+                         functions: functions, groups: groups, preloadFailures: preloadFailures)
+    }
+}

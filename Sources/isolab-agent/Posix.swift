@@ -1,0 +1,158 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CVFIO
+import IsolabAgentCore
+
+/// Small POSIX helpers. Nothing here throws: a missing or odd file is `nil`, a failed call an errno.
+enum Posix {
+    /// The whole file (at most `limit` bytes), or nil if it cannot be opened or read.
+    static func read(_ path: String, limit: Int = 1 << 20) -> [UInt8]? {
+        let fd = cvfio_open(path, O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while out.count < limit {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return out.isEmpty ? nil : out
+            }
+            if n == 0 { break }
+            out.append(contentsOf: chunk[0..<n])
+        }
+        return out
+    }
+
+    /// The file as text with surrounding whitespace removed.
+    static func text(_ path: String) -> String? {
+        read(path, limit: 64 << 10).map { String(decoding: $0, as: UTF8.self).trimmed }
+    }
+
+    /// Writes `value` to `path` in one write(2), as sysfs wants it. 0 or the errno.
+    static func write(_ path: String, _ value: String) -> Int32 {
+        let fd = cvfio_open(path, O_WRONLY)
+        guard fd >= 0 else { return -fd }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        return n < 0 ? errno : 0
+    }
+
+    /// Names in a directory, sorted, without `.` and `..`; empty if it cannot be read.
+    static func list(_ path: String) -> [String] {
+        guard let dir = opendir(path) else { return [] }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// The target of a symbolic link, or nil.
+    static func readlink(_ path: String) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = Glibc.readlink(path, &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The last component of a link's target (`…/drivers/e1000e` → `e1000e`).
+    static func linkName(_ path: String) -> String? {
+        readlink(path).flatMap { $0.split(separator: "/").last.map(String.init) }
+    }
+
+    static func realpath(_ path: String) -> String? {
+        guard let p = Glibc.realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
+    static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    static func sleep(milliseconds: Int) {
+        var ts = timespec(tv_sec: milliseconds / 1000, tv_nsec: (milliseconds % 1000) * 1_000_000)
+        var rest = timespec()
+        while nanosleep(&ts, &rest) != 0 && errno == EINTR { ts = rest }
+    }
+
+    /// `uname -r`.
+    static func kernelRelease() -> String {
+        var u = utsname()
+        guard uname(&u) == 0 else { return "unknown" }
+        return withUnsafeBytes(of: u.release) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+    }
+
+    static func errorText(_ e: Int32) -> String { "\(ErrnoName.name(e)) (\(e))" }
+}
+
+/// How a child process ended.
+enum ChildEnd: Equatable {
+    case exited(Int32)
+    case signaled(Int32)
+    /// Still running at the deadline: left behind.
+    case running
+    case spawnFailed(Int32)
+}
+
+/// Child processes: sysfs writes and modprobe run in one so that a write that blocks or a task
+/// the kernel kills (5.10's BUG_ON) cannot take the agent with it.
+enum Child {
+    /// Starts `argv` (absolute path first). The pid, or the errno.
+    static func spawn(_ argv: [String]) -> Result<pid_t, SpawnError> {
+        var pid: pid_t = 0
+        var cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+        cargs.append(nil)
+        defer { for p in cargs { free(p) } }
+        let rc = posix_spawn(&pid, argv[0], nil, nil, cargs, environ)
+        return rc == 0 ? .success(pid) : .failure(SpawnError(errno: rc))
+    }
+
+    struct SpawnError: Error { var errno: Int32 }
+
+    /// Waits up to `seconds` for the child; `.running` if it has not ended by then.
+    static func wait(_ pid: pid_t, seconds: Double) -> ChildEnd {
+        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
+        var delay = 1
+        while true {
+            if let end = poll(pid) { return end }
+            if ContinuousClock.now >= deadline { return .running }
+            Posix.sleep(milliseconds: delay)
+            delay = min(delay * 2, 20)
+        }
+    }
+
+    /// The child's end if it has ended (reaped), nil while it runs.
+    static func poll(_ pid: pid_t) -> ChildEnd? {
+        var status: Int32 = 0
+        let r = waitpid(pid, &status, WNOHANG)
+        if r == 0 { return nil }
+        if r < 0 { return .exited(HelperExit.code(forErrno: ECHILD)) }
+        let sig = status & 0x7f
+        return sig == 0 ? .exited((status >> 8) & 0xff) : .signaled(sig)
+    }
+
+    /// Runs `argv` to its end or the deadline.
+    static func run(_ argv: [String], seconds: Double) -> (pid: pid_t?, end: ChildEnd) {
+        switch spawn(argv) {
+        case .failure(let e): return (nil, .spawnFailed(e.errno))
+        case .success(let pid): return (pid, wait(pid, seconds: seconds))
+        }
+    }
+}
+
+extension String {
+    var trimmed: String {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\n" || c == "\t" || c == "\r" || c == "\0" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\n" || c == "\t" || c == "\r" || c == "\0" { s = s.dropLast() }
+        return String(s)
+    }
+}
