@@ -101,3 +101,40 @@ public enum JSONCoding {
         return d
     }
 }
+
+extension GuestImage {
+    /// Writes `output`: this image's initramfs followed by a second cpio archive holding `files`
+    /// (path inside the guest → contents). The kernel unpacks both, so the files appear in the
+    /// guest's root without rebuilding the image.
+    public func initramfs(appending files: [String: Data], to output: String) throws {
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: output)
+        guard fm.createFile(atPath: output, contents: nil) else {
+            throw ImagesError.io(path: output, problem: "cannot create the run's initramfs")
+        }
+        let extra = output + ".extra"
+        var writer = try CpioWriter(path: extra)
+        var dirs = Set<String>()
+        for name in files.keys.sorted() {
+            var parent = (name as NSString).deletingLastPathComponent
+            var chain: [String] = []
+            while !parent.isEmpty, parent != "/", !dirs.contains(parent) {
+                chain.insert(parent, at: 0)
+                dirs.insert(parent)
+                parent = (parent as NSString).deletingLastPathComponent
+            }
+            for d in chain { try writer.add(name: d, mode: UInt32(S_IFDIR) | 0o755, data: Data()) }
+            try writer.add(name: name, mode: UInt32(S_IFREG) | 0o644, data: files[name]!)
+        }
+        try writer.finish()
+        defer { try? fm.removeItem(atPath: extra) }
+        guard let out = FileHandle(forWritingAtPath: output),
+              let base = FileHandle(forReadingAtPath: initramfsPath),
+              let tail = fm.contents(atPath: extra) else {
+            throw ImagesError.io(path: output, problem: "cannot assemble the run's initramfs")
+        }
+        defer { try? out.close(); try? base.close() }
+        while let chunk = try base.read(upToCount: 1 << 20), !chunk.isEmpty { try out.write(contentsOf: chunk) }
+        try out.write(contentsOf: tail)
+    }
+}

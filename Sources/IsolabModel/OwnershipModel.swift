@@ -3,9 +3,12 @@
 /// model before it (5.10 drivers/vfio/vfio.c). KERNEL-NOTES §2–§3.
 ///
 /// The starting state is isolab's freshly booted guest: an initramfs without udev, so only
-/// built-in drivers have bound: `pcieport` (PCIEPORTBUS=y) on root, upstream and downstream
-/// ports, and `shpchp` (HOTPLUG_PCI_SHPC=y) on bridges with an SHPC capability
-/// (pcie-pci-bridge, pci-bridge; binding is derived from the source, unverified).
+/// built-in drivers have bound (`OwnershipModel.bootDriver`): `pcieport` (PCIEPORTBUS=y) on
+/// root, upstream and downstream ports, and `virtio-pci` on virtio devices where it is built in.
+/// Bridges stay unbound although `shpchp` is built in: on q35, QEMU's ACPI PCI hotplug for
+/// bridges (`acpi-pci-hotplug-with-bridge-support`, on by default) owns their slots, and
+/// `shpc_init()`'s `pci_hp_register()` fails with -EBUSY ("Slot initialization failed";
+/// observed on 5.10 and 6.1 booting QEMU 7.2's defaults).
 public struct OwnershipModel: Sendable {
     public let fabric: Fabric
     public let grouping: IOMMUGrouping?
@@ -44,11 +47,16 @@ public struct OwnershipModel: Sendable {
         self.kernel = kernel
         self.interruptRemapping = iommu == .intel || iommu == .amd
         for f in fabric.functions {
-            switch f.kind {
-            case .rootPort, .switchUpstream, .downstreamPort: bindNow(f, "pcieport")
-            case .pciePCIBridge, .pciBridge: bindNow(f, "shpchp")
-            default: break
-            }
+            if let drv = Self.bootDriver(f, kernel: kernel) { bindNow(f, drv) }
+        }
+    }
+
+    /// The driver bound to `f` when the guest has booted (before any step), if any.
+    public static func bootDriver(_ f: PCIFunction, kernel: KernelGeneration) -> String? {
+        switch f.kind {
+        case .rootPort?, .switchUpstream?, .downstreamPort?: return "pcieport"
+        case .device(.virtioNet, _)? where kernel.virtioPCIBuiltIn: return "virtio-pci"
+        default: return nil
         }
     }
 

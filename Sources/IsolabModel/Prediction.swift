@@ -17,6 +17,14 @@ public struct KernelPrediction: Sendable {
     public var groups: [[PCIFunction]] {
         grouping?.groups.map { $0.members.map { fabric.functions[$0] } } ?? []
     }
+
+    /// The groups as the freshly booted guest shows them, before any step: the same as `groups`,
+    /// except where a function joins its group only once a driver probes it
+    /// (`KernelGeneration.viotGroupsOnlyAtProbe` with virtio-iommu).
+    public var groupsAtBoot: [[PCIFunction]] {
+        guard topology.iommu == .virtio, kernel.viotGroupsOnlyAtProbe else { return groups }
+        return groups.map { $0.filter { OwnershipModel.bootDriver($0, kernel: kernel) != nil } }.filter { !$0.isEmpty }
+    }
 }
 
 /// Runs the model: topology → fabric → ACS → groups → reachability → ownership.
