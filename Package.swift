@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "isolab", targets: ["isolab"]),
         .library(name: "IsolabModel", targets: ["IsolabModel"]),
+        .library(name: "IsolabLibvirt", targets: ["IsolabLibvirt"]),
+        .library(name: "IsolabVM", targets: ["IsolabVM"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,6 +27,13 @@ let package = Package(
         ]),
         // Plan (host -> guest) and records (guest -> host), shared by both; bounded stream parser.
         .target(name: "IsolabProtocol"),
+        // libvirt's C API (libvirt.h, virterror.h, libvirt-qemu.h) as a Swift module.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        // Thin Swift wrapper: connections (embedded root by default), event-loop thread,
+        // domains, lifecycle events, libvirt errors as Swift errors.
+        .target(name: "IsolabLibvirt", dependencies: ["CLibvirt"]),
+        // Topology -> libvirt domain XML; running VMs.
+        .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabLibvirt"]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -36,6 +45,9 @@ let package = Package(
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: []),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
+        .testTarget(name: "IsolabLibvirtTests", dependencies: ["IsolabLibvirt"]),
+        .testTarget(name: "IsolabVMTests", dependencies: ["IsolabVM", "IsolabLibvirt", "IsolabModel", "IsolabTopology", "IsolabImages"],
+                    exclude: ["golden"]),
     ],
     swiftLanguageModes: [.v5]
 )

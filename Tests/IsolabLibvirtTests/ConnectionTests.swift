@@ -1,0 +1,2 @@
+import IsolabLibvirt
+import XCTest
