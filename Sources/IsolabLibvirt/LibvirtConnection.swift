@@ -15,6 +15,8 @@ public final class LibvirtConnection: @unchecked Sendable {
     private var pointer: OpaquePointer?
     private var callbackIDs: Set<Int32> = []
     private var closeHooks: [() -> Void] = []
+    /// Domains to destroy on close (the embedded driver has no autodestroy).
+    private var autodestroyNames: Set<String> = []
 
     private init(uri: String, pointer: OpaquePointer) {
         self.uri = uri
@@ -67,15 +69,21 @@ public final class LibvirtConnection: @unchecked Sendable {
     }
 
     /// Starts a transient domain from `xml` (`virDomainCreateXML`). With `autodestroy` the
-    /// domain is destroyed when this connection closes.
+    /// domain is destroyed when this connection closes. The embedded driver of libvirt 9.0
+    /// refuses the flag ("Domain autodestroy not supported for embedded drivers yet"), so
+    /// there this connection destroys such domains itself in `close()`.
     public func createDomain(xml: String, paused: Bool = false, autodestroy: Bool = true) throws -> LibvirtDomain {
         var flags: UInt32 = 0
         if paused { flags |= VIR_DOMAIN_START_PAUSED.rawValue }
-        if autodestroy { flags |= VIR_DOMAIN_START_AUTODESTROY.rawValue }
+        if autodestroy && !isEmbedded { flags |= VIR_DOMAIN_START_AUTODESTROY.rawValue }
         guard let d = virDomainCreateXML(try handle(), xml, flags) else {
             throw LibvirtError.last("virDomainCreateXML")
         }
-        return LibvirtDomain(pointer: d, connection: self)
+        let domain = LibvirtDomain(pointer: d, connection: self)
+        if autodestroy && isEmbedded {
+            lock.lock(); autodestroyNames.insert(domain.name); lock.unlock()
+        }
+        return domain
     }
 
     /// The running (and paused) domains.
@@ -164,9 +172,18 @@ public final class LibvirtConnection: @unchecked Sendable {
         callbackIDs = []
         let hooks = closeHooks
         closeHooks = []
+        let doomed = autodestroyNames
+        autodestroyNames = []
         lock.unlock()
         guard let p else { return }
         for id in ids { _ = virConnectDomainEventDeregisterAny(p, id) }
+        for name in doomed {
+            if let d = virDomainLookupByName(p, name) {
+                _ = virDomainDestroy(d)
+                virDomainFree(d)
+            }
+            virResetLastError()
+        }
         _ = virConnectClose(p)
         for hook in hooks { hook() }
     }

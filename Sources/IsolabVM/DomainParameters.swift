@@ -60,6 +60,9 @@ public enum DomainXMLError: Error, CustomStringConvertible, Equatable {
     case unrealizable(topology: String, problems: [Unrealizable])
     /// The vIOMMU's own PCI function needs a free slot on pcie.0 and there is none.
     case noSlotForVIOMMU(topology: String, iommu: IOMMUModel)
+    /// The AMD vIOMMU's function always lands in pcie.0 slot 01 (`DomainXML.amdVIOMMUSlot`);
+    /// a declared node there collides with it.
+    case amdVIOMMUSlotTaken(topology: String, node: String, location: SourceLocation)
 
     public var description: String {
         switch self {
@@ -68,6 +71,9 @@ public enum DomainXMLError: Error, CustomStringConvertible, Equatable {
                 + problems.map { "\($0.location): \($0.node): \($0.reason)" }.joined(separator: "\n")
         case .noSlotForVIOMMU(let name, let iommu):
             return "topology \(name): the \(iommu.rawValue) vIOMMU needs a free slot on pcie.0 and every slot is taken"
+        case .amdVIOMMUSlotTaken(let name, let node, let location):
+            return "\(location): \(node): topology \(name): QEMU 7.2 puts the AMD vIOMMU's AMDVI-PCI function in pcie.0 slot 01 "
+                + "(it is created before every other device), which \(node) declares; choose another slot or iommu"
         }
     }
 }

@@ -16,6 +16,11 @@ import IsolabModel
 public enum DomainXML {
     static let qemuNamespace = "http://libvirt.org/schemas/domain/qemu/1.0"
 
+    /// Where QEMU 7.2 puts the AMD vIOMMU's AMDVI-PCI function (1022:0008) when it is built
+    /// through libvirt: it is created before every other device, so it takes the first free
+    /// pcie.0 slot then, whatever the topology declares (see `commandLine`).
+    public static let amdVIOMMUSlot = 1
+
     /// The domain XML for `topology`, or `DomainXMLError.unrealizable` with the model's
     /// reasons when QEMU cannot build it as declared.
     public static func render(_ topology: Topology, parameters: DomainParameters) throws -> String {
@@ -23,6 +28,9 @@ public enum DomainXML {
         guard problems.isEmpty else { throw DomainXMLError.unrealizable(topology: topology.name, problems: problems) }
         let fabric = Fabric(topology)
         let layout = DomainLayout(topology: topology, fabric: fabric)
+        if topology.iommu == .amd, let taken = topology.fabric.first(where: { $0.slot == amdVIOMMUSlot }) {
+            throw DomainXMLError.amdVIOMMUSlotTaken(topology: topology.name, node: taken.id, location: taken.location)
+        }
         if topology.iommu == .virtio || topology.iommu == .amd, layout.viommuSlot == nil {
             throw DomainXMLError.noSlotForVIOMMU(topology: topology.name, iommu: topology.iommu)
         }
@@ -122,12 +130,14 @@ public enum DomainXML {
     /// parents first.
     static func commandLine(_ topology: Topology, layout: DomainLayout) -> [String] {
         var args: [String] = []
-        if topology.iommu == .amd, let slot = layout.viommuSlot {
-            // Legacy -device options are created before the JSON ones libvirt emits, so the
-            // IOMMU exists before any PCI device (QEMU sets a device's DMA address space when
-            // it is realized). Its AMDVI-PCI function would take the first free pcie.0 slot at
-            // that moment (01); -global pins it to the model's slot instead.
-            args += ["-global", "AMDVI-PCI.addr=\(hex(slot))", "-device", "amd-iommu,intremap=on"]
+        if topology.iommu == .amd {
+            // libvirt 9.0 has no <iommu model='amd'>. Legacy -device options are created
+            // before the JSON ones libvirt emits, so the IOMMU exists before any PCI device
+            // (QEMU sets a device's DMA address space when it is realized), and its AMDVI-PCI
+            // function takes the first free pcie.0 slot at that moment: 01, as only the
+            // chipset is there. (`-global AMDVI-PCI.addr=…` cannot pin it: QEMU 7.2 aborts
+            // in visit_start_alternate.)
+            args += ["-device", "amd-iommu,intremap=on"]
         }
         var chassis = 100
         for n in layout.commandLineNodes {
