@@ -13,7 +13,8 @@ public final class LibvirtConnection: @unchecked Sendable {
 
     private let lock = NSLock()
     private var pointer: OpaquePointer?
-    private var callbackIDs: Set<Int32> = []
+    private var lifecycleCallbackID: Int32?
+    private let lifecycleHandlers = HandlerTable()
     private var closeHooks: [() -> Void] = []
     /// Domains to destroy on close (the embedded driver has no autodestroy).
     private var autodestroyNames: Set<String> = []
@@ -109,31 +110,34 @@ public final class LibvirtConnection: @unchecked Sendable {
     /// returns a token for `removeLifecycleHandler`. The handler must not call libvirt
     /// synchronously (the loop it would wait on is the one running it): hand work off.
     public func addLifecycleHandler(_ handler: @escaping @Sendable (_ domainName: String, _ event: LifecycleEvent) -> Void) throws -> Int32 {
-        let box = Unmanaged.passRetained(HandlerBox(handler)).toOpaque()
-        let id = isolab_register_lifecycle(try handle(), { _, dom, event, detail, opaque in
-            guard let opaque else { return 0 }
-            let box = Unmanaged<HandlerBox>.fromOpaque(opaque).takeUnretainedValue()
-            let name = virDomainGetName(dom).map { String(cString: $0) } ?? ""
-            box.handler(name, LifecycleEvent(event: event, detail: detail))
-            return 0
-        }, box, { opaque in
-            if let opaque { Unmanaged<HandlerBox>.fromOpaque(opaque).release() }
-        })
-        guard id >= 0 else {
-            Unmanaged<HandlerBox>.fromOpaque(box).release()
-            throw LibvirtError.last("virConnectDomainEventRegisterAny")
+        let p = try handle()
+        lock.lock(); defer { lock.unlock() }
+        if lifecycleCallbackID == nil {
+            // libvirt tracks a callback by its function, not its opaque pointer ("event
+            // callback already tracked"), so one registration per connection dispatches to
+            // every handler. libvirt holds a reference to the table until it deregisters.
+            let opaque = Unmanaged.passRetained(lifecycleHandlers).toOpaque()
+            let id = isolab_register_lifecycle(p, { _, dom, event, detail, opaque in
+                guard let opaque, let dom else { return 0 }
+                let table = Unmanaged<HandlerTable>.fromOpaque(opaque).takeUnretainedValue()
+                let name = virDomainGetName(dom).map { String(cString: $0) } ?? ""
+                table.dispatch(name, LifecycleEvent(event: event, detail: detail))
+                return 0
+            }, opaque, { opaque in
+                if let opaque { Unmanaged<HandlerTable>.fromOpaque(opaque).release() }
+            })
+            guard id >= 0 else {
+                Unmanaged<HandlerTable>.fromOpaque(opaque).release()
+                throw LibvirtError.last("virConnectDomainEventRegisterAny")
+            }
+            lifecycleCallbackID = id
         }
-        lock.lock(); callbackIDs.insert(id); lock.unlock()
-        return id
+        return lifecycleHandlers.add(handler)
     }
 
     /// Stops calling the handler registered under `token`.
     public func removeLifecycleHandler(_ token: Int32) {
-        lock.lock()
-        let known = callbackIDs.remove(token) != nil
-        let p = pointer
-        lock.unlock()
-        if known, let p { _ = virConnectDomainEventDeregisterAny(p, token) }
+        lifecycleHandlers.remove(token)
     }
 
     /// libvirt's version, e.g. `9.0.0`.
@@ -168,15 +172,15 @@ public final class LibvirtConnection: @unchecked Sendable {
         lock.lock()
         let p = pointer
         pointer = nil
-        let ids = callbackIDs
-        callbackIDs = []
+        let callbackID = lifecycleCallbackID
+        lifecycleCallbackID = nil
         let hooks = closeHooks
         closeHooks = []
         let doomed = autodestroyNames
         autodestroyNames = []
         lock.unlock()
         guard let p else { return }
-        for id in ids { _ = virConnectDomainEventDeregisterAny(p, id) }
+        if let callbackID { _ = virConnectDomainEventDeregisterAny(p, callbackID) }
         for name in doomed {
             if let d = virDomainLookupByName(p, name) {
                 _ = virDomainDestroy(d)
@@ -189,7 +193,29 @@ public final class LibvirtConnection: @unchecked Sendable {
     }
 }
 
-private final class HandlerBox {
-    let handler: @Sendable (String, LifecycleEvent) -> Void
-    init(_ handler: @escaping @Sendable (String, LifecycleEvent) -> Void) { self.handler = handler }
+/// The lifecycle handlers of one connection, by token.
+private final class HandlerTable: @unchecked Sendable {
+    private let lock = NSLock()
+    private var handlers: [Int32: @Sendable (String, LifecycleEvent) -> Void] = [:]
+    private var next: Int32 = 1
+
+    func add(_ handler: @escaping @Sendable (String, LifecycleEvent) -> Void) -> Int32 {
+        lock.lock(); defer { lock.unlock() }
+        let token = next
+        next += 1
+        handlers[token] = handler
+        return token
+    }
+
+    func remove(_ token: Int32) {
+        lock.lock(); defer { lock.unlock() }
+        handlers[token] = nil
+    }
+
+    func dispatch(_ name: String, _ event: LifecycleEvent) {
+        lock.lock()
+        let current = handlers.sorted { $0.key < $1.key }.map(\.value)
+        lock.unlock()
+        for h in current { h(name, event) }
+    }
 }
