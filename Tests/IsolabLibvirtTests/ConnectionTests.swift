@@ -16,6 +16,17 @@ enum LibvirtTestSupport {
         return "isolab-test-\(label)-\(getpid())-\(counter)"
     }
 
+    /// Pids of QEMU processes started for domain `name` (`-name guest=<name>,…`).
+    static func qemuProcesses(named name: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { e -> Int32? in
+            guard let pid = Int32(e), let data = FileManager.default.contents(atPath: "/proc/\(e)/cmdline") else { return nil }
+            let args = String(decoding: data, as: UTF8.self).split(separator: "\u{0}")
+            guard args.first?.contains("qemu-system") == true, args.contains(where: { $0.hasPrefix("guest=\(name),") }) else { return nil }
+            return pid
+        }
+    }
+
     /// A minimal q35 domain with no kernel and no devices: enough to start QEMU paused.
     static func tinyDomain(_ name: String) -> String {
         """

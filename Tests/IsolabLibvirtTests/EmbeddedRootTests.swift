@@ -62,6 +62,10 @@ final class EmbeddedRootTests: XCTestCase {
         holder.stop()
         XCTAssertTrue(holder.waitExit(deadline: 60))
         XCTAssertEqual(holder.status, 0, holder.output)
+        // The holder left a domain running when it exited; its exit handler destroyed it.
+        let left = "isolab-helper-left-\(holder.pid)"
+        XCTAssertTrue(holder.output.contains("HELPER-LEFT \(left)"), holder.output)
+        XCTAssertEqual(LibvirtTestSupport.qemuProcesses(named: left), [], "a domain outlived the process that started it")
     }
 }
 
@@ -85,6 +89,11 @@ final class EmbeddedRootHelper: XCTestCase {
                      selection.isPrivate ? "true" : "false", connect, create))
         fflush(stdout)
         if env["ISOLAB_HELPER_HOLD"] != nil {
+            // Left running on purpose: the exit handler must destroy it.
+            let left = "isolab-helper-left-\(getpid())"
+            _ = try c.createDomain(xml: LibvirtTestSupport.tinyDomain(left), paused: true, autodestroy: false)
+            print("HELPER-LEFT \(left)")
+            fflush(stdout)
             _ = FileHandle.standardInput.readDataToEndOfFile()
         }
     }
