@@ -69,6 +69,27 @@ final class EmbeddedRootTests: XCTestCase {
     }
 }
 
+extension EmbeddedRootTests {
+    /// As an ordinary user the embedded driver needs no `user`/`group` lines and no
+    /// `libvirt-qemu` account (PERF-NOTES); QEMU runs as that user.
+    func testOrdinaryUserOpensItsOwnEmbeddedRootWithoutUserAndGroupLines() throws {
+        guard geteuid() == 0 else { throw XCTSkip("switching to isolab-test needs root (ci/test runs as root)") }
+        guard let pw = getpwnam("isolab-test") else { return XCTFail("user isolab-test missing: run ci/bootstrap.sh") }
+        let state = NSTemporaryDirectory() + "isolab-user-root-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        chown(state, pw.pointee.pw_uid, pw.pointee.pw_gid)
+        let helper = try HelperProcess(state: state, hold: false, user: "isolab-test")
+        defer { helper.stop() }
+        let fields = try helper.report(deadline: 120)
+        XCTAssertEqual(fields["path"], state)
+        XCTAssertTrue(helper.waitExit(deadline: 60))
+        XCTAssertEqual(helper.status, 0, helper.output)
+        let conf = try String(contentsOfFile: state + "/etc/qemu.conf", encoding: .utf8)
+        XCTAssertEqual(conf, EmbeddedRoot.qemuConf(user: nil, group: nil))
+    }
+}
+
 /// Runs in a helper process started by `HelperProcess` (skipped otherwise): opens the
 /// embedded root of `ISOLAB_HELPER_STATE`, starts and destroys a paused domain, prints
 /// one `HELPER key=value …` line, and with `ISOLAB_HELPER_HOLD` keeps the root until its
@@ -106,15 +127,33 @@ final class HelperProcess: @unchecked Sendable {
     private let lock = NSCondition()
     private var text = ""
     private var exited = false
+    private var copiedBinary: String?
 
     var pid: Int32 { process.processIdentifier }
     var status: Int32 { process.terminationStatus }
     var output: String { lock.lock(); defer { lock.unlock() }; return text }
 
-    init(state: String, hold: Bool) throws {
-        process.executableURL = URL(fileURLWithPath: ProcessInfo.processInfo.arguments[0])
-        process.arguments = ["IsolabLibvirtTests.EmbeddedRootHelper/testHelperOpensAnEmbeddedRoot"]
+    /// - Parameter user: run as this user (needs root), with a minimal environment.
+    init(state: String, hold: Bool, user: String? = nil) throws {
+        var test = [ProcessInfo.processInfo.arguments[0], "IsolabLibvirtTests.EmbeddedRootHelper/testHelperOpensAnEmbeddedRoot"]
         var env = ProcessInfo.processInfo.environment
+        if let user {
+            // A copy any user can run (the checkout may sit under /root).
+            let copy = NSTemporaryDirectory() + "isolab-helper-\(UUID().uuidString.prefix(8))"
+            try FileManager.default.createDirectory(atPath: copy, withIntermediateDirectories: true)
+            try FileManager.default.copyItem(atPath: test[0], toPath: copy + "/tests")
+            chmod(copy, 0o755)
+            chmod(copy + "/tests", 0o755)
+            copiedBinary = copy
+            test[0] = copy + "/tests"
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid", user, "--regid", user, "--init-groups", "--"] + test
+            // Its own home: even embedded, libvirt creates ~/.cache/libvirt/hostdevmgr there.
+            env = ["PATH": "/usr/bin:/bin", "HOME": getpwnam(user).map { String(cString: $0.pointee.pw_dir) } ?? "/"]
+        } else {
+            process.executableURL = URL(fileURLWithPath: test[0])
+            process.arguments = Array(test.dropFirst())
+        }
         env["ISOLAB_HELPER_STATE"] = state
         if hold { env["ISOLAB_HELPER_HOLD"] = "1" }
         process.environment = env
@@ -167,5 +206,6 @@ final class HelperProcess: @unchecked Sendable {
     func stop() {
         try? input.fileHandleForWriting.close()
         if !waitExit(deadline: 20), process.isRunning { kill(pid, SIGKILL) }
+        if let copiedBinary { try? FileManager.default.removeItem(atPath: copiedBinary) }
     }
 }
