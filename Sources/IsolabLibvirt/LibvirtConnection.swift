@@ -37,6 +37,7 @@ public final class LibvirtConnection: @unchecked Sendable {
     /// on a dedicated thread (embedded drivers and lifecycle events need it).
     public static func open(_ uri: String) throws -> LibvirtConnection {
         try EventLoop.ensure()
+        let uri = routed(uri)
         if embeddedRoot(uri) != nil {
             // The embedded driver daemonizes QEMU; as subreaper this process inherits it and
             // reaps it the moment it exits, which lets libvirt report `stopped` in about
@@ -44,10 +45,28 @@ public final class LibvirtConnection: @unchecked Sendable {
             ChildReaper.start()
         }
         guard let p = virConnectOpen(uri) else { throw LibvirtError.last("virConnectOpen(\(uri))") }
+        if embeddedRoot(uri) != nil {
+            embeddedLock.lock(); embeddedDriverLoaded = true; embeddedLock.unlock()
+        }
         return LibvirtConnection(uri: uri, pointer: p)
     }
 
     deinit { close() }
+
+    private static let embeddedLock = NSLock()
+    nonisolated(unsafe) private static var embeddedDriverLoaded = false
+
+    /// Once the embedded QEMU driver runs in this process it answers every `qemu:///…` URI
+    /// itself (`qemu:///session?socket=…` fails with "Missing URI parameter 'root'"), so a
+    /// daemon's `qemu:///…` is then reached through the remote driver: `qemu+unix:///…`,
+    /// the same local socket.
+    static func routed(_ uri: String) -> String {
+        embeddedLock.lock()
+        let loaded = embeddedDriverLoaded
+        embeddedLock.unlock()
+        guard loaded, uri.hasPrefix("qemu:///"), embeddedRoot(uri) == nil else { return uri }
+        return "qemu+unix:///" + uri.dropFirst("qemu:///".count)
+    }
 
     /// The `root` of a `qemu:///embed?root=…` URI.
     static func embeddedRoot(_ uri: String) -> String? {

@@ -23,10 +23,11 @@ public enum DomainXML {
 
     /// The domain XML for `topology`, or `DomainXMLError.unrealizable` with the model's
     /// reasons when QEMU cannot build it as declared.
-    public static func render(_ topology: Topology, parameters: DomainParameters) throws -> String {
+    /// - Parameter fabric: the topology's `Fabric`, if the caller has it already.
+    public static func render(_ topology: Topology, fabric: Fabric? = nil, parameters: DomainParameters) throws -> String {
         let problems = Realizability.check(topology)
         guard problems.isEmpty else { throw DomainXMLError.unrealizable(topology: topology.name, problems: problems) }
-        let fabric = Fabric(topology)
+        let fabric = fabric ?? Fabric(topology)
         let layout = DomainLayout(topology: topology, fabric: fabric)
         if topology.iommu == .amd, let taken = topology.fabric.first(where: { $0.slot == amdVIOMMUSlot }) {
             throw DomainXMLError.amdVIOMMUSlotTaken(topology: topology.name, node: taken.id, location: taken.location)

@@ -6,9 +6,11 @@ import XCTest
 
 /// A real libvirt daemon (Debian's libvirtd in session mode, with its own configuration,
 /// socket, state and cache directories in a temporary directory), reached with
-/// `qemu:///session?socket=…` the way `--connect` passes any URI through.
+/// `qemu:///session?socket=…` the way `--connect` passes any URI through. Boots a guest
+/// with the embedded driver loaded in the same process (it must not capture the URI).
 final class DaemonConnectionTests: XCTestCase {
     func testPrivateLibvirtdBootsSwitchNoACSAndStopsLeavingNoProcess() throws {
+        _ = try VMTestSupport.connect()  // the embedded driver runs in this process too
         let daemon = try PrivateLibvirtd.start()
         defer { daemon.stop() }
         let image = try GuestBootSupport.image(kernel: "6.1")
@@ -22,6 +24,9 @@ final class DaemonConnectionTests: XCTestCase {
         let connectSeconds = Date().timeIntervalSince(start)
         defer { connection.close() }
         XCTAssertFalse(connection.isEmbedded)
+        // With the embedded driver loaded in this process (other tests), the URI goes through
+        // the remote driver: qemu+unix:///session?socket=…
+        XCTAssertTrue(connection.uri.hasSuffix("///session?socket=" + daemon.directory + "/run/libvirt/libvirt-sock"), connection.uri)
         XCTAssertTrue(connection.hypervisorVersion().hasPrefix("7.2."))
 
         let topology = try VMTestSupport.topology("switch-no-acs")
