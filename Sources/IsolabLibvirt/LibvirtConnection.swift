@@ -15,9 +15,8 @@ public final class LibvirtConnection: @unchecked Sendable {
     private var pointer: OpaquePointer?
     private var lifecycleCallbackID: Int32?
     private let lifecycleHandlers = HandlerTable()
-    private var closeHooks: [() -> Void] = []
-    /// Domains to destroy on close (the embedded driver has no autodestroy).
-    private var autodestroyNames: Set<String> = []
+    /// UUIDs of the domains to destroy on close (the embedded driver has no autodestroy).
+    private var autodestroyUUIDs: Set<String> = []
 
     private init(uri: String, pointer: OpaquePointer) {
         self.uri = uri
@@ -26,7 +25,7 @@ public final class LibvirtConnection: @unchecked Sendable {
         isEmbedded = root != nil
         if let root {
             runDirectory = root + "/run/qemu"
-        } else if uri == "qemu:///system" {
+        } else if uri == "qemu:///system" || uri == "qemu+unix:///system" {
             runDirectory = "/run/libvirt/qemu"
         } else {
             runDirectory = nil
@@ -82,12 +81,6 @@ public final class LibvirtConnection: @unchecked Sendable {
         return p
     }
 
-    /// Runs `hook` after the connection is closed (once).
-    func onClose(_ hook: @escaping () -> Void) {
-        lock.lock(); defer { lock.unlock() }
-        closeHooks.append(hook)
-    }
-
     /// Starts a transient domain from `xml` (`virDomainCreateXML`). With `autodestroy` the
     /// domain is destroyed when this connection closes. The embedded driver of libvirt 9.0
     /// refuses the flag ("Domain autodestroy not supported for embedded drivers yet"), so
@@ -100,8 +93,8 @@ public final class LibvirtConnection: @unchecked Sendable {
             throw LibvirtError.last("virDomainCreateXML")
         }
         let domain = LibvirtDomain(pointer: d, connection: self)
-        if autodestroy && isEmbedded {
-            lock.lock(); autodestroyNames.insert(domain.name); lock.unlock()
+        if autodestroy && isEmbedded, let uuid = domain.uuid {
+            lock.lock(); autodestroyUUIDs.insert(uuid); lock.unlock()
         }
         return domain
     }
@@ -193,22 +186,19 @@ public final class LibvirtConnection: @unchecked Sendable {
         pointer = nil
         let callbackID = lifecycleCallbackID
         lifecycleCallbackID = nil
-        let hooks = closeHooks
-        closeHooks = []
-        let doomed = autodestroyNames
-        autodestroyNames = []
+        let doomed = autodestroyUUIDs
+        autodestroyUUIDs = []
         lock.unlock()
         guard let p else { return }
         if let callbackID { _ = virConnectDomainEventDeregisterAny(p, callbackID) }
-        for name in doomed {
-            if let d = virDomainLookupByName(p, name) {
+        for uuid in doomed {
+            if let d = virDomainLookupByUUIDString(p, uuid) {
                 _ = virDomainDestroy(d)
                 virDomainFree(d)
             }
             virResetLastError()
         }
         _ = virConnectClose(p)
-        for hook in hooks { hook() }
     }
 }
 

@@ -15,6 +15,16 @@ public final class LibvirtDomain: @unchecked Sendable {
 
     deinit { virDomainFree(pointer) }
 
+    /// The domain's UUID (libvirt makes one up for a transient domain without one).
+    public var uuid: String? {
+        var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))
+        guard virDomainGetUUIDString(pointer, &buffer) == 0 else {
+            virResetLastError()
+            return nil
+        }
+        return String(cString: buffer)
+    }
+
     /// Resumes a paused domain (`virDomainResume`).
     public func resume() throws {
         guard virDomainResume(pointer) == 0 else { throw LibvirtError.last("virDomainResume(\(name))") }
