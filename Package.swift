@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "IsolabModel", targets: ["IsolabModel"]),
         // The guest agent; link it fully static: ci/build-agent.
         .executable(name: "isolab-agent", targets: ["isolab-agent"]),
+        .library(name: "IsolabLibvirt", targets: ["IsolabLibvirt"]),
+        .library(name: "IsolabVM", targets: ["IsolabVM"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,8 +29,6 @@ let package = Package(
         ]),
         // Plan (host -> guest) and records (guest -> host), shared by both; bounded stream parser.
         .target(name: "IsolabProtocol"),
-        // Topology -> domain XML and guest plan; one VM run to completion; the scheduler.
-        .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages"]),
         // C shim: the legacy VFIO ioctls of <linux/vfio.h>, termios raw mode, MMIO accessors; -errno results.
         .target(name: "CVFIO"),
         // The agent's pure parts (guest paths, kmsg and DMAR fault lines, config space, errno
@@ -37,6 +37,13 @@ let package = Package(
         // Runs inside the guest: inventory, driver binds, VFIO, edu DMA probes; JSON-line records.
         // Imports FoundationEssentials only, so it links with -static-executable.
         .executableTarget(name: "isolab-agent", dependencies: ["IsolabProtocol", "IsolabAgentCore", "CVFIO"]),
+        // libvirt's C API (libvirt.h, virterror.h, libvirt-qemu.h) as a Swift module.
+        .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
+        // Thin Swift wrapper: connections (embedded root by default), event-loop thread,
+        // domains, lifecycle events, libvirt errors as Swift errors.
+        .target(name: "IsolabLibvirt", dependencies: ["CLibvirt"]),
+        // Topology -> libvirt domain XML and guest plan; one VM run to completion; the scheduler.
+        .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages", "IsolabLibvirt"]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -48,8 +55,10 @@ let package = Package(
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: []),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
-        .testTarget(name: "IsolabVMTests", dependencies: ["IsolabVM", "IsolabModel", "IsolabTopology", "IsolabProtocol", "IsolabImages"]),
         .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore"]),
+        .testTarget(name: "IsolabLibvirtTests", dependencies: ["IsolabLibvirt"]),
+        .testTarget(name: "IsolabVMTests", dependencies: ["IsolabVM", "IsolabLibvirt", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol"],
+                    exclude: ["golden"]),
     ],
     swiftLanguageModes: [.v5]
 )

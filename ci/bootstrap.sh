@@ -11,7 +11,8 @@ PACKAGES=(
   busybox-static cpio xz-utils zstd kmod
   debian-archive-keyring gpgv ca-certificates
 )
-# Unprivileged account used by the image tests (`runuser -u isolab-test`).
+# Unprivileged account used by the image tests (`runuser -u isolab-test`) and by the
+# libvirt daemon test (a session-mode libvirtd with private directories runs as it).
 TEST_USER=isolab-test
 
 missing=()

@@ -1,0 +1,83 @@
+import CLibvirt
+import Foundation
+
+/// Makes this process the child subreaper (`PR_SET_CHILD_SUBREAPER`) and reaps the QEMU
+/// processes an embedded driver starts.
+///
+/// libvirt daemonizes QEMU (the guest's, and the short-lived ones that probe capabilities).
+/// Without a subreaper the orphan goes to PID 1, and libvirt waits 1.2–2 s for an exited
+/// QEMU to vanish before it reports `stopped` (PERF-NOTES). As subreaper this process
+/// inherits them, so it must reap them, or libvirt waits for the zombie until it gives up
+/// (measured: 40 s per capabilities probe, "Failed to terminate process … with SIGKILL").
+///
+/// What is reaped: exited children that run in a session of their own (libvirt's daemonize
+/// calls `setsid()`) and whose command is `qemu…`. `Foundation.Process` children stay in
+/// this process's session, so they are left to their owner. A SIGCHLD handler or signalfd
+/// would race with Foundation's own SIGCHLD handling (a signal goes to one taker), so a
+/// thread checks for zombie children every 20 ms with one `waitid(WNOWAIT)` call.
+enum ChildReaper {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var started = false
+
+    /// Becomes the subreaper and starts the reaping thread (once). False if this process
+    /// cannot be a subreaper (nothing changes then).
+    @discardableResult
+    static func start() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if started { return true }
+        guard isolab_set_child_subreaper() == 0 else { return false }
+        let thread = Thread {
+            let session = getsid(0)
+            while true {
+                ChildReaper.reapDaemonizedQEMUs(session: session)
+                usleep(20_000)
+            }
+        }
+        thread.name = "isolab-child-reaper"
+        thread.stackSize = 256 << 10
+        thread.start()
+        started = true
+        return true
+    }
+
+    private static func reapDaemonizedQEMUs(session: pid_t) {
+        // Cheap check first: is any child a zombie at all?
+        var info = siginfo_t()
+        guard waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0, info._sifields._kill.si_pid != 0 else { return }
+        for pid in childProcesses() {
+            guard let stat = ProcessStat(pid: pid), stat.state == "Z", stat.session != session,
+                  stat.command.hasPrefix("qemu") else { continue }
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)
+        }
+    }
+
+    /// This process's children, from every thread's `/proc/self/task/<tid>/children`.
+    private static func childProcesses() -> [pid_t] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+        var out: [pid_t] = []
+        for t in tasks {
+            guard let text = try? String(contentsOfFile: "/proc/self/task/\(t)/children", encoding: .utf8) else { continue }
+            out += text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        return out
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` the reaper needs.
+struct ProcessStat {
+    var command: String
+    var state: Character
+    var session: pid_t
+
+    init?(pid: pid_t) {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { return nil }
+        command = String(text[text.index(after: open)..<close])
+        // After "(comm) ": state ppid pgrp session …
+        let fields = text[text.index(close, offsetBy: 2)...].split(separator: " ")
+        guard fields.count > 3, let s = fields[0].first, let sid = pid_t(fields[3]) else { return nil }
+        state = s
+        session = sid
+    }
+}

@@ -1,0 +1,79 @@
+import IsolabModel
+
+/// How QEMU executes the guest.
+public enum Accelerator: String, Sendable, CaseIterable {
+    /// TCG: runs anywhere (domain type `qemu`).
+    case tcg
+    /// KVM (domain type `kvm`). Whether it works on this host is for a probe to find out.
+    case kvm
+
+    /// The libvirt domain type.
+    public var domainType: String {
+        switch self {
+        case .tcg: return "qemu"
+        case .kvm: return "kvm"
+        }
+    }
+}
+
+/// What one boot of a topology needs besides the topology itself.
+public struct DomainParameters: Sendable, Equatable {
+    /// The libvirt domain name (unique among running domains of the connection).
+    public var name: String
+    /// The guest kernel (`<os><kernel>`): a bzImage, or a PVH-capable `vmlinux`.
+    public var kernelPath: String
+    /// The initramfs (`<os><initrd>`).
+    public var initrdPath: String
+    /// The kernel command line, used as is (`console=ttyS0`, `intel_iommu=on`, … are the caller's).
+    public var kernelCommandLine: String
+    /// Guest memory; nil takes the topology's `memory`.
+    public var memoryMiB: Int?
+    public var vcpus: Int
+    /// Serial port 0 (ttyS0, the kernel console), written by QEMU to this file.
+    public var consoleLogPath: String
+    /// Serial port 1 (ttyS1, the agent's record stream), written by QEMU to this file.
+    public var recordsPath: String
+    public var accelerator: Accelerator
+    /// The QEMU binary (`<emulator>`); nil lets libvirt take its default for x86_64.
+    public var emulator: String?
+
+    public init(name: String, kernelPath: String, initrdPath: String, kernelCommandLine: String,
+                memoryMiB: Int? = nil, vcpus: Int = 1, consoleLogPath: String, recordsPath: String,
+                accelerator: Accelerator = .tcg, emulator: String? = nil) {
+        self.name = name
+        self.kernelPath = kernelPath
+        self.initrdPath = initrdPath
+        self.kernelCommandLine = kernelCommandLine
+        self.memoryMiB = memoryMiB
+        self.vcpus = vcpus
+        self.consoleLogPath = consoleLogPath
+        self.recordsPath = recordsPath
+        self.accelerator = accelerator
+        self.emulator = emulator
+    }
+}
+
+/// Why a topology cannot be turned into a domain.
+public enum DomainXMLError: Error, CustomStringConvertible, Equatable {
+    /// The emulator (or the guest's enumeration) cannot build the fabric as declared
+    /// (`Realizability.check`): it is never booted.
+    case unrealizable(topology: String, problems: [Unrealizable])
+    /// The vIOMMU's own PCI function needs a free slot on pcie.0 and there is none.
+    case noSlotForVIOMMU(topology: String, iommu: IOMMUModel)
+    /// The AMD vIOMMU's function always lands in pcie.0 slot 01 (`DomainXML.amdVIOMMUSlot`);
+    /// a declared node there collides with it.
+    case amdVIOMMUSlotTaken(topology: String, node: String, location: SourceLocation)
+
+    public var description: String {
+        switch self {
+        case .unrealizable(let name, let problems):
+            return "topology \(name) cannot be built by the emulator as declared:\n"
+                + problems.map { "\($0.location): \($0.node): \($0.reason)" }.joined(separator: "\n")
+        case .noSlotForVIOMMU(let name, let iommu):
+            return "topology \(name): the \(iommu.rawValue) vIOMMU needs a free slot on pcie.0 and every slot is taken"
+        case .amdVIOMMUSlotTaken(let name, let node, let location):
+            return "\(location): \(node): topology \(name): QEMU 7.2 puts the AMD vIOMMU's AMDVI-PCI function in pcie.0 slot 01 "
+                + "(it is created before every other device), which \(node) declares; choose another slot or iommu"
+        }
+    }
+}
