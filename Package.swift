@@ -45,7 +45,7 @@ let package = Package(
         // Topology -> libvirt domain XML and guest plan; one VM run to completion; the scheduler.
         .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages", "IsolabLibvirt"]),
         .executableTarget(name: "isolab", dependencies: [
-            "IsolabModel", "IsolabTopology", "IsolabImages",
+            "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (not tests): prints figures, never passes or fails on time.

@@ -1,0 +1,263 @@
+import Foundation
+import IsolabImages
+import IsolabLibvirt
+import IsolabModel
+import IsolabProtocol
+
+/// Everything one VM run needs.
+public struct RunRequest: Sendable {
+    public var topology: Topology
+    public var fabric: Fabric
+    /// nil: boot, report the inventory, power off.
+    public var scenario: Scenario?
+    public var image: GuestImage
+    /// The label the kernel is reported under (catalog id).
+    public var kernelLabel: String
+    public var accel: Accelerator = .tcg
+    /// An emulator binary other than libvirt's default.
+    public var emulator: String?
+    /// Where the run keeps its console, records, plan and domain XML.
+    public var directory: String
+    /// Seconds from domain start to the agent's first record.
+    public var bootDeadline: Double = 150
+    /// Seconds the agent may take for one step (its own timeout for blocking calls).
+    public var stepTimeout: Double = 20
+    /// Seconds the host waits for a step's record after its `step-start` (beyond `stepTimeout`).
+    public var stepGrace: Double = 20
+    /// Extra kernel command-line words (tests use them for fault injection).
+    public var extraKernelArguments: [String] = []
+
+    public init(topology: Topology, fabric: Fabric, scenario: Scenario?, image: GuestImage, kernelLabel: String,
+                directory: String) {
+        self.topology = topology
+        self.fabric = fabric
+        self.scenario = scenario
+        self.image = image
+        self.kernelLabel = kernelLabel
+        self.directory = directory
+    }
+
+    /// The kernel command line: serial console on ttyS0, the vIOMMU switched on.
+    public var kernelCommandLine: String {
+        var words = ["console=ttyS0", "panic=-1"]
+        switch topology.iommu {
+        case .intel: words.append("intel_iommu=on")
+        case .amd, .virtio, .none: break   // amd-iommu is on by default; amd_iommu=on is not an option
+        }
+        return (words + extraKernelArguments).joined(separator: " ")
+    }
+}
+
+/// Runs one VM to completion on a libvirt connection: create, watch the record stream and the
+/// console, enforce the deadlines, destroy, and assemble the observation. Whatever happens,
+/// the domain is gone when `run` returns.
+public final class GuestRunner: @unchecked Sendable {
+    public let connection: LibvirtConnection
+    private let watch: LifecycleWatch
+
+    public init(connection: LibvirtConnection) throws {
+        self.connection = connection
+        self.watch = try LifecycleWatch(connection: connection)
+    }
+
+    deinit { watch.stop() }
+
+    /// The domain name for a run: `isolab-` + a unique suffix (libvirt names are global per connection).
+    static func domainName(_ req: RunRequest) -> String {
+        let parts = [req.topology.name, req.kernelLabel, req.scenario?.name ?? "inventory"]
+        let base = parts.joined(separator: "-").map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." ? $0 : "_" }
+        return "isolab-" + String(base.prefix(60)) + "-" + String(UUID().uuidString.prefix(8)).lowercased()
+    }
+
+    public func run(_ req: RunRequest, cancel: Cancellation = Cancellation()) -> VMObservation {
+        let start = Date()
+        let runID = (req.directory as NSString).lastPathComponent
+        let plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: req.scenario,
+                                    runID: runID, stepTimeout: req.stepTimeout)
+        let assembler = ObservationAssembler(topology: req.topology.name, kernel: req.kernelLabel,
+                                             iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name, plan: plan)
+        let files = RunFiles(directory: req.directory)
+        var timing = Timing()
+        var stream = RecordStreamParser()
+        var console = FileTail(path: files.console)
+        var records = FileTail(path: files.records)
+
+        func finish(_ end: VMEnd) -> VMObservation {
+            timing.total = Date().timeIntervalSince(start)
+            _ = console.poll(); stream.feed(records.poll())
+            if case .finished = end {} else { stream.finish() }
+            var obs = assembler.assemble(stream: stream, console: console.text, end: end, timing: timing)
+            obs.consolePath = files.console
+            obs.recordsPath = files.records
+            console.close(); records.close()
+            return obs
+        }
+
+        // Files: plan, initramfs with the plan appended, domain XML.
+        let name = Self.domainName(req)
+        let xml: String
+        do {
+            try files.prepare()
+            let planData = try JSONEncoder().encode(plan)
+            try planData.write(to: URL(fileURLWithPath: files.plan))
+            try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
+            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: DomainParameters(
+                name: name, kernelPath: req.image.kernelPath, initrdPath: files.initramfs,
+                kernelCommandLine: req.kernelCommandLine, consoleLogPath: files.console, recordsPath: files.records,
+                accelerator: req.accel, emulator: req.emulator))
+            try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+        } catch {
+            return finish(.infrastructure("cannot prepare the run: \(error)"))
+        }
+        guard !cancel.isCancelled else { return finish(.interrupted) }
+
+        // Create.
+        let domain: LibvirtDomain
+        let created = Date()
+        do {
+            watch.expect(name)
+            domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
+        } catch {
+            watch.forget(name)
+            return finish(.infrastructure("libvirt could not start the guest: \(error)"))
+        }
+        timing.create = Date().timeIntervalSince(created)
+        defer { watch.forget(name) }
+
+        // Watch.
+        let running = Date()
+        var firstRecordAt: Date?
+        var doneAt: Date?
+        var lastProgress = Date()
+        var inFlight: Int?
+        var end: VMEnd?
+        while end == nil {
+            let chunk = records.poll()
+            if !chunk.isEmpty {
+                let before = stream.records.count
+                stream.feed(chunk)
+                if stream.records.count > before {
+                    lastProgress = Date()
+                    if firstRecordAt == nil { firstRecordAt = Date() }
+                    for r in stream.records[before...] {
+                        if r.type == .stepStart { inFlight = r.index }
+                        if r.type == .step { inFlight = nil }
+                    }
+                }
+                if stream.complete, doneAt == nil { doneAt = Date() }
+            }
+            _ = console.poll()
+            let now = Date()
+            if let stop = watch.stopped(name) {
+                end = doneAt != nil ? .finished : .stopped(stop)
+            } else if stream.error != nil {
+                end = .infrastructure(stream.error!.description)
+            } else if cancel.isCancelled {
+                end = .interrupted
+            } else if let d = doneAt, now.timeIntervalSince(d) > 15 {
+                end = .finished   // the agent is done; the poweroff is late: destroy it
+            } else if firstRecordAt == nil, now.timeIntervalSince(running) > req.bootDeadline {
+                end = .deadline("no agent record \(Int(req.bootDeadline)) s after the guest started")
+            } else if let i = inFlight, now.timeIntervalSince(lastProgress) > req.stepTimeout + req.stepGrace {
+                end = .deadline("step \(i) gave no record for \(Int(req.stepTimeout + req.stepGrace)) s")
+            } else if firstRecordAt != nil, inFlight == nil, doneAt == nil,
+                      now.timeIntervalSince(lastProgress) > req.stepTimeout + req.stepGrace {
+                end = .deadline("the agent went quiet for \(Int(req.stepTimeout + req.stepGrace)) s")
+            } else {
+                Thread.sleep(forTimeInterval: 0.03)
+            }
+        }
+        if let f = firstRecordAt { timing.boot = f.timeIntervalSince(running) }
+        if let f = firstRecordAt { timing.steps = (doneAt ?? Date()).timeIntervalSince(f) }
+
+        // Tear down.
+        let teardown = Date()
+        if domain.isActive() {
+            do { try domain.destroy() } catch {
+                if domain.isActive() { end = .infrastructure("cannot destroy the guest: \(error)") }
+            }
+            _ = watch.waitStopped(name, seconds: 10)
+        }
+        timing.teardown = Date().timeIntervalSince(teardown)
+        return finish(end!)
+    }
+}
+
+/// The files of one run, kept whole in its directory.
+public struct RunFiles: Sendable {
+    public var directory: String
+    public var console: String { directory + "/console.log" }
+    public var records: String { directory + "/records.jsonl" }
+    public var plan: String { directory + "/plan.json" }
+    public var initramfs: String { directory + "/initramfs.cpio" }
+    public var domainXML: String { directory + "/domain.xml" }
+
+    public init(directory: String) { self.directory = directory }
+
+    func prepare() throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for f in [console, records] {
+            try? fm.removeItem(atPath: f)
+            fm.createFile(atPath: f, contents: nil)
+        }
+    }
+}
+
+/// Lifecycle events of the domains a runner started, keyed by name.
+final class LifecycleWatch: @unchecked Sendable {
+    private let connection: LibvirtConnection
+    private var token: Int32 = -1
+    private let lock = NSCondition()
+    private var watched: Set<String> = []
+    private var stops: [String: String] = [:]
+
+    init(connection: LibvirtConnection) throws {
+        self.connection = connection
+        token = try connection.addLifecycleHandler { [weak self] name, event in
+            self?.record(name, event)
+        }
+    }
+
+    func stop() { if token >= 0 { connection.removeLifecycleHandler(token); token = -1 } }
+
+    func expect(_ name: String) { lock.lock(); watched.insert(name); stops[name] = nil; lock.unlock() }
+    func forget(_ name: String) { lock.lock(); watched.remove(name); stops[name] = nil; lock.unlock() }
+
+    private func record(_ name: String, _ event: LifecycleEvent) {
+        lock.lock(); defer { lock.unlock() }
+        guard watched.contains(name) else { return }
+        switch event {
+        case .stopped(let why):
+            stops[name] = Self.describe(why)
+            lock.broadcast()
+        case .crashed:
+            stops[name] = stops[name] ?? "QEMU reported a guest crash"
+            lock.broadcast()
+        default: break
+        }
+    }
+
+    static func describe(_ why: StopReason) -> String {
+        switch why {
+        case .shutdown: return "the guest powered off"
+        case .destroyed: return "the domain was destroyed"
+        case .crashed: return "the guest crashed"
+        case .failed: return "QEMU exited unexpectedly (killed or failed)"
+        case .migrated, .saved, .fromSnapshot: return "the domain was saved or moved"
+        case .unknown(let n): return "the domain stopped (reason \(n))"
+        }
+    }
+
+    func stopped(_ name: String) -> String? {
+        lock.lock(); defer { lock.unlock() }
+        return stops[name]
+    }
+
+    func waitStopped(_ name: String, seconds: Double) -> Bool {
+        let until = Date().addingTimeInterval(seconds)
+        lock.lock(); defer { lock.unlock() }
+        while stops[name] == nil { if !lock.wait(until: until) { return false } }
+        return true
+    }
+}

@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import IsolabImages
+import IsolabLibvirt
+import IsolabModel
+import IsolabProtocol
+import IsolabVM
+
+/// `isolab run`: boot a fabric through libvirt, run its scenarios, print what was observed.
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Boot a fabric through libvirt, run its scenarios in the guest and print what was observed.",
+        discussion: """
+        Each scenario runs in a freshly booted guest (a fabric without scenarios boots once \
+        for its inventory). The default connection is libvirt's embedded QEMU driver, with its \
+        state under $XDG_STATE_HOME/isolab/libvirt; --connect qemu:///system or \
+        qemu+ssh://HOST/system uses a libvirt daemon. Exit status: 0 when every guest gave its \
+        observation (crashes and hangs are observations), 2 on bad input or a fabric the \
+        emulator cannot realize, 3 on an infrastructure failure, 130 when interrupted.
+        """)
+
+    @Argument(help: "A topology file.")
+    var file: String
+    @Option(help: "Kernel catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), a comma-separated list, or 'all'.")
+    var kernel: String = "6.1"
+    @Option(help: "Override the topology's vIOMMU: intel, virtio, amd or none.")
+    var iommu: String?
+    @Option(help: "libvirt connection URI (default: the embedded driver, qemu:///embed).")
+    var connect: String?
+    @Option(help: "Run only this scenario (repeatable).")
+    var scenario: [String] = []
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+    @Option(help: "Guests at once (default: the number of cores).")
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "CPU emulation: tcg; kvm (a probe boot must prove it works, else exit 3); auto (kvm if the probe works, else tcg).")
+    var accel: String = "tcg"
+    @Option(help: "Seconds from guest start to the agent's first record before the guest counts as hung.")
+    var bootDeadline: Double = 150
+    @Option(help: "Seconds one step may take in the guest.")
+    var stepTimeout: Double = 20
+    @Option(help: ArgumentHelp("An emulator binary instead of libvirt's default.", visibility: .hidden))
+    var emulator: String?
+    @Option(name: .customLong("kernel-arg"), help: ArgumentHelp("Extra kernel command-line word (repeatable).", visibility: .hidden))
+    var kernelArgs: [String] = []
+
+    func run() throws {
+        var inputs: (topology: Topology, kernels: [(label: String, generation: KernelGeneration)])!
+        try reportingInputErrors { inputs = try validatedInputs() }
+        let (topology, kernels) = inputs!
+        let fabric = Fabric(topology)
+        let scenarios: [Scenario?] = topology.scenarios.isEmpty
+            ? [nil] : topology.scenarios.filter { scenario.isEmpty || scenario.contains($0.name) }
+
+        let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
+        var requests: [RunRequest] = []
+        var images: [String: GuestImage] = [:]
+        do {
+            let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: Recipe(directory: Recipe.locate()))
+            builder.log = log
+            let agent = try AgentBinary.locate()
+            let catalog = try builder.catalog
+            let runsRoot = RunsDirectory.root()
+            for k in kernels {
+                let image = try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent)
+                images[k.label] = image
+                for s in scenarios {
+                    let dir = RunsDirectory.new(in: runsRoot, label: [topology.name, k.label, s?.name ?? "inventory"].joined(separator: "-"))
+                    var r = RunRequest(topology: topology, fabric: fabric, scenario: s, image: image,
+                                       kernelLabel: k.label, directory: dir)
+                    r.emulator = emulator
+                    r.bootDeadline = bootDeadline
+                    r.stepTimeout = stepTimeout
+                    r.extraKernelArguments = kernelArgs
+                    requests.append(r)
+                }
+            }
+        } catch {
+            log(String(describing: error))
+            throw ExitCode(3)
+        }
+
+        let connection: LibvirtConnection
+        do {
+            connection = try LibvirtConnection.open(connect: connect)
+        } catch {
+            log("cannot connect to libvirt: \(error)")
+            throw ExitCode(3)
+        }
+        defer { connection.close() }
+        let runner = try GuestRunner(connection: connection)
+        if accel != "tcg", let first = requests.first {
+            let probe = AccelProbe.probeKVM(runner: runner, image: first.image, kernelLabel: first.kernelLabel,
+                                            directory: RunsDirectory.new(in: RunsDirectory.root(), label: "kvm-probe"))
+            if probe.works {
+                log("KVM works here (probe answered in \(String(format: "%.1f", probe.seconds)) s)")
+                for i in requests.indices { requests[i].accel = .kvm }
+            } else if accel == "kvm" {
+                log("--accel kvm: KVM does not work here (\(probe.reason ?? "no answer")); use --accel tcg")
+                throw ExitCode(3)
+            } else {
+                log("KVM does not work here (\(probe.reason ?? "no answer")); using TCG")
+            }
+        }
+        let scheduler = Scheduler(runner: runner, jobs: jobs)
+        let signals = SignalTrap(cancel: scheduler.cancellation, log: log)
+        defer { signals.release() }
+        let total = requests.count
+        scheduler.onStart = { i, r in
+            log("[\(i + 1)/\(total)] booting \(r.topology.name) on \(r.kernelLabel)" + (r.scenario.map { ", scenario \($0.name)" } ?? ""))
+        }
+        scheduler.onFinish = { i, o in
+            log("[\(i + 1)/\(total)] \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s" + (o.problem.map { ": \($0)" } ?? ""))
+        }
+        let observations = scheduler.run(requests)
+
+        let report = RunReport(file: file, topology: topology, fabric: fabric, kernels: kernels.map(\.label),
+                               images: images, observations: observations)
+        switch format {
+        case .json: print(try report.json())
+        case .text: print(report.text(), terminator: "")
+        }
+        if scheduler.cancellation.isCancelled { throw ExitCode(130) }
+        if observations.contains(where: { $0.outcome == .infrastructure }) { throw ExitCode(3) }
+    }
+
+    private func validatedInputs() throws -> (Topology, [(label: String, generation: KernelGeneration)]) {
+        var topology = try loadTopologies([file])[0]
+        if let iommu {
+            guard let m = IOMMUModel(rawValue: iommu) else {
+                throw InputError("--iommu: unknown vIOMMU '\(iommu)' (accepted: \(IOMMUModel.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            topology.iommu = m
+        }
+        let problems = Realizability.check(topology)
+        if let p = problems.first {
+            throw InputError("\(p.location): \(p.node): the emulator cannot realize this fabric as declared: \(p.reason)")
+        }
+        for name in scenario where !topology.scenarios.contains(where: { $0.name == name }) {
+            throw InputError("--scenario: no scenario '\(name)' in \(file) (accepted: \(topology.scenarios.map(\.name).joined(separator: ", ")))")
+        }
+        let kernels = try KernelOptions.parse(["--kernel", kernel]).resolve()
+        for k in kernels where !KernelGeneration.catalog.contains(where: { $0.id == k.label }) {
+            throw InputError("--kernel: '\(k.label)' is not a catalog kernel (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), all)")
+        }
+        guard ["tcg", "kvm", "auto"].contains(accel) else {
+            throw InputError("--accel: unknown accelerator '\(accel)' (accepted: tcg, kvm, auto)")
+        }
+        guard jobs >= 1 else { throw InputError("--jobs: must be at least 1") }
+        return (topology, kernels)
+    }
+}

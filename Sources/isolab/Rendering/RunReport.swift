@@ -1,0 +1,103 @@
+import Foundation
+import IsolabImages
+import IsolabModel
+import IsolabProtocol
+
+/// What `isolab run` prints: per kernel, the observed groups, the inventory and every scenario's
+/// observation (schema `isolab-run/1`).
+struct RunReport {
+    var file: String
+    var topology: Topology
+    var fabric: Fabric
+    var kernels: [String]
+    var images: [String: GuestImage]
+    var observations: [VMObservation]
+
+    struct Document: Encodable {
+        var schema = "isolab-run/1"
+        var runs: [Entry]
+    }
+
+    struct Entry: Encodable {
+        var file: String
+        var topology: String
+        var iommu: String
+        var kernel: String
+        var kernelRelease: String?
+        var kernelPackages: [String]
+        var observed: Observed
+    }
+
+    struct Observed: Encodable {
+        /// Same shape as `predict`'s groups; ids are the guest kernel's.
+        var groups: [PredictionJSON.Group]
+        var inventory: Inventory?
+        var scenarios: [VMObservation]
+    }
+
+    func entries() -> [Entry] {
+        kernels.map { k in
+            let obs = observations.filter { $0.kernel == k }
+            let inventory = obs.first(where: { $0.inventory != nil })?.inventory
+            return Entry(file: file, topology: topology.name, iommu: topology.iommu.rawValue, kernel: k,
+                         kernelRelease: inventory?.kernelRelease ?? images[k]?.kernelRelease,
+                         kernelPackages: images[k]?.metadata.packages.map { "\($0.name) \($0.version)" } ?? [],
+                         observed: Observed(groups: groups(inventory), inventory: inventory, scenarios: obs))
+        }
+    }
+
+    func groups(_ inventory: Inventory?) -> [PredictionJSON.Group] {
+        guard let inventory else { return [] }
+        var byPath: [String: PCIFunction] = [:]
+        for f in fabric.functions { byPath[f.path] = f }
+        return inventory.groups.sorted { $0.id < $1.id }.map { g in
+            PredictionJSON.Group(id: g.id, members: g.members.sorted().map { path in
+                let f = byPath[path]
+                return PredictionJSON.Member(node: f?.nodeID, path: path,
+                                             device: f?.nodeID == nil ? (f?.displayName ?? "undeclared") : nil)
+            })
+        }
+    }
+
+    func json() throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try e.encode(Document(runs: entries())), as: UTF8.self)
+    }
+
+    func text() -> String {
+        var out = ""
+        for entry in entries() {
+            out += "\(entry.topology) on \(entry.kernel)"
+            out += entry.kernelRelease.map { " (\($0))" } ?? ""
+            out += ", iommu \(entry.iommu)"
+            out += entry.observed.inventory.map { ", guest IOMMU \($0.iommu ?? "none")" } ?? ""
+            out += "\n"
+            if entry.observed.inventory != nil {
+                out += "  groups observed:\n"
+                if entry.observed.groups.isEmpty { out += "    (none)\n" }
+                for g in entry.observed.groups {
+                    let members = g.members.map { m in m.path + " " + (m.node ?? m.device ?? "?") }
+                    out += "    group \(g.id): " + members.joined(separator: ", ") + "\n"
+                }
+            }
+            for o in entry.observed.scenarios {
+                out += "  scenario \(o.scenario ?? "(inventory)"): \(o.outcome.rawValue)"
+                out += o.problem.map { ": \($0)" } ?? ""
+                out += "\n"
+                let scenario = topology.scenarios.first { $0.name == o.scenario }
+                for s in o.steps {
+                    let summary = scenario.flatMap { $0.steps.indices.contains(s.index) ? $0.steps[s.index].action.summary : nil }
+                        ?? s.op.rawValue
+                    var line = "    \(s.index) \(summary): \(s.result)"
+                    if let n = s.errno { line += " (\(n))" }
+                    if let d = s.detail, s.result != "ok" { line += " — \(d)" }
+                    out += line + "\n"
+                }
+                for l in o.crashLines.prefix(3) { out += "    | \(l)\n" }
+                if o.outcome != .completed, let c = o.consolePath { out += "    console: \(c)\n" }
+            }
+        }
+        return out
+    }
+}

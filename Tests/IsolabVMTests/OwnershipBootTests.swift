@@ -1,0 +1,55 @@
+import Foundation
+import IsolabModel
+import IsolabProtocol
+import IsolabVM
+import XCTest
+
+/// Runs every scenario of the catalog on every catalog kernel in real guests and holds the model
+/// to what the kernels really did, step by step.
+final class OwnershipBootTests: XCTestCase {
+    /// Every realizable catalog scenario on `kernel`; returns the observations and the mismatches.
+    func runCatalog(kernel: String, generation: KernelGeneration) throws -> [String] {
+        var requests: [RunRequest] = []
+        var predictions: [String: KernelPrediction] = [:]
+        for t in try BootSupport.catalogTopologies where Realizability.check(t).isEmpty {
+            predictions[t.name] = Predictor.predict(t, kernel: generation)
+            for s in t.scenarios { requests.append(try BootSupport.request(t, kernel: kernel, scenario: s)) }
+        }
+        let observations = try BootSupport.run(requests)
+        var mismatches: [String] = []
+        for (req, obs) in zip(requests, observations) {
+            let where_ = "\(kernel) \(req.topology.name)/\(req.scenario!.name)"
+            guard obs.outcome == .completed || obs.outcome == .crashed else {
+                mismatches.append("\(where_): \(obs.outcome.rawValue): \(obs.problem ?? "")\n  " + obs.consoleTail.suffix(15).joined(separator: "\n  "))
+                continue
+            }
+            let predicted = predictions[req.topology.name]!.scenarios.first { $0.name == req.scenario!.name }!
+            for (p, o) in zip(predicted.steps, obs.steps) where p.result.token != o.result {
+                mismatches.append("\(where_) step \(p.index) \(p.step.action.summary): model \(p.result.token), kernel \(o.result)"
+                                  + (o.detail.map { " (\($0))" } ?? "") + (o.kernelLog.isEmpty ? "" : "\n  log: " + o.kernelLog.suffix(4).joined(separator: "\n  log: ")))
+            }
+        }
+        XCTAssertEqual(BootSupport.leftoverQEMU(), [])
+        return mismatches
+    }
+
+    func testModelPredictsEveryStepOn5_10() throws {
+        let m = try runCatalog(kernel: "5.10", generation: .v5_10)
+        XCTAssertTrue(m.isEmpty, m.joined(separator: "\n"))
+    }
+
+    func testModelPredictsEveryStepOn6_1() throws {
+        let m = try runCatalog(kernel: "6.1", generation: .v6_1)
+        XCTAssertTrue(m.isEmpty, m.joined(separator: "\n"))
+    }
+
+    func testModelPredictsEveryStepOn6_12() throws {
+        let m = try runCatalog(kernel: "6.12", generation: .v6_12)
+        XCTAssertTrue(m.isEmpty, m.joined(separator: "\n"))
+    }
+
+    func testModelPredictsEveryStepOn7_3() throws {
+        let m = try runCatalog(kernel: "7.3", generation: .v7_3)
+        XCTAssertTrue(m.isEmpty, m.joined(separator: "\n"))
+    }
+}
