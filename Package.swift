@@ -49,7 +49,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (not tests): prints figures, never passes or fails on time.
-        .executableTarget(name: "isolab-bench", dependencies: ["IsolabModel", "IsolabTopology", "IsolabImages"]),
+        .executableTarget(name: "isolab-bench", dependencies: ["IsolabModel", "IsolabTopology", "IsolabImages", "IsolabVM", "IsolabLibvirt", "IsolabProtocol"]),
         .testTarget(name: "IsolabModelTests", dependencies: ["IsolabModel", "IsolabTopology"]),
         .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel"]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),

@@ -28,6 +28,11 @@ public struct OwnershipModel: Sendable {
     var loaded: Set<String> = OwnershipModel.builtIn
     var groups: [Int: GroupState] = [:]
     var pendingUnbind: Set<Int> = []
+    /// Devices whose unbind never returns, holding the device lock (every later write blocks).
+    var stuck: Set<Int> = []
+    /// Drivers whose remove waits on the device's DMA (nvme shuts the controller down through its
+    /// admin queue): with the device's DMA domain taken away, the unbind never completes.
+    public static let removeWaitsOnDMA: Set<String> = ["nvme"]
     var crashed = false
 
     struct GroupState {

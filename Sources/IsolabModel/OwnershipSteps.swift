@@ -16,6 +16,9 @@ extension OwnershipModel {
             return done(.notRun, Reason("isolab", "an earlier step crashed the kernel: the scenario stops there"))
         }
         func fn(_ id: String) -> PCIFunction { fabric.function(of: id)! }
+        if let dev = step.action.device, let f = fabric.function(of: dev), stuck.contains(f.index) {
+            return done(.blocked, Reason("device_lock()", "\(dev)'s earlier unbind still holds its device lock (it waits on DMA the IOMMU no longer lets through): every sysfs write to it blocks"))
+        }
         switch step.action {
         case .loadDriver(let module):
             return loadDriver(module, step: step, index: index)
@@ -105,6 +108,12 @@ extension OwnershipModel {
         guard let drv = driver[f.index] else {
             p.result = .error(.ENOENT)
             p.rule = Reason("sysfs", "\(f.displayName) has no driver: its driver/unbind file does not exist")
+            return p
+        }
+        if kernel.ownership == .vfioViability, Self.removeWaitsOnDMA.contains(drv), let g = groupID(f), groups[g]?.iommuSet == true {
+            stuck.insert(f.index)
+            p.result = .blocked
+            p.rule = Reason("vfio_iommu_type1_attach_group()", "5.10's VFIO_SET_IOMMU attached the whole non-viable group to VFIO's empty domain, so \(drv)'s DMA faults; its remove waits for the controller to answer and never returns (observed: DMAR fault on \(f.displayName), unbind still running after the step timeout)")
             return p
         }
         if drv == "vfio-pci", let g = groupID(f) {

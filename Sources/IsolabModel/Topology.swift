@@ -152,6 +152,15 @@ public enum StepAction: Sendable, Equatable {
         }
     }
 
+    /// The device the step acts on (`dma`: the initiator); nil for `load-driver`.
+    public var device: String? {
+        switch self {
+        case .loadDriver: return nil
+        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d), .vfioClose(let d): return d
+        case .dma(let from, _, _): return from
+        }
+    }
+
     /// A one-line rendering, e.g. `dma A -> B (map: peer)`.
     public var summary: String {
         switch self {

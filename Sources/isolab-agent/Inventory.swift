@@ -58,7 +58,9 @@ enum Sysfs {
                 path: paths[bdf] ?? "?\(bdf)", bdf: bdf,
                 vendorDevice: "\(Hex.digits(vendor & 0xffff, width: 4)):\(Hex.digits(dev & 0xffff, width: 4))",
                 classCode: "0x" + Hex.digits(cls & 0xff_ffff, width: 6),
-                headerType: cfg.headerType ?? -1, multifunction: cfg.multifunction,
+                // pdev->multifunction as pci_scan_slot() sets it: the header bit of function 0,
+                // and every function above 0 that exists.
+                headerType: cfg.headerType ?? -1, multifunction: cfg.multifunction || (PCIAddress(bdf)?.function ?? 0) > 0,
                 driver: driver(of: bdf), group: group(of: bdf), pcieType: cfg.pcieType, acs: acs))
         }
         functions.sort { $0.path < $1.path }

@@ -1,6 +1,7 @@
 // isolab-bench: benchmarks that print figures; they never pass or fail on time.
 //   isolab-bench predict   model speed on generated fabrics (PredictBench.swift)
 //   isolab-bench images    guest image build and boot figures (ImagesBench.swift)
+//   isolab-bench run [FABRIC [KERNEL]]   isolab vs raw QEMU for one fabric (RunBench.swift)
 import Foundation
 
 switch CommandLine.arguments.dropFirst().first {
@@ -8,7 +9,9 @@ case "predict":
     PredictBench.run()
 case "images":
     ImagesBench.run()
+case "run":
+    RunBench.run(Array(CommandLine.arguments.dropFirst(2)))
 default:
-    FileHandle.standardError.write(Data("usage: isolab-bench predict|images\n".utf8))
+    FileHandle.standardError.write(Data("usage: isolab-bench predict|images|run [FABRIC [KERNEL]]\n".utf8))
     exit(2)
 }

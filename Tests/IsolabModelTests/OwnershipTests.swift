@@ -151,4 +151,34 @@ final class OwnershipTests: XCTestCase {
         XCTAssertEqual(KernelGeneration.resolve("7.3")?.id, "7.3")
         XCTAssertNil(KernelGeneration.resolve("banana"))
     }
+
+    // 5.10: SET_IOMMU attaches a non-viable group to VFIO's domain; nvme loses DMA and its unbind
+    // never returns, holding the device lock (observed on 5.10.262 with a DMAR fault on the nvme).
+    func testNVMeUnbindBlocksForGoodAfter510AttachedItsGroup() throws {
+        let yaml = """
+        name: t
+        fabric:
+          - device: mnic
+            model: e1000e
+            slot: 11
+          - device: medu
+            model: edu
+            slot: 11
+            function: 1
+          - device: mdisk
+            model: nvme
+            slot: 11
+            function: 2
+        scenarios:
+          - name: s
+            steps:
+              - load-driver: nvme
+              - vfio-bind: medu
+              - vfio-open: medu
+              - unbind: mdisk
+              - bind: mdisk
+        """
+        XCTAssertEqual(try predict(yaml, kernel: .v5_10).results("s"), ["ok", "ok", "EINVAL", "blocked", "blocked"])
+        XCTAssertEqual(try predict(yaml, kernel: .v6_1).results("s"), ["ok", "ok", "EPERM", "ok", "ok"])
+    }
 }

@@ -40,13 +40,13 @@ final class FaultTests: XCTestCase {
         let result = LockedBox<VMObservation>()
         let thread = Thread { result.set(try! BootSupport.runner().run(req)) }
         thread.start()
-        // Wait for the agent's first records, then kill QEMU under the run.
+        // Wait until the inventory is complete (the first step has started), then kill QEMU under the run.
         let records = RunFiles(directory: req.directory).records
         let deadline = Date().addingTimeInterval(120)
         var killed = false
         while Date() < deadline, result.get() == nil {
             let text = (try? String(contentsOfFile: records, encoding: .utf8)) ?? ""
-            if text.contains("\"inventory\""), let pid = BootSupport.qemuPID(domainPrefix: "isolab-\(req.topology.name)-6.1-") {
+            if text.contains("\"step-start\""), let pid = BootSupport.qemuPID(domainPrefix: "isolab-\(req.topology.name)-6.1-") {
                 kill(pid, SIGKILL)
                 killed = true
                 break

@@ -1,0 +1,99 @@
+import Foundation
+import IsolabImages
+import IsolabLibvirt
+import IsolabModel
+import IsolabTopology
+import IsolabProtocol
+import IsolabVM
+
+/// `isolab-bench run [FABRIC]`: isolab's wall time to boot a fabric through the embedded libvirt
+/// driver and collect the agent's records, against a raw `qemu-system-x86_64` boot of the same
+/// image, plan and fabric (libvirt's own command line for the domain, run by hand), paired side
+/// by side. Goal: ≤ 1.15×.
+enum RunBench {
+    static func run(_ args: [String]) {
+        do { try measure(fabric: args.first ?? "switch-no-acs", kernel: args.dropFirst().first ?? "6.1") } catch {
+            FileHandle.standardError.write(Data("isolab-bench run: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func measure(fabric: String, kernel: String, rounds: Int = 5) throws {
+        let recipe = try Recipe(directory: Recipe.locate())
+        let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: recipe)
+        let image = try builder.build(kernel: try builder.catalog.kernel(id: kernel), agent: try AgentBinary.locate())
+        let topology = try TopologyLoader.load(path: (recipe.directory as NSString).deletingLastPathComponent + "/topologies/\(fabric).yaml")
+        let connection = try LibvirtConnection.open(connect: nil)
+        defer { connection.close() }
+        let runner = try GuestRunner(connection: connection)
+        let scratch = NSTemporaryDirectory() + "isolab-bench-run-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+
+        var isolab: [Double] = [], raw: [Double] = [], stages: [Timing] = []
+        for round in 0..<rounds {
+            // isolab: create → records → done → domain gone.
+            let req = RunRequest(topology: topology, fabric: Fabric(topology), scenario: nil, image: image,
+                                 kernelLabel: kernel, directory: "\(scratch)/isolab-\(round)")
+            let start = Date()
+            let obs = runner.run(req)
+            isolab.append(Date().timeIntervalSince(start))
+            stages.append(obs.timing)
+            guard obs.outcome == .completed else { throw BenchError("isolab run: \(obs.outcome.rawValue): \(obs.problem ?? "")") }
+
+            // Raw QEMU: libvirt's command line for the same domain, started by hand, to exit.
+            let dir = "\(scratch)/raw-\(round)"
+            var same = req
+            same.directory = dir
+            let files = RunFiles(directory: dir)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let plan = PlanBuilder.plan(topology: topology, fabric: same.fabric, scenario: nil, runID: "raw", stepTimeout: 20)
+            try image.initramfs(appending: ["isolab/plan.json": try JSONEncoder().encode(plan)], to: files.initramfs)
+            let xml = try DomainXML.render(topology, fabric: same.fabric, parameters: DomainParameters(
+                name: "isolab-bench-raw", kernelPath: image.kernelPath, initrdPath: files.initramfs,
+                kernelCommandLine: same.kernelCommandLine, consoleLogPath: files.console, recordsPath: files.records))
+            let argv = try connection.domainXMLToNative(xml)
+            let command = rawCommand(argv)
+            let rawStart = Date()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "exec timeout 120 " + command]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            p.waitUntilExit()
+            raw.append(Date().timeIntervalSince(rawStart))
+            let records = (try? String(contentsOfFile: files.records, encoding: .utf8)) ?? ""
+            guard records.contains("\"type\":\"done\"") else { throw BenchError("raw QEMU run gave no done record (exit \(p.terminationStatus))") }
+        }
+        func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+        func f(_ x: Double) -> String { String(format: "%.2f", x) }
+        print("isolab-bench run: \(fabric) on \(kernel) (\(image.kernelRelease)), TCG, \(rounds) rounds paired")
+        print("  raw qemu-system-x86_64 (libvirt's command line), boot → agent done → exit: median \(f(median(raw))) s  [\(raw.map(f).joined(separator: " "))]")
+        print("  isolab (embedded libvirt), create → records → domain gone:          median \(f(median(isolab))) s  [\(isolab.map(f).joined(separator: " "))]")
+        print("  ratio isolab / raw: \(f(median(isolab) / median(raw)))×  (goal ≤ 1.15×)")
+        print("  isolab stages (median): create \(f(median(stages.map(\.create)))) s, boot \(f(median(stages.map(\.boot)))) s, records \(f(median(stages.map(\.steps)))) s, teardown \(f(median(stages.map(\.teardown)))) s")
+    }
+
+    /// libvirt's native command line without its environment prefix, monitor, `-S` (start
+    /// paused) and `-no-shutdown` (keep QEMU after poweroff), which only libvirt needs.
+    static func rawCommand(_ native: String) -> String {
+        let words = native.replacingOccurrences(of: "\\\n", with: " ").split(separator: " ").map(String.init)
+        var out: [String] = []
+        var i = 0
+        while i < words.count {
+            let w = words[i]
+            if out.isEmpty && w.contains("=") && !w.hasPrefix("-") { i += 1; continue }   // LC_ALL=C …
+            if w == "-S" || w == "-no-shutdown" { i += 1; continue }
+            if w == "-mon" { i += 2; continue }
+            if w == "-chardev", i + 1 < words.count, words[i + 1].contains("id=charmonitor") { i += 2; continue }
+            out.append(w)
+            i += 1
+        }
+        return out.joined(separator: " ")
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
+}
