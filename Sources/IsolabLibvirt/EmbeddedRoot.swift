@@ -43,6 +43,8 @@ public enum EmbeddedRoot {
         if let user { lines.append("user = \"\(user)\"") }
         if let group { lines.append("group = \"\(group)\"") }
         lines += ["security_driver = \"none\"", "stdio_handler = \"file\"", "cgroup_controllers = [ ]", "namespaces = [ ]"]
+        // Files stay as they are: no chown of kernels and logs, no ownership xattrs to remember.
+        if user != nil { lines += ["dynamic_ownership = 0", "remember_owner = 0"] }
         return lines.joined(separator: "\n") + "\n"
     }
 

@@ -18,6 +18,9 @@ enum EventLoop {
             let output = "3:file:" + (logFile ?? "/dev/null")
             setenv("LIBVIRT_LOG_OUTPUTS", output, 0)
         }
+        // libvirt's own warnings (e.g. about file xattrs) would land on isolab's stderr through the
+        // embedded driver; errors reach isolab as LibvirtError anyway. A user's setting wins.
+        setenv("LIBVIRT_LOG_OUTPUTS", "4:stderr", 0)
         guard virInitialize() == 0 else { return .failure(LibvirtError.last("virInitialize")) }
         // The default handler prints every error to stderr; callers get them as Swift errors.
         virSetErrorFunc(nil, { _, _ in })

@@ -92,13 +92,19 @@ public struct Fabric: Sendable {
         (0x1f, 3, "8086:2930", "ICH9 SMBus"),
     ]
 
-    /// The slot the vIOMMU's own PCI function takes on pcie.0, if it has one:
-    /// the first slot that neither the chipset nor the topology uses.
+    /// The slot the vIOMMU's own PCI function takes on pcie.0, if it has one: virtio-iommu-pci
+    /// the first slot that neither the chipset nor the topology uses; AMDVI-PCI always slot 1
+    /// (amd-iommu goes in as a legacy `-device`, which QEMU creates before libvirt's devices and
+    /// places at the first free slot; observed at 00:01.0 on QEMU 7.2).
     public static func viommuSlot(for topology: Topology) -> Int? {
         guard topology.iommu == .virtio || topology.iommu == .amd else { return nil }
+        if topology.iommu == .amd { return amdVIOMMUSlot }
         let used = Set(topology.fabric.map(\.slot)).union(chipset.map(\.slot))
         return (1..<0x1f).first { !used.contains($0) }
     }
+
+    /// Where QEMU 7.2 puts AMDVI-PCI.
+    public static let amdVIOMMUSlot = 1
 
     public init(_ topology: Topology) {
         // Collect, per bus, the entries before ordering them, then number functions in
@@ -112,7 +118,7 @@ public struct Fabric: Sendable {
                                       origin: .chipset(c.name)))
         }
         if let slot = Fabric.viommuSlot(for: topology) {
-            let (vd, name) = topology.iommu == .virtio ? ("1af4:1057", "virtio-iommu-pci") : ("1022:0000", "AMDVI-PCI")
+            let (vd, name) = topology.iommu == .virtio ? ("1af4:1057", "virtio-iommu-pci") : ("1022:0008", "AMDVI-PCI")
             rootEntries.append(.fixed(slot: slot, function: 0, vendorDevice: vd, origin: .viommu(name)))
         }
         pending[root] = rootEntries

@@ -22,6 +22,9 @@ public enum Realizability {
                     default: break
                     }
                 }
+                if parent == nil, topology.iommu == .amd, n.slot == Fabric.amdVIOMMUSlot {
+                    out.append(Unrealizable(node: n.id, reason: "slot \(n.slot) of pcie.0 is where QEMU 7.2 puts the AMD vIOMMU's own function (AMDVI-PCI), created before any other device", location: n.location))
+                }
                 if parent == nil, n.slot == 0 {
                     out.append(Unrealizable(node: n.id, reason: "slot 0 of pcie.0 is the q35 host bridge, a single-function device: QEMU refuses other functions in that slot", location: n.location))
                 }

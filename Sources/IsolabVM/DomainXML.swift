@@ -19,7 +19,7 @@ public enum DomainXML {
     /// Where QEMU 7.2 puts the AMD vIOMMU's AMDVI-PCI function (1022:0008) when it is built
     /// through libvirt: it is created before every other device, so it takes the first free
     /// pcie.0 slot then, whatever the topology declares (see `commandLine`).
-    public static let amdVIOMMUSlot = 1
+    public static let amdVIOMMUSlot = Fabric.amdVIOMMUSlot
 
     /// The domain XML for `topology`, or `DomainXMLError.unrealizable` with the model's
     /// reasons when QEMU cannot build it as declared.

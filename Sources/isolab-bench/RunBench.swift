@@ -58,12 +58,16 @@ enum RunBench {
             p.executableURL = URL(fileURLWithPath: "/bin/sh")
             p.arguments = ["-c", "exec timeout 120 " + command]
             p.standardOutput = FileHandle.nullDevice
-            p.standardError = FileHandle.nullDevice
+            FileManager.default.createFile(atPath: dir + "/qemu.stderr", contents: nil)
+            p.standardError = FileHandle(forWritingAtPath: dir + "/qemu.stderr")
             try p.run()
             p.waitUntilExit()
             raw.append(Date().timeIntervalSince(rawStart))
             let records = (try? String(contentsOfFile: files.records, encoding: .utf8)) ?? ""
-            guard records.contains("\"type\":\"done\"") else { throw BenchError("raw QEMU run gave no done record (exit \(p.terminationStatus))") }
+            guard records.contains("\"type\":\"done\"") else {
+                let stderr = (try? String(contentsOfFile: dir + "/qemu.stderr", encoding: .utf8)) ?? ""
+                throw BenchError("raw QEMU run gave no done record (exit \(p.terminationStatus)): \(stderr.suffix(600))\ncommand: \(command)")
+            }
         }
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         func f(_ x: Double) -> String { String(format: "%.2f", x) }
@@ -74,7 +78,7 @@ enum RunBench {
         print("  isolab stages (median): create \(f(median(stages.map(\.create)))) s, boot \(f(median(stages.map(\.boot)))) s, records \(f(median(stages.map(\.steps)))) s, teardown \(f(median(stages.map(\.teardown)))) s")
     }
 
-    /// libvirt's native command line without its environment prefix, monitor, `-S` (start
+    /// libvirt's native command line without its environment prefix, monitor, master-key secret, `-S` (start
     /// paused) and `-no-shutdown` (keep QEMU after poweroff), which only libvirt needs.
     static func rawCommand(_ native: String) -> String {
         let words = native.replacingOccurrences(of: "\\\n", with: " ").split(separator: " ").map(String.init)
@@ -85,6 +89,7 @@ enum RunBench {
             if out.isEmpty && w.contains("=") && !w.hasPrefix("-") { i += 1; continue }   // LC_ALL=C …
             if w == "-S" || w == "-no-shutdown" { i += 1; continue }
             if w == "-mon" { i += 2; continue }
+            if w == "-object", i + 1 < words.count, words[i + 1].contains("\"secret\"") { i += 2; continue }
             if w == "-chardev", i + 1 < words.count, words[i + 1].contains("id=charmonitor") { i += 2; continue }
             out.append(w)
             i += 1

@@ -73,7 +73,7 @@ extension EmbeddedRootTests {
     /// As an ordinary user the embedded driver needs no `user`/`group` lines and no
     /// `libvirt-qemu` account (PERF-NOTES); QEMU runs as that user.
     func testOrdinaryUserOpensItsOwnEmbeddedRootWithoutUserAndGroupLines() throws {
-        guard geteuid() == 0 else { throw XCTSkip("switching to isolab-test needs root (ci/test runs as root)") }
+        guard geteuid() == 0 else { return XCTFail("switching to isolab-test needs root: run ci/test as root") }
         guard let pw = getpwnam("isolab-test") else { return XCTFail("user isolab-test missing: run ci/bootstrap.sh") }
         let state = NSTemporaryDirectory() + "isolab-user-root-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
@@ -90,14 +90,14 @@ extension EmbeddedRootTests {
     }
 }
 
-/// Runs in a helper process started by `HelperProcess` (skipped otherwise): opens the
+/// Runs in a helper process started by `HelperProcess` (does nothing otherwise): opens the
 /// embedded root of `ISOLAB_HELPER_STATE`, starts and destroys a paused domain, prints
 /// one `HELPER key=value …` line, and with `ISOLAB_HELPER_HOLD` keeps the root until its
 /// standard input closes.
 final class EmbeddedRootHelper: XCTestCase {
     func testHelperOpensAnEmbeddedRoot() throws {
         let env = ProcessInfo.processInfo.environment
-        guard let state = env["ISOLAB_HELPER_STATE"] else { throw XCTSkip("runs only as a helper process") }
+        guard let state = env["ISOLAB_HELPER_STATE"] else { return }   // only meaningful as a helper process
         var t = Date()
         let c = try EmbeddedRoot.connect(stateDirectory: state)
         let connect = Date().timeIntervalSince(t)
