@@ -37,7 +37,7 @@ public struct GuestBoot: Sendable {
          "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
          "-device", "intel-iommu,intremap=on",
          "-kernel", image.kernelPath, "-initrd", image.initramfsPath,
-         "-append", (["console=ttyS0", "panic=-1", "intel_iommu=on"] + extraKernelArguments).joined(separator: " ")]
+         "-append", (["console=ttyS0", "panic=-1", "no_timer_check", "intel_iommu=on"] + extraKernelArguments).joined(separator: " ")]
     }
 
     /// Boots, waits for the guest to power off (or the deadline), and returns what it saw.

@@ -46,11 +46,14 @@ public struct PlanNode: Codable, Equatable, Sendable {
     public var path: String
     /// Device model (`edu`, `e1000e`, `nvme`, `virtio-net`); nil for ports and bridges.
     public var model: String?
+    /// edu's `dma_mask` width as the domain sets it (nil: QEMU's default, 28 bits).
+    public var dmaMaskBits: Int?
 
-    public init(id: String, path: String, model: String? = nil) {
+    public init(id: String, path: String, model: String? = nil, dmaMaskBits: Int? = nil) {
         self.id = id
         self.path = path
         self.model = model
+        self.dmaMaskBits = dmaMaskBits
     }
 }
 

@@ -71,6 +71,10 @@ public struct Inventory: Codable, Equatable, Sendable {
     public var groups: [GroupRecord]
     /// Modules the plan asked to preload that failed (name: message).
     public var preloadFailures: [String: String]
+    /// Whether the kernel offers iommufd (`/dev/iommu`) and VFIO device cdevs; none of the
+    /// catalog kernels does, and the agent drives only the legacy container path.
+    public var iommufd: Bool?
+    public var vfioCdev: Bool?
 
     public init(kernelRelease: String, cmdline: String, iommu: String?, functions: [FunctionRecord],
                 groups: [GroupRecord], preloadFailures: [String: String] = [:]) {

@@ -34,6 +34,9 @@ public struct DomainParameters: Sendable, Equatable {
     /// Serial port 1 (ttyS1, the agent's record stream), written by QEMU to this file.
     public var recordsPath: String
     public var accelerator: Accelerator
+    /// When set, serial port 0 is a Unix socket at this path that QEMU listens on (for an
+    /// interactive console) instead of the `consoleLogPath` file.
+    public var consoleSocketPath: String?
     /// The QEMU binary (`<emulator>`); nil lets libvirt take its default for x86_64.
     public var emulator: String?
 

@@ -108,8 +108,10 @@ public enum DomainXML {
             devices.addChild(element("controller", [("type", "pci"), ("index", String(index)), ("model", model)], children: children))
         }
         for (port, path) in [(0, p.consoleLogPath), (1, p.recordsPath)] {
-            devices.addChild(element("serial", ["type": "file"], children: [
-                element("source", ["path": path]),
+            // --interactive: the console is a Unix socket QEMU listens on, and isolab relays it.
+            let socket = port == 0 ? p.consoleSocketPath : nil
+            devices.addChild(element("serial", ["type": socket == nil ? "file" : "unix"], children: [
+                socket.map { element("source", [("mode", "bind"), ("path", $0)]) } ?? element("source", ["path": path]),
                 element("target", [("type", "isa-serial"), ("port", String(port))], children: [element("model", ["name": "isa-serial"])]),
             ]))
         }

@@ -8,7 +8,9 @@ public enum PlanBuilder {
                             stepTimeout: Double) -> GuestPlan {
         let nodes = fabric.functions.compactMap { f -> PlanNode? in
             guard let id = f.nodeID else { return nil }
-            return PlanNode(id: id, path: f.path, model: f.deviceModel?.rawValue)
+            var bits: Int?
+            if case .device(.edu, let declared)? = f.kind { bits = declared ?? 64 }   // DomainXML's default: all 64 bits
+            return PlanNode(id: id, path: f.path, model: f.deviceModel?.rawValue, dmaMaskBits: bits)
         }
         let steps = (scenario?.steps ?? []).enumerated().map { i, step in
             planStep(index: i, step.action, fabric: fabric)

@@ -121,7 +121,9 @@ extension Agent {
         } else {
             guard let bar = mapSysfsBar(a, res) else { return d.fail("unsupported", "cannot mmap \(a)'s resource0: \(Posix.errorText(errno))") }
             enableCommandBits(sysfs: a, 0x6)
-            guard let (page, pa) = physicalPage(res) else { return d.fail("unsupported", "no buffer page below 256 MiB with a known physical address (pagemap)") }
+            let bits = plan.nodes.first(where: { bdfOfNode[$0.id] == a })?.dmaMaskBits ?? 28
+            let limit: UInt64 = bits >= 64 ? UInt64.max : (UInt64(1) << UInt64(bits))
+            guard let (page, pa) = physicalPage(res, below: limit) else { return d.fail("unsupported", "no buffer page within \(bits)-bit DMA reach with a known physical address (pagemap)") }
             edu = Edu(bar: bar)
             buffer = DMABuffer(base: page, busAddress: pa)
         }
@@ -353,9 +355,9 @@ extension Agent {
         return p
     }
 
-    /// A locked page whose guest-physical address (from /proc/self/pagemap) is below edu's
-    /// 28-bit DMA mask.
-    func physicalPage(_ res: ProbeResources) -> (UnsafeMutableRawPointer, UInt64)? {
+    /// A locked page whose guest-physical address (from /proc/self/pagemap) lies below `limit`
+    /// (edu's DMA mask: QEMU's default is 28 bits; isolab's domains give all 64 unless declared).
+    func physicalPage(_ res: ProbeResources, below limit: UInt64) -> (UnsafeMutableRawPointer, UInt64)? {
         let pagemap = cvfio_open("/proc/self/pagemap", O_RDONLY)
         guard pagemap >= 0 else { return nil }
         defer { close(pagemap) }
@@ -370,7 +372,7 @@ extension Agent {
             let pfn = entry & ((1 << 55) - 1)
             guard pfn != 0 else { return nil }  // not root: pagemap hides PFNs
             let pa = pfn * UInt64(DMABuffer.size)
-            if pa + UInt64(DMABuffer.size) <= 0x1000_0000 { return (p, pa) }
+            if limit == UInt64.max || pa + UInt64(DMABuffer.size) <= limit { return (p, pa) }
         }
         return nil
     }

@@ -71,9 +71,14 @@ enum Sysfs {
             groups.append(GroupRecord(id: id, members: members))
         }
         groups.sort { $0.id < $1.id }
-        return Inventory(kernelRelease: Posix.kernelRelease(), cmdline: Posix.text("/proc/cmdline") ?? "",
+        var inventory = Inventory(kernelRelease: Posix.kernelRelease(), cmdline: Posix.text("/proc/cmdline") ?? "",
                          iommu: Drivers.iommuKind(classEntries: Posix.list("/sys/class/iommu"),
                                                   vendorOf: { Posix.text("\(device($0))/vendor").flatMap(Hex.parse) }),
                          functions: functions, groups: groups, preloadFailures: preloadFailures)
+        // The iommufd / VFIO cdev path: /dev/iommu exists when IOMMUFD is built in or loaded;
+        // the vfio-dev class (cdev nodes /dev/vfio/devices/vfioN) with VFIO_DEVICE_CDEV.
+        inventory.iommufd = Posix.exists("/dev/iommu") || Posix.exists("/sys/module/iommufd")
+        inventory.vfioCdev = Posix.exists("/sys/class/vfio-dev") || Posix.exists("/dev/vfio/devices")
+        return inventory
     }
 }

@@ -68,4 +68,63 @@ final class RunCLITests: XCTestCase {
         XCTAssertEqual(scenarios.count, 3, "every scenario is reported, finished or not")
         XCTAssertTrue(scenarios.allSatisfy { ["interrupted", "completed"].contains($0["outcome"] as? String ?? "") })
     }
+
+    /// --accel kvm must prove KVM within a deadline; this machine's /dev/kvm cannot run an
+    /// ordinary guest, so the run ends with exit 3 and a reason, and no QEMU is left behind.
+    func testAccelKVMIsProbedAndRefusedCleanlyWhereKVMDoesNotWork() throws {
+        let p = Process()
+        p.executableURL = try binary()
+        p.arguments = ["run", "topologies/nvme-alone.yaml", "--kernel", "6.1", "--accel", "kvm"]
+        p.currentDirectoryURL = CLITests.root
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        _ = out.fileHandleForReading.readDataToEndOfFile()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 3, e)
+        XCTAssertTrue(e.contains("KVM does not work here"), e)
+        XCTAssertEqual(qemuCount(), 0)
+    }
+
+    /// --interactive: the plan runs, then a shell on the guest console answers this process's
+    /// input; powering off ends the session and nothing is left running.
+    func testInteractiveSessionGivesAShellOnTheGuestConsole() throws {
+        let p = Process()
+        p.executableURL = try binary()
+        p.arguments = ["run", "topologies/switch-no-acs.yaml", "--kernel", "6.1", "--interactive"]
+        p.currentDirectoryURL = CLITests.root
+        let input = Pipe(), out = Pipe()
+        p.standardInput = input
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        let seen = TextBox()
+        out.fileHandleForReading.readabilityHandler = { h in seen.append(String(decoding: h.availableData, as: UTF8.self)) }
+        try p.run()
+        XCTAssertTrue(seen.wait(for: "ISOLAB-INIT: shell", seconds: 150), seen.text.suffix(2000).description)
+        input.fileHandleForWriting.write(Data("echo MARK-$((6*7))\n".utf8))
+        XCTAssertTrue(seen.wait(for: "MARK-42", seconds: 30), seen.text.suffix(2000).description)
+        input.fileHandleForWriting.write(Data("poweroff -f\n".utf8))
+        let deadline = Date().addingTimeInterval(60)
+        while p.isRunning, Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if p.isRunning { p.interrupt() }
+        p.waitUntilExit()
+        out.fileHandleForReading.readabilityHandler = nil
+        XCTAssertEqual(p.terminationStatus, 0)
+        XCTAssertEqual(qemuCount(), 0)
+    }
+}
+
+/// Output gathered from another process, waited on by content.
+final class TextBox: @unchecked Sendable {
+    private let lock = NSCondition()
+    private(set) var text = ""
+    func append(_ s: String) { lock.lock(); text += s; lock.broadcast(); lock.unlock() }
+    func wait(for needle: String, seconds: Double) -> Bool {
+        let until = Date().addingTimeInterval(seconds)
+        lock.lock(); defer { lock.unlock() }
+        while !text.contains(needle) { if !lock.wait(until: until) { return text.contains(needle) } }
+        return true
+    }
 }

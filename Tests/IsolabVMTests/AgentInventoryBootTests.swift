@@ -32,6 +32,8 @@ final class AgentInventoryBootTests: XCTestCase {
             let predicted = Set(prediction.groupsAtBoot.map { Set($0.map(\.path)) })
             let observed = Set(inventory.groups.map { Set($0.members) })
             XCTAssertEqual(observed, predicted, "\(topology.name) on \(kernel): groups")
+            XCTAssertEqual(inventory.iommufd, prediction.kernel.hasIOMMUFD, "\(topology.name) on \(kernel): iommufd")
+            XCTAssertEqual(inventory.vfioCdev, false, "\(topology.name) on \(kernel): no catalog kernel builds VFIO cdevs")
             XCTAssertEqual(inventory.iommu, prediction.iommuActive ? topology.iommu.rawValue : nil, "\(topology.name) on \(kernel): active IOMMU")
         }
         XCTAssertEqual(BootSupport.leftoverQEMU(), [])

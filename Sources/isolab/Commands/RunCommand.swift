@@ -13,15 +13,16 @@ struct RunCommand: ParsableCommand {
         abstract: "Boot a fabric through libvirt, run its scenarios in the guest and print what was observed.",
         discussion: """
         Each scenario runs in a freshly booted guest (a fabric without scenarios boots once \
-        for its inventory). The default connection is libvirt's embedded QEMU driver, with its \
+        for its inventory). With several files, a fabric the emulator cannot realize is \
+        reported as unrealizable and the others run; with one, it is refused (exit 2). The default connection is libvirt's embedded QEMU driver, with its \
         state under $XDG_STATE_HOME/isolab/libvirt; --connect qemu:///system or \
         qemu+ssh://HOST/system uses a libvirt daemon. Exit status: 0 when every guest gave its \
         observation (crashes and hangs are observations), 2 on bad input or a fabric the \
         emulator cannot realize, 3 on an infrastructure failure, 130 when interrupted.
         """)
 
-    @Argument(help: "A topology file.")
-    var file: String
+    @Argument(help: "Topology files.")
+    var files: [String]
     @Option(help: "Kernel catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), a comma-separated list, or 'all'.")
     var kernel: String = "6.1"
     @Option(help: "Override the topology's vIOMMU: intel, virtio, amd or none.")
@@ -40,20 +41,26 @@ struct RunCommand: ParsableCommand {
     var bootDeadline: Double = 150
     @Option(help: "Seconds one step may take in the guest.")
     var stepTimeout: Double = 20
+    @Flag(help: "Leave the guest up after the plan, with a shell on its console attached to this terminal (Ctrl-] ends it; the guest is destroyed). One file, one kernel, at most one scenario.")
+    var interactive = false
     @Option(help: ArgumentHelp("An emulator binary instead of libvirt's default.", visibility: .hidden))
     var emulator: String?
     @Option(name: .customLong("kernel-arg"), help: ArgumentHelp("Extra kernel command-line word (repeatable).", visibility: .hidden))
     var kernelArgs: [String] = []
 
     func run() throws {
-        var inputs: (topology: Topology, kernels: [(label: String, generation: KernelGeneration)])!
+        var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)])!
         try reportingInputErrors { inputs = try validatedInputs() }
-        let (topology, kernels) = inputs!
-        let fabric = Fabric(topology)
-        let scenarios: [Scenario?] = topology.scenarios.isEmpty
-            ? [nil] : topology.scenarios.filter { scenario.isEmpty || scenario.contains($0.name) }
-
+        let kernels = inputs.kernels
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
+        var topologies: [Topology] = []
+        var unrealizable: [(Topology, [Unrealizable])] = []
+        for t in inputs.topologies {
+            let problems = Realizability.check(t)
+            if problems.isEmpty { topologies.append(t); continue }
+            unrealizable.append((t, problems))
+            for p in problems { log("\(p.location): \(p.node): unrealizable, not booted: \(p.reason)") }
+        }
         var requests: [RunRequest] = []
         var images: [String: GuestImage] = [:]
         do {
@@ -65,6 +72,10 @@ struct RunCommand: ParsableCommand {
             for k in kernels {
                 let image = try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent)
                 images[k.label] = image
+                for topology in topologies {
+                let fabric = Fabric(topology)
+                let scenarios: [Scenario?] = topology.scenarios.isEmpty
+                    ? [nil] : topology.scenarios.filter { scenario.isEmpty || scenario.contains($0.name) }
                 for s in scenarios {
                     let dir = RunsDirectory.new(in: runsRoot, label: [topology.name, k.label, s?.name ?? "inventory"].joined(separator: "-"))
                     var r = RunRequest(topology: topology, fabric: fabric, scenario: s, image: image,
@@ -74,6 +85,7 @@ struct RunCommand: ParsableCommand {
                     r.stepTimeout = stepTimeout
                     r.extraKernelArguments = kernelArgs
                     requests.append(r)
+                }
                 }
             }
         } catch {
@@ -103,6 +115,21 @@ struct RunCommand: ParsableCommand {
                 log("KVM does not work here (\(probe.reason ?? "no answer")); using TCG")
             }
         }
+        if interactive {
+            let session = InteractiveSession(request: requests[0], connection: connection)
+            let cancel = Cancellation()
+            let signals = SignalTrap(cancel: cancel, log: log)
+            defer { signals.release() }
+            let obs: VMObservation
+            do { obs = try session.run(cancel: cancel) } catch {
+                log("interactive session: \(error)")
+                throw ExitCode(3)
+            }
+            let report = RunReport(topologies: topologies, unrealizable: [], kernels: kernels.map(\.label),
+                                   images: images, observations: [obs])
+            FileHandle.standardError.write(Data(report.text().utf8))
+            return
+        }
         let scheduler = Scheduler(runner: runner, jobs: jobs)
         let signals = SignalTrap(cancel: scheduler.cancellation, log: log)
         defer { signals.release() }
@@ -115,7 +142,7 @@ struct RunCommand: ParsableCommand {
         }
         let observations = scheduler.run(requests)
 
-        let report = RunReport(file: file, topology: topology, fabric: fabric, kernels: kernels.map(\.label),
+        let report = RunReport(topologies: topologies, unrealizable: unrealizable, kernels: kernels.map(\.label),
                                images: images, observations: observations)
         switch format {
         case .json: print(try report.json())
@@ -125,20 +152,21 @@ struct RunCommand: ParsableCommand {
         if observations.contains(where: { $0.outcome == .infrastructure }) { throw ExitCode(3) }
     }
 
-    private func validatedInputs() throws -> (Topology, [(label: String, generation: KernelGeneration)]) {
-        var topology = try loadTopologies([file])[0]
+    private func validatedInputs() throws -> ([Topology], [(label: String, generation: KernelGeneration)]) {
+        guard !files.isEmpty else { throw InputError("run: give at least one topology file") }
+        var topologies = try loadTopologies(files)
         if let iommu {
             guard let m = IOMMUModel(rawValue: iommu) else {
                 throw InputError("--iommu: unknown vIOMMU '\(iommu)' (accepted: \(IOMMUModel.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
-            topology.iommu = m
+            for i in topologies.indices { topologies[i].iommu = m }
         }
-        let problems = Realizability.check(topology)
-        if let p = problems.first {
+        if topologies.count == 1, let p = Realizability.check(topologies[0]).first {
             throw InputError("\(p.location): \(p.node): the emulator cannot realize this fabric as declared: \(p.reason)")
         }
-        for name in scenario where !topology.scenarios.contains(where: { $0.name == name }) {
-            throw InputError("--scenario: no scenario '\(name)' in \(file) (accepted: \(topology.scenarios.map(\.name).joined(separator: ", ")))")
+        let names = Set(topologies.flatMap { $0.scenarios.map(\.name) })
+        for name in scenario where !names.contains(name) {
+            throw InputError("--scenario: no scenario '\(name)' in \(files.joined(separator: ", ")) (accepted: \(names.sorted().joined(separator: ", ")))")
         }
         let kernels = try KernelOptions.parse(["--kernel", kernel]).resolve()
         for k in kernels where !KernelGeneration.catalog.contains(where: { $0.id == k.label }) {
@@ -148,6 +176,14 @@ struct RunCommand: ParsableCommand {
             throw InputError("--accel: unknown accelerator '\(accel)' (accepted: tcg, kvm, auto)")
         }
         guard jobs >= 1 else { throw InputError("--jobs: must be at least 1") }
-        return (topology, kernels)
+        if interactive {
+            guard topologies.count == 1, kernels.count == 1 else {
+                throw InputError("--interactive: give one topology file and one --kernel")
+            }
+            guard scenario.count <= 1, scenario.count == 1 || topologies[0].scenarios.count <= 1 else {
+                throw InputError("--interactive: choose one scenario with --scenario (accepted: \(topologies[0].scenarios.map(\.name).joined(separator: ", ")))")
+            }
+        }
+        return (topologies, kernels)
     }
 }

@@ -6,9 +6,8 @@ import IsolabProtocol
 /// What `isolab run` prints: per kernel, the observed groups, the inventory and every scenario's
 /// observation (schema `isolab-run/1`).
 struct RunReport {
-    var file: String
-    var topology: Topology
-    var fabric: Fabric
+    var topologies: [Topology]
+    var unrealizable: [(Topology, [Unrealizable])]
     var kernels: [String]
     var images: [String: GuestImage]
     var observations: [VMObservation]
@@ -16,6 +15,17 @@ struct RunReport {
     struct Document: Encodable {
         var schema = "isolab-run/1"
         var runs: [Entry]
+        var unrealizable: [Refused]
+    }
+
+    /// A fabric that was not booted because the emulator cannot build it as declared.
+    struct Refused: Encodable {
+        var file: String
+        var topology: String
+        var node: String
+        var reason: String
+        var line: Int
+        var column: Int
     }
 
     struct Entry: Encodable {
@@ -35,18 +45,27 @@ struct RunReport {
         var scenarios: [VMObservation]
     }
 
-    func entries() -> [Entry] {
-        kernels.map { k in
-            let obs = observations.filter { $0.kernel == k }
-            let inventory = obs.first(where: { $0.inventory != nil })?.inventory
-            return Entry(file: file, topology: topology.name, iommu: topology.iommu.rawValue, kernel: k,
-                         kernelRelease: inventory?.kernelRelease ?? images[k]?.kernelRelease,
-                         kernelPackages: images[k]?.metadata.packages.map { "\($0.name) \($0.version)" } ?? [],
-                         observed: Observed(groups: groups(inventory), inventory: inventory, scenarios: obs))
+    func entries() -> [(Topology, Entry)] {
+        topologies.flatMap { topology in
+            kernels.map { k in
+                let obs = observations.filter { $0.kernel == k && $0.topology == topology.name }
+                let inventory = obs.first(where: { $0.inventory != nil })?.inventory
+                return (topology, Entry(file: topology.file, topology: topology.name, iommu: topology.iommu.rawValue, kernel: k,
+                             kernelRelease: inventory?.kernelRelease ?? images[k]?.kernelRelease,
+                             kernelPackages: images[k]?.metadata.packages.map { "\($0.name) \($0.version)" } ?? [],
+                             observed: Observed(groups: groups(inventory, fabric: Fabric(topology)), inventory: inventory, scenarios: obs)))
+            }
         }
     }
 
-    func groups(_ inventory: Inventory?) -> [PredictionJSON.Group] {
+    var refused: [Refused] {
+        unrealizable.flatMap { t, problems in
+            problems.map { Refused(file: t.file, topology: t.name, node: $0.node, reason: $0.reason,
+                                   line: $0.location.line, column: $0.location.column) }
+        }
+    }
+
+    func groups(_ inventory: Inventory?, fabric: Fabric) -> [PredictionJSON.Group] {
         guard let inventory else { return [] }
         var byPath: [String: PCIFunction] = [:]
         for f in fabric.functions { byPath[f.path] = f }
@@ -62,12 +81,13 @@ struct RunReport {
     func json() throws -> String {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try e.encode(Document(runs: entries())), as: UTF8.self)
+        return String(decoding: try e.encode(Document(runs: entries().map(\.1), unrealizable: refused)), as: UTF8.self)
     }
 
     func text() -> String {
         var out = ""
-        for entry in entries() {
+        for r in refused { out += "\(r.topology): unrealizable, not booted: \(r.file):\(r.line):\(r.column): \(r.node): \(r.reason)\n" }
+        for (topology, entry) in entries() {
             out += "\(entry.topology) on \(entry.kernel)"
             out += entry.kernelRelease.map { " (\($0))" } ?? ""
             out += ", iommu \(entry.iommu)"
