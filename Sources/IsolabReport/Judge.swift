@@ -116,6 +116,9 @@ public enum Judge {
         var groupOf: [String: Int] = [:]
         for g in inventory.groups { for m in g.members { groupOf[m] = g.id } }
         let predicted = Set(p.hazards.map { "\($0.from)->\($0.to)" })
+        // Functions the model expects grouped in the freshly booted guest (virtio-iommu on 6.12
+        // groups a function only when a driver probes it): pairs outside it are not judged.
+        let groupedAtBoot = Set(p.groupsAtBoot.flatMap { $0.map(\.path) })
         let reach = PCIeReachability(fabric: p.fabric, acs: ACSEvaluator(fabric: p.fabric, acsEnabledByKernel: true))
         var bySlot: [Int: [PCIFunction]] = [:]
         for e in p.fabric.endpoints {
@@ -126,7 +129,7 @@ public enum Judge {
             for a in bySlot[slot]! {
                 for b in bySlot[slot]! where a.index != b.index {
                     let route = reach.route(from: a, to: b)
-                    guard route.bypassesIOMMU else { continue }
+                    guard route.bypassesIOMMU, groupedAtBoot.contains(a.path), groupedAtBoot.contains(b.path) else { continue }
                     let key = "\(a.displayName)->\(b.displayName)"
                     let ga = groupOf[a.path], gb = groupOf[b.path]
                     let separated = ga != nil && gb != nil && ga != gb

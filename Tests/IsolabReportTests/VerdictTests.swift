@@ -70,6 +70,14 @@ final class VerdictTests: XCTestCase {
         XCTAssertEqual(ExitStatus.of(v), 1)
     }
 
+    func testHazardBetweenFunctionsUngroupedAtBootOnVirtio612IsNotJudged() throws {
+        let p = try predict(switchNoACS.replacingOccurrences(of: "iommu: intel", with: "iommu: virtio"), kernel: .v6_12)
+        XCTAssertFalse(p.hazards.isEmpty)
+        let v = Judge.verdicts(p, observations: [observation(p, scenario: "p2p")])
+        XCTAssertEqual(v.filter { $0.subject == .hazard }, [], "edu functions have no group until a driver probes them")
+        XCTAssertEqual(Set(v.kinds(.group)), [.match])
+    }
+
     func testUnrealizableFabricIsNotBootedAndDoesNotFail() throws {
         let yaml = switchNoACS.replacingOccurrences(of: "- port: dp0", with: "- port: dp0\n            acs: true")
         let p = try predict(yaml)
