@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "isolab-agent", targets: ["isolab-agent"]),
         .library(name: "IsolabLibvirt", targets: ["IsolabLibvirt"]),
         .library(name: "IsolabVM", targets: ["IsolabVM"]),
+        .library(name: "IsolabReport", targets: ["IsolabReport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,6 +45,8 @@ let package = Package(
         .target(name: "IsolabLibvirt", dependencies: ["CLibvirt"]),
         // Topology -> libvirt domain XML and guest plan; one VM run to completion; the scheduler.
         .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages", "IsolabLibvirt"]),
+        // Verdicts (prediction vs observation), results JSON, JUnit/TAP/Markdown/HTML, diff, merge. No I/O.
+        .target(name: "IsolabReport", dependencies: ["IsolabModel", "IsolabProtocol"]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -54,6 +57,7 @@ let package = Package(
         .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel"]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: []),
+        .testTarget(name: "IsolabReportTests", dependencies: ["IsolabReport", "IsolabModel", "IsolabProtocol", "IsolabTopology"]),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
         .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore"]),
         .testTarget(name: "IsolabLibvirtTests", dependencies: ["IsolabLibvirt"]),

@@ -1,0 +1,243 @@
+import IsolabModel
+import IsolabProtocol
+
+/// Compares what the guest observed with what the model predicted, item by item.
+public enum Judge {
+    /// Every verdict for one fabric on one kernel: unrealizable nodes (and nothing else, since
+    /// such a fabric is not booted), then the boot, the groups, the hazards and each scenario's
+    /// steps. `observations` are the guest runs of this fabric on this kernel: the inventory
+    /// boot (`scenario == nil`) and one per scenario.
+    public static func verdicts(_ p: KernelPrediction, observations: [VMObservation]) -> [Verdict] {
+        if !p.unrealizable.isEmpty {
+            return p.unrealizable.map { u in
+                Verdict(kind: .unrealizable, subject: .node, item: "node:\(u.node)", title: "node \(u.node)",
+                        line: u.location.line, detail: u.reason)
+            }
+        }
+        var out: [Verdict] = []
+        let names = Names(p.fabric)
+        let boot = observations.first { $0.scenario == nil }
+        let inventory = boot?.inventory ?? observations.first { $0.inventory != nil }?.inventory
+        if let boot, boot.outcome != .completed, let v = runVerdict(boot, item: "run:inventory", title: "boot") {
+            out.append(v)
+        } else if inventory == nil {
+            out.append(Verdict(kind: .infrastructure, subject: .run, item: "run:inventory", title: "boot",
+                               detail: "no guest reported an inventory: groups and hazards were not judged"))
+        }
+        if let inventory {
+            out += groupVerdicts(p, inventory: inventory, names: names)
+            out += hazardVerdicts(p, inventory: inventory, names: names)
+        }
+        for s in p.scenarios {
+            guard let o = observations.first(where: { $0.scenario == s.name }) else {
+                out.append(Verdict(kind: .infrastructure, subject: .run, item: "run:\(s.name)", title: "scenario \(s.name)",
+                                   scenario: s.name, detail: "no observation of this scenario"))
+                continue
+            }
+            out += stepVerdicts(s, observation: o)
+        }
+        return out
+    }
+
+    /// Display names by guest path; undeclared paths show as themselves.
+    struct Names {
+        var byPath: [String: String] = [:]
+        init(_ fabric: Fabric) {
+            for f in fabric.functions { byPath[f.path] = f.displayName }
+        }
+        func name(_ path: String) -> String { byPath[path] ?? "undeclared \(path)" }
+        func group(_ paths: [String]) -> String { "{" + paths.sorted().map(name).joined(separator: ", ") + "}" }
+    }
+
+    /// A run that ended without `done`: a boot crash, a hang, an infrastructure failure or an
+    /// interruption. nil for a completed run.
+    static func runVerdict(_ o: VMObservation, item: String, title: String) -> Verdict? {
+        let kind: Verdict.Kind
+        switch o.outcome {
+        case .completed: return nil
+        case .crashed: kind = .crash
+        case .hung, .infrastructure, .interrupted: kind = .infrastructure
+        }
+        return Verdict(kind: kind, subject: .run, item: item, title: title, scenario: o.scenario,
+                       observed: o.outcome.rawValue, detail: o.problem, kernelLog: o.crashLines,
+                       consoleTail: o.consoleTail, crashExpected: kind == .crash ? false : nil)
+    }
+
+    // MARK: groups
+
+    /// Each predicted group (at boot) against the inventory's groups, as sets of guest paths.
+    static func groupVerdicts(_ p: KernelPrediction, inventory: Inventory, names: Names) -> [Verdict] {
+        let predicted = p.iommuActive ? p.groupsAtBoot.map { Set($0.map(\.path)) } : []
+        let observed = inventory.groups.map { Set($0.members) }
+        var groupOf: [String: Set<String>] = [:]
+        for g in observed { for m in g { groupOf[m] = g } }
+        var out: [Verdict] = []
+        for g in predicted {
+            let paths = g.sorted()
+            let item = "group:" + paths.joined(separator: ",")
+            let title = "group " + names.group(paths)
+            let why = p.grouping.flatMap { grouping in
+                p.fabric.functions.first { $0.path == paths.last }.flatMap { grouping.reasons[$0.index]?.last }
+            }
+            if observed.contains(g) {
+                out.append(Verdict(kind: .match, subject: .group, item: item, title: title,
+                                   expected: names.group(paths), observed: names.group(paths), rule: why))
+                continue
+            }
+            var seen: [Set<String>] = []
+            var ungrouped: [String] = []
+            for m in paths {
+                if let o = groupOf[m] { if !seen.contains(o) { seen.append(o) } } else { ungrouped.append(m) }
+            }
+            var shown = seen.map { names.group(Array($0)) }
+            if !ungrouped.isEmpty { shown.append("ungrouped " + names.group(ungrouped)) }
+            out.append(Verdict(kind: .mismatch, subject: .group, item: item, title: title,
+                               expected: names.group(paths), observed: shown.joined(separator: " "), rule: why))
+        }
+        let predictedMembers = predicted.reduce(into: Set<String>()) { $0.formUnion($1) }
+        for g in observed where !predicted.contains(g) && g.isDisjoint(with: predictedMembers) {
+            let paths = g.sorted()
+            out.append(Verdict(kind: .mismatch, subject: .group, item: "group:+" + paths.joined(separator: ","),
+                               title: "group " + names.group(paths), expected: "no group",
+                               observed: names.group(paths),
+                               detail: p.iommuActive ? "the model predicts none of these functions grouped"
+                                                     : (p.iommuNote ?? "the model predicts no IOMMU")))
+        }
+        return out
+    }
+
+    // MARK: hazards
+
+    /// Pairs of endpoints PCIe connects past the IOMMU, judged against the observed groups:
+    /// different groups is a hazard (as expected when the model predicted it); the model's
+    /// hazards that the guest grouped together are mismatches.
+    static func hazardVerdicts(_ p: KernelPrediction, inventory: Inventory, names: Names) -> [Verdict] {
+        guard p.iommuActive else { return [] }
+        var groupOf: [String: Int] = [:]
+        for g in inventory.groups { for m in g.members { groupOf[m] = g.id } }
+        let predicted = Set(p.hazards.map { "\($0.from)->\($0.to)" })
+        // Functions the model expects grouped in the freshly booted guest (virtio-iommu on 6.12
+        // groups a function only when a driver probes it): pairs outside it are not judged.
+        let groupedAtBoot = Set(p.groupsAtBoot.flatMap { $0.map(\.path) })
+        let reach = PCIeReachability(fabric: p.fabric, acs: ACSEvaluator(fabric: p.fabric, acsEnabledByKernel: true))
+        var bySlot: [Int: [PCIFunction]] = [:]
+        for e in p.fabric.endpoints {
+            bySlot[p.fabric.ancestry(of: e).last?.slot ?? e.slot, default: []].append(e)
+        }
+        var out: [Verdict] = []
+        for slot in bySlot.keys.sorted() {
+            for a in bySlot[slot]! {
+                for b in bySlot[slot]! where a.index != b.index {
+                    let route = reach.route(from: a, to: b)
+                    guard route.bypassesIOMMU, groupedAtBoot.contains(a.path), groupedAtBoot.contains(b.path) else { continue }
+                    let key = "\(a.displayName)->\(b.displayName)"
+                    let ga = groupOf[a.path], gb = groupOf[b.path]
+                    let separated = ga != nil && gb != nil && ga != gb
+                    let rule = Reason("PCIe routing (ACS, PCIe Base Spec §6.12)", reach.reason(route))
+                    let observed = "\(a.displayName) in \(ga.map { "group \($0)" } ?? "no group"), \(b.displayName) in \(gb.map { "group \($0)" } ?? "no group")"
+                    let title = "hazard \(a.displayName) → \(b.displayName)"
+                    if separated {
+                        out.append(Verdict(kind: predicted.contains(key) ? .hazardAsExpected : .hazard, subject: .hazard,
+                                           item: "hazard:" + key, title: title, expected: predicted.contains(key) ? "hazard" : "no hazard",
+                                           observed: observed, rule: rule))
+                    } else if predicted.contains(key) {
+                        out.append(Verdict(kind: .mismatch, subject: .hazard, item: "hazard:" + key, title: title,
+                                           expected: "hazard", observed: observed,
+                                           detail: "the model predicted different groups; the guest did not separate them",
+                                           rule: rule))
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    // MARK: steps
+
+    /// One scenario's steps. A run that failed outside the guest gives one infrastructure
+    /// verdict; a hang is judged at the step in flight (a match where the model predicts
+    /// `blocked`), and the steps after it are not judged.
+    static func stepVerdicts(_ s: ScenarioPrediction, observation o: VMObservation) -> [Verdict] {
+        if o.outcome == .infrastructure || o.outcome == .interrupted {
+            return [runVerdict(o, item: "run:\(s.name)", title: "scenario \(s.name)")!]
+        }
+        var out: [Verdict] = []
+        var crashedAt: Int?
+        // The host marks the step in flight at a hang `timed-out` and every later one `not-run`.
+        let inFlight = o.outcome == .hung ? o.steps.last(where: { $0.result != "not-run" }).flatMap { $0.result == "timed-out" ? $0.index : nil } : nil
+        if o.outcome == .hung, inFlight == nil, var v = runVerdict(o, item: "run:\(s.name)", title: "scenario \(s.name)") {
+            v.detail = (o.problem ?? "the guest hung") + " after its last step"
+            out.append(v)
+        }
+        for st in s.steps {
+            let subject: Verdict.Subject = { if case .dma = st.step.action { return .probe } else { return .step } }()
+            var v = Verdict(kind: .match, subject: subject, item: "step:\(s.name):\(st.index)",
+                            title: "step \(st.index + 1) \(st.step.action.summary)", scenario: s.name, step: st.index,
+                            device: st.step.action.device, line: st.step.location.line, expected: st.step.expect?.result ?? st.result.token,
+                            rule: st.rule, because: st.step.expect?.because)
+            guard let r = o.steps.first(where: { $0.index == st.index }) else {
+                v.kind = .infrastructure
+                v.detail = "the observation has no record of this step"
+                out.append(v)
+                continue
+            }
+            v.observed = r.result
+            v.errno = r.errno
+            v.detail = r.detail
+            v.kernelLog = r.kernelLog
+            if st.index == inFlight {
+                if v.expected == StepResult.blocked.token {
+                    v.kind = .match
+                    v.observed = "blocked"
+                    v.detail = "the guest hung in this step, as predicted; " + (o.problem ?? "")
+                } else {
+                    v.kind = .infrastructure
+                    v.consoleTail = o.consoleTail
+                    v.detail = (o.problem ?? "the guest hung") + "; later steps not judged"
+                }
+                out.append(v)
+                break
+            }
+            v.kind = judge(expected: v.expected!, pinned: st.step.expect != nil, observed: r.result,
+                           predicted: st.result, record: r)
+            if v.kind == .crash {
+                v.crashExpected = v.expected == "crash"
+                v.consoleTail = o.consoleTail
+                if v.kernelLog.isEmpty { v.kernelLog = o.crashLines }
+                crashedAt = st.index
+            } else if v.kind == .mismatch {
+                v.detail = mismatchDetail(st, record: r, crashedAt: crashedAt)
+            }
+            out.append(v)
+        }
+        return out
+    }
+
+    /// The verdict kind of one observed step.
+    static func judge(expected: String, pinned: Bool, observed: String, predicted: StepResult,
+                      record r: StepRecord) -> Verdict.Kind {
+        if pinned { return observed == expected ? .pinned : (observed == "crash" ? .crash : .mismatch) }
+        if observed == "crash" { return .crash }
+        guard observed == expected else { return .mismatch }
+        // A fault attributed to another requester than the model's (alias) is a mismatch.
+        if case .faulted(let want?) = predicted, let got = r.dma?.faultRequester, got != want { return .mismatch }
+        return .match
+    }
+
+    /// The agent's detail with what else differed: the fault requester, sub-steps, or the crash
+    /// that kept the step from running.
+    static func mismatchDetail(_ st: StepPrediction, record r: StepRecord, crashedAt: Int?) -> String? {
+        var parts: [String] = []
+        if let d = r.detail { parts.append(d) }
+        if r.result == "not-run", let c = crashedAt { parts.append("not run: the guest crashed at step \(c)") }
+        if case .faulted(let want?) = st.result, let got = r.dma?.faultRequester, got != want {
+            parts.append("fault attributed to \(got), the model expects requester \(want)")
+        }
+        for sub in st.substeps {
+            if let got = r.substeps.first(where: { $0.name == sub.name }), got.result != sub.result.token {
+                parts.append("\(sub.name): \(got.result), model \(sub.result.token)")
+            }
+        }
+        return parts.isEmpty ? nil : parts.joined(separator: "; ")
+    }
+}
