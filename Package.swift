@@ -48,7 +48,8 @@ let package = Package(
         // Verdicts (prediction vs observation), results JSON, JUnit/TAP/Markdown/HTML, diff, merge. No I/O.
         .target(name: "IsolabReport", dependencies: ["IsolabModel", "IsolabProtocol"]),
         .executableTarget(name: "isolab", dependencies: [
-            "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt",
+            "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
+            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (not tests): prints figures, never passes or fails on time.

@@ -7,6 +7,6 @@ struct Isolab: ParsableCommand {
         commandName: "isolab",
         abstract: "QEMU-backed test harness for PCIe DMA isolation and the kernel's IOMMU grouping.",
         version: "0.1.0",
-        subcommands: [CheckCommand.self, PredictCommand.self, ExplainCommand.self, RunCommand.self, ImagesCommand.self]
+        subcommands: [CheckCommand.self, PredictCommand.self, ExplainCommand.self, RunCommand.self, MatrixCommand.self, ReportCommand.self, ImagesCommand.self]
     )
 }

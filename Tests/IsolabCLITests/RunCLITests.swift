@@ -69,6 +69,51 @@ final class RunCLITests: XCTestCase {
         XCTAssertTrue(scenarios.allSatisfy { ["interrupted", "completed"].contains($0["outcome"] as? String ?? "") })
     }
 
+    /// An ordinary user runs a fabric on the embedded driver: libvirt state, runs and image cache
+    /// all land in that user's XDG folders.
+    func testOrdinaryUserRunsAFabricWithStateInItsOwnFolders() throws {
+        let user = "isolab-test"
+        guard getuid() == 0 else { return XCTFail("run the tests as root (ci/test does) so they can switch to \(user)") }
+        guard let pw = getpwnam(user) else { return XCTFail("user \(user) missing: run ci/bootstrap.sh") }
+        let home = String(cString: pw.pointee.pw_dir)
+        // A copy of what the run needs that any user can read (the checkout may sit under /root).
+        let shared = FileManager.default.temporaryDirectory.appendingPathComponent("isolab-user-run-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: shared) }
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: shared + "/topologies", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: try binary().path, toPath: shared + "/isolab")
+        try fm.copyItem(atPath: CLITests.root.appendingPathComponent("vm-images").path, toPath: shared + "/vm-images")
+        try fm.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/nvme-alone.yaml").path, toPath: shared + "/topologies/nvme-alone.yaml")
+        try fm.copyItem(atPath: CLITests.root.appendingPathComponent(".build-agent/release/isolab-agent").path, toPath: shared + "/isolab-agent")
+        let chmod = Process()
+        chmod.executableURL = URL(fileURLWithPath: "/bin/chmod")
+        chmod.arguments = ["-R", "a+rX", shared]
+        try chmod.run(); chmod.waitUntilExit()
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/runuser")
+        p.arguments = ["-u", user, "--", "env", "-i", "HOME=\(home)", "USER=\(user)", "LOGNAME=\(user)",
+                       "PATH=/usr/local/bin:/usr/bin:/bin", "ISOLAB_AGENT=\(shared)/isolab-agent",
+                       shared + "/isolab", "run", "topologies/nvme-alone.yaml", "--kernel", "6.1", "--format", "json"]
+        p.currentDirectoryURL = URL(fileURLWithPath: shared)
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, e)
+        let doc = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+        let observed = (doc?["runs"] as? [[String: Any]])?.first?["observed"] as? [String: Any]
+        let scenarios = observed?["scenarios"] as? [[String: Any]] ?? []
+        XCTAssertEqual(scenarios.first?["outcome"] as? String, "completed", e)
+        XCTAssertTrue((scenarios.first?["consolePath"] as? String)?.hasPrefix(home + "/.local/state/isolab/runs/") == true)
+        XCTAssertTrue(fm.fileExists(atPath: home + "/.local/state/isolab/libvirt/etc/qemu.conf"), "embedded root in the user's state folder")
+        XCTAssertTrue(fm.fileExists(atPath: home + "/.cache/isolab/images"), "images in the user's cache")
+        XCTAssertEqual(qemuCount(), 0)
+    }
+
     /// --accel kvm must prove KVM within a deadline; this machine's /dev/kvm cannot run an
     /// ordinary guest, so the run ends with exit 3 and a reason, and no QEMU is left behind.
     func testAccelKVMIsProbedAndRefusedCleanlyWhereKVMDoesNotWork() throws {

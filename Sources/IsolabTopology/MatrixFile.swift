@@ -1,0 +1,89 @@
+import Foundation
+import IsolabModel
+import Yams
+
+/// A matrix file (`ci/matrix.yaml`): which fabrics run on which kernels under which vIOMMUs.
+///
+/// ```yaml
+/// fabrics: [topologies/*.yaml]        # globs, relative to the directory the command runs in
+/// kernels: ["5.10", "6.1", "6.12", "7.3"]
+/// iommus: [intel, virtio]             # added to every fabric that declares intel (the default);
+///                                     # a fabric declaring another vIOMMU keeps only its own
+/// jobs: 2                             # optional default for --jobs
+/// ```
+public struct MatrixFile: Sendable, Equatable {
+    public var file: String
+    public var fabrics: [String]
+    public var kernels: [String]
+    public var iommus: [IOMMUModel]
+    public var jobs: Int?
+
+    public static func load(path: String) throws -> MatrixFile {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw TopologyError(file: path, line: 1, column: 1, field: "(file)", message: "cannot read the file", accepted: "a YAML matrix file")
+        }
+        return try parse(String(decoding: data, as: UTF8.self), file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws -> MatrixFile {
+        let r = YAMLReader(file: file)
+        let root: Yams.Node
+        do {
+            guard let n = try Yams.compose(yaml: text) else {
+                throw TopologyError(file: file, line: 1, column: 1, field: "(document)", message: "the file is empty", accepted: "a mapping with fabrics and kernels")
+            }
+            root = n
+        } catch let e as TopologyError {
+            throw e
+        } catch {
+            throw TopologyError(file: file, line: 1, column: 1, field: "(document)", message: "not valid YAML: \(error)")
+        }
+        var m = MatrixFile(file: file, fabrics: [], kernels: [], iommus: [.intel], jobs: nil)
+        var seen = Set<String>()
+        for (key, _, value) in try r.mapping(root, "(document)", allowed: ["fabrics", "kernels", "iommus", "jobs"]) {
+            seen.insert(key)
+            switch key {
+            case "fabrics":
+                m.fabrics = try r.sequence(value, "fabrics").map { try r.scalar($0, "fabrics[]", what: "a file or glob") }
+                if m.fabrics.isEmpty { throw r.error(value, "fabrics", "the list is empty", accepted: "topology files or globs") }
+            case "kernels":
+                let ids = KernelGeneration.catalog.map(\.id)
+                m.kernels = try r.sequence(value, "kernels").map { try r.oneOf($0, "kernels[]", ids) }
+                if m.kernels.isEmpty { throw r.error(value, "kernels", "the list is empty", accepted: ids.joined(separator: ", ")) }
+            case "iommus":
+                m.iommus = try r.sequence(value, "iommus").map {
+                    IOMMUModel(rawValue: try r.oneOf($0, "iommus[]", IOMMUModel.allCases.map(\.rawValue)))!
+                }
+            case "jobs":
+                m.jobs = try r.int(value, "jobs", range: 1...64)
+            default: break
+            }
+        }
+        for required in ["fabrics", "kernels"] where !seen.contains(required) {
+            throw r.error(root, required, "missing", accepted: required == "fabrics" ? "a list of topology files or globs" : KernelGeneration.catalog.map(\.id).joined(separator: ", "))
+        }
+        return m
+    }
+
+    /// The fabric files the globs name, sorted, each once.
+    public func expandFabrics(relativeTo directory: String = FileManager.default.currentDirectoryPath) throws -> [String] {
+        var out: [String] = []
+        for pattern in fabrics {
+            let full = pattern.hasPrefix("/") ? pattern : directory + "/" + pattern
+            var g = glob_t()
+            defer { globfree(&g) }
+            guard glob(full, 0, nil, &g) == 0 else {
+                throw TopologyError(file: file, line: 1, column: 1, field: "fabrics", message: "'\(pattern)' matches no file")
+            }
+            for i in 0..<Int(g.gl_pathc) {
+                if let p = g.gl_pathv[i] {
+                    var path = String(cString: p)
+                    if path.hasPrefix(directory + "/") { path.removeFirst(directory.count + 1) }
+                    out.append(path)
+                }
+            }
+        }
+        var seen = Set<String>()
+        return out.sorted().filter { seen.insert($0).inserted }
+    }
+}

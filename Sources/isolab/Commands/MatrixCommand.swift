@@ -1,0 +1,194 @@
+import ArgumentParser
+import Crypto
+import Foundation
+import IsolabImages
+import IsolabLibvirt
+import IsolabModel
+import IsolabProtocol
+import IsolabReport
+import IsolabTopology
+import IsolabVM
+
+/// `isolab matrix`: fabrics × kernels × vIOMMUs, every scenario judged against the model.
+struct MatrixCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "matrix",
+        abstract: "Run a matrix of fabrics × kernels × vIOMMUs, judge every observation against the model, write the reports.",
+        discussion: """
+        Writes OUTPUT/results.json (schema docs/results-json.md), results.xml (JUnit), \
+        results.tap (TAP 13), summary.md and report.html. Shards (--shard I/N) split the \
+        cells deterministically; `isolab report merge` joins their results. Exit status: 0 when \
+        every verdict is a match, a pin that held or an expected hazard; 1 on a mismatch or an \
+        unexpected crash; 2 on bad input; 3 on an infrastructure failure; 130 when interrupted.
+        """)
+
+    @Argument(help: "The matrix file.")
+    var file: String = "ci/matrix.yaml"
+    @Option(help: "Only these kernels (comma-separated catalog ids).")
+    var kernel: String?
+    @Option(help: "Guests at once per libvirt connection (default: the matrix file's jobs, else the number of cores).")
+    var jobs: Int?
+    @Option(help: "Run only shard I of N (1-based), e.g. 2/4.")
+    var shard: String?
+    @Option(help: "libvirt connection URI (repeatable: guests are spread over them; default: the embedded driver).")
+    var connect: [String] = []
+    @Option(help: "Directory for the results and reports.")
+    var output: String = "reports"
+
+    func run() throws {
+        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int))!
+        try reportingInputErrors { plan = try validated() }
+        let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
+        let cells = plan.cells.enumerated().filter { $0.offset % plan.shard.1 == plan.shard.0 - 1 }.map(\.element)
+        log("matrix \(file): \(plan.cells.count) cells, shard \(plan.shard.0)/\(plan.shard.1) runs \(cells.count)")
+
+        var images: [String: GuestImage] = [:]
+        var requests: [RunRequest] = []
+        var owner: [Int] = []   // request -> cell
+        do {
+            let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: Recipe(directory: Recipe.locate()))
+            builder.log = log
+            let agent = try AgentBinary.locate()
+            let catalog = try builder.catalog
+            let runsRoot = RunsDirectory.root()
+            for k in Set(cells.map(\.kernel)).sorted() {
+                images[k] = try builder.build(kernel: try catalog.kernel(id: k), agent: agent)
+            }
+            for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
+                let scenarios: [Scenario?] = cell.topology.scenarios.isEmpty ? [nil] : cell.topology.scenarios
+                for s in scenarios {
+                    let dir = RunsDirectory.new(in: runsRoot, label: [cell.topology.name, cell.kernel, s?.name ?? "inventory"].joined(separator: "-"))
+                    requests.append(RunRequest(topology: cell.topology, fabric: Fabric(cell.topology), scenario: s,
+                                               image: images[cell.kernel]!, kernelLabel: cell.kernel, directory: dir))
+                    owner.append(ci)
+                }
+            }
+            RunsDirectory.prune(runsRoot, keep: max(200, requests.count * 2))
+        } catch {
+            log(String(describing: error))
+            throw ExitCode(3)
+        }
+
+        let connections: [LibvirtConnection]
+        do {
+            connections = try (connect.isEmpty ? [nil] : connect.map { Optional($0) }).map { try LibvirtConnection.open(connect: $0) }
+        } catch {
+            log("cannot connect to libvirt: \(error)")
+            throw ExitCode(3)
+        }
+        defer { connections.forEach { $0.close() } }
+        let fleet = Fleet(connections: connections, jobs: jobs ?? ProcessInfo.processInfo.activeProcessorCount)
+        let signals = SignalTrap(cancel: fleet.cancellation, log: log)
+        defer { signals.release() }
+        let started = Date()
+        let observations: [VMObservation]
+        do { observations = try fleet.run(requests, progress: Progress(total: requests.count)) } catch {
+            log("libvirt: \(error)")
+            throw ExitCode(3)
+        }
+
+        // Judge and write.
+        let environment = Environment(isolab: Isolab.configuration.version, qemu: connections[0].hypervisorVersion(),
+                                      libvirt: connections[0].libvirtVersion())
+        var inputs: [ResultsDocument.Input] = []
+        for (ci, cell) in cells.enumerated() {
+            let obs = zip(owner, observations).filter { $0.0 == ci }.map(\.1)
+            inputs.append(ResultsDocument.Input(prediction: Predictor.predict(cell.topology, kernel: cell.generation),
+                                                kernelLabel: cell.kernel, observations: obs, topologySHA256: cell.sha256))
+        }
+        let kernels = images.keys.sorted().map { k in
+            KernelBuild(label: k, release: images[k]!.kernelRelease,
+                        packages: images[k]!.metadata.packages.map { KernelPackage(name: $0.name, version: $0.version, sha256: $0.sha256) })
+        }
+        let doc = ResultsDocument(isolab: Isolab.configuration.version, environment: environment, kernels: kernels, inputs: inputs)
+        do {
+            try ReportFiles.write(doc, to: output)
+        } catch {
+            log("cannot write the reports: \(error)")
+            throw ExitCode(3)
+        }
+        let vmSeconds = observations.reduce(0) { $0 + $1.timing.total }
+        log(String(format: "%d VMs in %.0f s wall, %.0f VM-seconds (boot %.0f, steps %.0f, create %.0f, teardown %.0f); reports in %@",
+                   observations.count, Date().timeIntervalSince(started), vmSeconds,
+                   observations.reduce(0) { $0 + $1.timing.boot }, observations.reduce(0) { $0 + $1.timing.steps },
+                   observations.reduce(0) { $0 + $1.timing.create }, observations.reduce(0) { $0 + $1.timing.teardown }, output))
+        print(MarkdownRenderer.summaryTable(doc), terminator: "")
+        if fleet.cancellation.isCancelled { throw ExitCode(130) }
+        let status = ExitStatus.of(doc)
+        if status != 0 { throw ExitCode(status) }
+    }
+
+    /// One fabric × kernel (× its vIOMMU, folded into the topology).
+    struct Cell {
+        var topology: Topology
+        var kernel: String
+        var generation: KernelGeneration
+        var sha256: String
+        var unrealizable: [Unrealizable]
+    }
+
+    private func validated() throws -> ([Cell], [String], (Int, Int)) {
+        let matrix: MatrixFile
+        do { matrix = try MatrixFile.load(path: file) } catch let e as TopologyError { throw InputError(e.description) }
+        var kernels = matrix.kernels
+        if let kernel {
+            let chosen = kernel.split(separator: ",").map(String.init)
+            for k in chosen where !KernelGeneration.catalog.contains(where: { $0.id == k }) {
+                throw InputError("--kernel: '\(k)' is not a catalog kernel (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")))")
+            }
+            kernels = chosen
+        }
+        var shardPair = (1, 1)
+        if let shard {
+            let parts = shard.split(separator: "/").compactMap { Int($0) }
+            guard parts.count == 2, parts[1] >= 1, (1...parts[1]).contains(parts[0]) else {
+                throw InputError("--shard: expected I/N with 1 ≤ I ≤ N, found '\(shard)'")
+            }
+            shardPair = (parts[0], parts[1])
+        }
+        if let jobs, jobs < 1 { throw InputError("--jobs: must be at least 1") }
+        let files: [String]
+        do { files = try matrix.expandFabrics() } catch let e as TopologyError { throw InputError(e.description) }
+        let topologies = try loadTopologies(files)
+        var cells: [Cell] = []
+        for t in topologies {
+            let text = FileManager.default.contents(atPath: t.file) ?? Data()
+            let sha = SHA256.hash(data: text).map { String(format: "%02x", $0) }.joined()
+            var variants = [t]
+            if t.iommu == .intel {
+                for m in matrix.iommus where m != .intel {
+                    var v = t
+                    v.iommu = m
+                    v.name = "\(t.name).\(m.rawValue)"
+                    variants.append(v)
+                }
+            }
+            for v in variants {
+                for k in kernels {
+                    let g = KernelGeneration.resolve(k)!
+                    // An added vIOMMU runs only where the kernel drives it; a declared one everywhere.
+                    if v.iommu != t.iommu || v.name != t.name, !g.drives(v.iommu) { continue }
+                    cells.append(Cell(topology: v, kernel: k, generation: g, sha256: sha, unrealizable: Realizability.check(v)))
+                }
+            }
+        }
+        return (cells, kernels, shardPair)
+    }
+}
+
+/// Writes a results document and every rendering of it into a directory.
+enum ReportFiles {
+    static func write(_ doc: ResultsDocument, to directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let files: [(String, String)] = [
+            ("results.json", try doc.json()),
+            ("results.xml", JUnitRenderer.render(doc)),
+            ("results.tap", TAPRenderer.render(doc)),
+            ("summary.md", MarkdownRenderer.render(doc)),
+            ("report.html", HTMLRenderer.render(doc)),
+        ]
+        for (name, text) in files {
+            try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+        }
+    }
+}

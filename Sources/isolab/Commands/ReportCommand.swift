@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import IsolabReport
+
+/// `isolab report`: render, merge and compare results documents.
+struct ReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Render, merge and compare results (results.json from isolab matrix).",
+        subcommands: [Render.self, Merge.self, Diff.self])
+
+    static func load(_ path: String) throws -> ResultsDocument {
+        guard let data = FileManager.default.contents(atPath: path) else { throw InputError("\(path): cannot read the file") }
+        do { return try ResultsDocument.decode(data, source: path) } catch { throw InputError(error.description) }
+    }
+
+    struct Render: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write JUnit, TAP, Markdown and HTML from a results.json.")
+        @Argument(help: "A results.json.") var results: String
+        @Option(help: "Output directory.") var output: String = "reports"
+
+        func run() throws {
+            var doc: ResultsDocument!
+            try reportingInputErrors { doc = try ReportCommand.load(results) }
+            try ReportFiles.write(doc, to: output)
+            print(MarkdownRenderer.summaryTable(doc), terminator: "")
+            let status = ExitStatus.of(doc)
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Join shard results into one results.json and its reports.")
+        @Argument(help: "Shard results.json files.") var shards: [String]
+        @Option(help: "Output directory.") var output: String = "reports"
+
+        func run() throws {
+            var doc: ResultsDocument!
+            try reportingInputErrors {
+                guard !shards.isEmpty else { throw InputError("report merge: give the shards' results.json files") }
+                do { doc = try ResultsDocument.merge(try shards.map(ReportCommand.load)) } catch let e as ReportError {
+                    throw InputError(e.description)
+                }
+            }
+            try ReportFiles.write(doc, to: output)
+            print(MarkdownRenderer.summaryTable(doc), terminator: "")
+            let status = ExitStatus.of(doc)
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    struct Diff: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List regressions, fixes and changes between a baseline and new results; exit 1 on a regression.")
+        enum Format: String, ExpressibleByArgument, CaseIterable { case text, markdown, html }
+        @Argument(help: "Baseline results.json.") var base: String
+        @Argument(help: "New results.json.") var new: String
+        @Option(help: "text, markdown or html.") var format: Format = .text
+
+        func run() throws {
+            var changes: [Change] = []
+            try reportingInputErrors {
+                changes = ResultsDiff.diff(base: try ReportCommand.load(base), new: try ReportCommand.load(new))
+            }
+            switch format {
+            case .text: print(ResultsDiff.text(changes), terminator: "")
+            case .markdown: print(ResultsDiff.markdown(changes), terminator: "")
+            case .html: print(ResultsDiff.html(changes), terminator: "")
+            }
+            if ResultsDiff.hasRegression(changes) { throw ExitCode(1) }
+        }
+    }
+}
