@@ -3,24 +3,8 @@ import XCTest
 
 /// `isolab run` end to end: real guests through the embedded libvirt driver.
 final class RunCLITests: XCTestCase {
-    func binary() throws -> URL {
-        let b = Bundle(for: RunCLITests.self).bundleURL
-        guard let bin = [b, b.deletingLastPathComponent()].map({ $0.appendingPathComponent("isolab") })
-            .first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            XCTFail("isolab binary not built: run swift build first")
-            throw CocoaError(.fileNoSuchFile)
-        }
-        return bin
-    }
-
-    func qemuCount() -> Int {
-        let fm = FileManager.default
-        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in
-            guard Int(pid) != nil, let raw = fm.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            let cmd = String(decoding: raw, as: UTF8.self)
-            return cmd.contains("qemu-system") && cmd.contains("guest=isolab-")
-        }.count
-    }
+    func binary() throws -> URL { try CLISupport.binary() }
+    func qemuCount() -> Int { CLISupport.qemuCount() }
 
     func testRunPrintsObservedGroupsInPredictsShape() throws {
         let p = Process()

@@ -1,0 +1,46 @@
+import Foundation
+import XCTest
+
+/// What the CLI tests share: the built `isolab` binary and a count of isolab's QEMU processes.
+enum CLISupport {
+    /// The `isolab` executable beside the test bundle.
+    static func binary(file: StaticString = #filePath, line: UInt = #line) throws -> URL {
+        let b = Bundle(for: CLITests.self).bundleURL
+        guard let bin = [b, b.deletingLastPathComponent()].map({ $0.appendingPathComponent("isolab") })
+            .first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
+            XCTFail("isolab binary not built: run swift build first", file: file, line: line)
+            throw CocoaError(.fileNoSuchFile)
+        }
+        return bin
+    }
+
+    /// QEMU processes running an isolab guest (`guest=isolab-…` on their command line).
+    static func qemuCount() -> Int {
+        let fm = FileManager.default
+        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in
+            guard Int(pid) != nil, let raw = fm.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let cmd = String(decoding: raw, as: UTF8.self)
+            return cmd.contains("qemu-system") && cmd.contains("guest=isolab-")
+        }.count
+    }
+
+    /// Runs `isolab ARGS` in `cwd` and collects its exit status and output.
+    static func run(_ args: [String], cwd: URL) throws -> (status: Int32, out: String, err: String) {
+        let p = Process()
+        p.executableURL = try binary()
+        p.arguments = args
+        p.currentDirectoryURL = cwd
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        // Drain stderr on its own thread so a chatty run cannot fill the pipe and stall.
+        var e = Data()
+        let drained = DispatchSemaphore(value: 0)
+        Thread.detachNewThread { e = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        drained.wait()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+}

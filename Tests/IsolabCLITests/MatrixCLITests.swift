@@ -1,0 +1,119 @@
+import Foundation
+import FoundationXML
+import XCTest
+
+/// `isolab matrix` and `isolab report` end to end, with real guests on the embedded driver.
+final class MatrixCLITests: XCTestCase {
+    let fm = FileManager.default
+
+    func isolab(_ args: [String], cwd: String) throws -> (status: Int32, out: String, err: String) {
+        try CLISupport.run(args, cwd: URL(fileURLWithPath: cwd))
+    }
+
+    func workspace() throws -> String {
+        let dir = fm.temporaryDirectory.appendingPathComponent("isolab-matrix-\(UUID().uuidString.prefix(8))").path
+        try fm.createDirectory(atPath: dir + "/topologies", withIntermediateDirectories: true)
+        // The run finds vm-images/ and the agent from its working directory's package.
+        try fm.createSymbolicLink(atPath: dir + "/vm-images", withDestinationPath: CLITests.root.appendingPathComponent("vm-images").path)
+        try fm.createSymbolicLink(atPath: dir + "/.build-agent", withDestinationPath: CLITests.root.appendingPathComponent(".build-agent").path)
+        return dir
+    }
+
+    func pinnedTopology(pin: String) -> String {
+        """
+        name: pinned-nvme
+        fabric:
+          - root-port: rp0
+            children:
+              - device: disk0
+                model: nvme
+        scenarios:
+          - name: bind-and-claim
+            steps:
+              - load-driver: nvme
+              - vfio-open: disk0
+                expect: ENOENT
+                because: "no vfio-pci device in the group yet"
+              - vfio-bind: disk0
+              - vfio-open: disk0
+                expect: \(pin)
+                because: "<b>author's</b> \\"pin\\" & co"
+        """
+    }
+
+    func verdictKinds(_ path: String) throws -> [String] {
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
+        return ((doc?["runs"] as? [[String: Any]]) ?? []).flatMap { ($0["verdicts"] as? [[String: Any]]) ?? [] }
+            .compactMap { $0["kind"] as? String }
+    }
+
+    /// A held pin is `pinned`, a wrong pin a `mismatch` (exit 1) in every report format, and
+    /// `report diff` calls the change a regression (exit 1).
+    func testPinsJudgedAndReportedAndTheDiffFindsTheRegression() throws {
+        let dir = try workspace()
+        defer { try? fm.removeItem(atPath: dir) }
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+
+        try pinnedTopology(pin: "ok").write(toFile: dir + "/topologies/pinned.yaml", atomically: true, encoding: .utf8)
+        let good = try isolab(["matrix", "matrix.yaml", "--output", "good"], cwd: dir)
+        XCTAssertEqual(good.status, 0, good.err)
+        XCTAssertEqual(try verdictKinds(dir + "/good/results.json").filter { $0 == "pinned" }.count, 2)
+
+        try pinnedTopology(pin: "EPERM").write(toFile: dir + "/topologies/pinned.yaml", atomically: true, encoding: .utf8)
+        let bad = try isolab(["matrix", "matrix.yaml", "--output", "bad"], cwd: dir)
+        XCTAssertEqual(bad.status, 1, bad.err)
+        let kinds = try verdictKinds(dir + "/bad/results.json")
+        XCTAssertTrue(kinds.contains("mismatch") && kinds.contains("pinned"), "\(kinds)")
+
+        // JUnit: a real XML parser reads it and finds the failure.
+        let junit = try XMLDocument(contentsOf: URL(fileURLWithPath: dir + "/bad/results.xml"))
+        XCTAssertEqual(try junit.nodes(forXPath: "//testcase/failure").count, 1)
+        let tap = try String(contentsOfFile: dir + "/bad/results.tap", encoding: .utf8)
+        XCTAssertTrue(tap.hasPrefix("TAP version 13\n"))
+        XCTAssertEqual(tap.split(separator: "\n").filter { $0.hasPrefix("not ok") }.count, 1)
+        let html = try String(contentsOfFile: dir + "/bad/report.html", encoding: .utf8)
+        XCTAssertFalse(html.contains("<b>author's</b>"), "the topology author's text is escaped")
+        let md = try String(contentsOfFile: dir + "/bad/summary.md", encoding: .utf8)
+        XCTAssertTrue(md.contains("pinned-nvme"))
+
+        let diff = try isolab(["report", "diff", "good/results.json", "bad/results.json"], cwd: dir)
+        XCTAssertEqual(diff.status, 1, diff.out + diff.err)
+        XCTAssertTrue(diff.out.lowercased().contains("regression"), diff.out)
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+
+    /// Two shards cover the cells once each, deterministically, and merge into the whole.
+    func testShardsMergeIntoTheWholeMatrix() throws {
+        let dir = try workspace()
+        defer { try? fm.removeItem(atPath: dir) }
+        for name in ["nvme-alone", "switch-no-acs"] {
+            try fm.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/\(name).yaml").path, toPath: dir + "/topologies/\(name).yaml")
+        }
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        for i in 1...2 {
+            let r = try isolab(["matrix", "matrix.yaml", "--shard", "\(i)/2", "--output", "shard-\(i)"], cwd: dir)
+            XCTAssertEqual(r.status, 0, r.err)
+        }
+        let merged = try isolab(["report", "merge", "--output", "merged", "shard-1/results.json", "shard-2/results.json"], cwd: dir)
+        XCTAssertEqual(merged.status, 0, merged.err)
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/merged/results.json"))) as? [String: Any]
+        let runs = (doc?["runs"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(Set(runs.compactMap { $0["topology"] as? String }), ["nvme-alone", "switch-no-acs"])
+        let bad = try isolab(["report", "merge", "--output", "again", "shard-1/results.json", "shard-1/results.json"], cwd: dir)
+        XCTAssertEqual(bad.status, 2, "the same shard twice is refused")
+        let badShard = try isolab(["matrix", "matrix.yaml", "--shard", "3/2"], cwd: dir)
+        XCTAssertEqual(badShard.status, 2)
+        XCTAssertTrue(badShard.err.contains("--shard"), badShard.err)
+    }
+
+    func testBadMatrixFileGetsOneLocatedError() throws {
+        let dir = try workspace()
+        defer { try? fm.removeItem(atPath: dir) }
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\", \"9.9\"]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        let r = try isolab(["matrix", "matrix.yaml"], cwd: dir)
+        XCTAssertEqual(r.status, 2)
+        XCTAssertTrue(r.err.hasPrefix("isolab: matrix.yaml:2:"), r.err)
+        XCTAssertTrue(r.err.contains("kernels"), r.err)
+        XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
+    }
+}
