@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from the Debian archive configured on this machine, what isolab
 # needs to build guest images and boot them (QEMU, libvirt, busybox, kmod,
-# cpio, compressors), and creates the accounts libvirt and the tests expect.
+# cpio, compressors) and to check the HTML report (headless Chromium, a font),
+# and creates the accounts libvirt and the tests expect.
 # Idempotent: when everything is present it only runs dpkg-query and getent.
 set -euo pipefail
 
@@ -10,6 +11,7 @@ PACKAGES=(
   libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients pkg-config
   busybox-static cpio xz-utils zstd kmod
   debian-archive-keyring gpgv ca-certificates
+  chromium fonts-dejavu-core   # the HTML report test renders report.html headless
 )
 # Unprivileged account used by the image tests (`runuser -u isolab-test`) and by the
 # libvirt daemon test (a session-mode libvirtd with private directories runs as it).

@@ -32,7 +32,8 @@ public enum FabricSVG {
         let top = (children[nil] ?? []).sorted { $0.path < $1.path }
         for n in top { place(n, 1) }
         let width = margin * 2 + max(1, Int(nextLeaf)) * (boxW + gapX)
-        let height = margin * 2 + (maxDepth + 1) * (boxH + gapY) + 20
+        // The deepest row of boxes, then room for a hazard arc dipping under it.
+        let height = margin + maxDepth * (boxH + gapY) + boxH + 26
         func cx(_ p: String) -> Int { margin + Int(x[p]! * Double(boxW + gapX)) + boxW / 2 }
         func ty(_ p: String) -> Int { margin + depth[p]! * (boxH + gapY) }
 

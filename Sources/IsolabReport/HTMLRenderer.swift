@@ -34,13 +34,19 @@ public enum HTMLRenderer {
         th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; vertical-align: top; }
         td.n { text-align: right; }
         .pass { background: #e6f6e6; } .fail { background: #fbdada; } .infrastructure { background: #fdebc8; }
-        .neutral { background: #eee; } .changed td:first-child { border-left: 4px solid #c60; font-weight: bold; }
+        .neutral { background: #eee; }
+        table.summary td:nth-child(-n+3) { white-space: nowrap; }
+        table.cross caption { caption-side: top; text-align: left; font-weight: bold; padding: 2px 0; }
+        .changed td:first-child { border-left: 4px solid #c60; font-weight: bold; background: #fff1d9; }
+        .changed td:first-child::before { content: "◆ "; color: #c60; }
+        td.step { border-left: 3px solid #c60; font-weight: bold; }
         .pinned { background: #e3e9ff; } .env, .meta { color: #555; }
         svg.fabric { display: block; margin: .5em 0; max-width: 100%; height: auto; }
         svg text.name { font: bold 12px sans-serif; } svg text.sub { font: 10px monospace; fill: #333; }
         svg text.bus { font: 10px sans-serif; fill: #fff; }
         pre { margin: 0; white-space: pre-wrap; font-size: 12px; }
         details { margin: .8em 0; } summary { cursor: pointer; font-weight: bold; }
+        .legend .entry { white-space: nowrap; margin-right: 1em; display: inline-block; }
         .swatch { display: inline-block; width: 1em; height: 1em; border: 1px solid #333; vertical-align: middle; }
         </style>
         </head>
@@ -85,8 +91,9 @@ public enum HTMLRenderer {
         v.kind == .pinned ? "pinned" : v.standing.rawValue
     }
 
-    /// Every item of a fabric down the side, its kernels across; a row whose observed result
-    /// differs between kernels is marked `changed`.
+    /// Every item of a fabric down the side, its kernels across. A row whose observed result
+    /// differs between the booted kernels (an item judged on some and absent on others counts)
+    /// is marked `changed`, and each cell that differs from the kernel before it `step`.
     static func crossKernel(_ runs: [FabricRun]) -> String {
         var items: [(item: String, title: String)] = []
         for r in runs {
@@ -94,18 +101,25 @@ public enum HTMLRenderer {
                 items.append((v.item, (v.scenario.map { "\($0): " } ?? "") + v.title))
             }
         }
-        var out = "<table class=\"cross\"><tr><th>item</th>" + runs.map { "<th>\(Escape.xml($0.kernel))</th>" }.joined() + "</tr>\n"
+        var rows = "", changedCount = 0
         for (item, title) in items {
-            let cells = runs.map { r in r.verdicts.first { $0.item == item } }
-            let observed = Set(cells.compactMap { $0?.observed })
-            out += "<tr\(observed.count > 1 ? " class=\"changed\"" : "")><td>\(Escape.xml(title))</td>"
-            for c in cells {
-                guard let v = c else { out += "<td>—</td>"; continue }
-                out += "<td class=\"\(cssClass(v))\" title=\"\(Escape.xml(v.label))\">\(Escape.xml(v.observed ?? v.label))</td>"
+            let cells = runs.map { r in (booted: r.booted, verdict: r.verdicts.first { $0.item == item }) }
+            let shown = cells.map { $0.verdict.map { $0.observed ?? $0.label } }
+            let booted = zip(cells, shown).filter { $0.0.booted }.map { $0.1 ?? "\u{0}absent" }
+            let changed = Set(booted).count > 1
+            if changed { changedCount += 1 }
+            rows += "<tr\(changed ? " class=\"changed\"" : "")><td>\(Escape.xml(title))</td>"
+            for (i, c) in cells.enumerated() {
+                let step = changed && i > 0 && cells[i - 1].booted && c.booted && shown[i] != shown[i - 1]
+                guard let v = c.verdict else { rows += "<td\(step ? " class=\"step\"" : "")>—</td>"; continue }
+                rows += "<td class=\"\(cssClass(v))\(step ? " step" : "")\" title=\"\(Escape.xml(v.label))\">\(Escape.xml(shown[i]!))</td>"
             }
-            out += "</tr>\n"
+            rows += "</tr>\n"
         }
-        return out + "</table>\n"
+        let caption = changedCount == 0 ? "Across kernels: every item observed the same on each kernel"
+            : "Across kernels: ◆ \(changedCount) of \(items.count) items changed between kernels (a thick left edge where the kernel before differs)"
+        return "<table class=\"cross\"><caption>\(Escape.xml(caption))</caption><tr><th>item</th>"
+            + runs.map { "<th>\(Escape.xml($0.kernel))</th>" }.joined() + "</tr>\n" + rows + "</table>\n"
     }
 
     static func run(_ r: FabricRun, topology t: TopologyRecord, id: String) -> String {
@@ -150,7 +164,7 @@ public enum HTMLRenderer {
         var out = "<p class=\"legend\">"
         for (i, g) in groups.enumerated() {
             let colour = FabricSVG.palette[i % FabricSVG.palette.count]
-            out += "<span class=\"swatch\" style=\"background:\(colour)\"></span> \(Escape.xml(g.0)): \(Escape.xml(g.1.map { names[$0] ?? $0 }.joined(separator: ", "))) &#160; "
+            out += "<span class=\"entry\"><span class=\"swatch\" style=\"background:\(colour)\"></span> \(Escape.xml(g.0)): \(Escape.xml(g.1.map { names[$0] ?? $0 }.joined(separator: ", ")))</span> "
         }
         return out + "</p>\n"
     }

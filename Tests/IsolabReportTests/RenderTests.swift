@@ -110,3 +110,21 @@ final class RenderTests: XCTestCase {
         XCTAssertEqual(changed, ["bind-into-user-owned: step 3 bind nic0", "bind-into-user-owned: step 4 dma C -> memory"])
     }
 }
+
+extension RenderTests {
+    func testCrossKernelTableMarksAnItemJudgedOnSomeKernelsOnlyAndTheCellWhereItChanged() throws {
+        let p61 = try predict(multifunction)
+        let p612 = try predict(multifunction, kernel: .v6_12)
+        let nic = p612.fabric.function(of: "nic0")!.path, c = p612.fabric.function(of: "C")!.path
+        let split = p612.groupsAtBoot.map { $0.map(\.path) }.filter { !$0.contains(nic) } + [[nic], [c]]
+        let doc = document([(p61, [observation(p61, scenario: "bind-into-user-owned")]),
+                            (p612, [observation(p612, scenario: "bind-into-user-owned", groups: split)])])
+        let xml = try XMLDocument(xmlString: HTMLRenderer.render(doc))
+        let changed = try xml.nodes(forXPath: "//table[@class='cross']/tr[@class='changed']/td[1]").compactMap(\.stringValue)
+        XCTAssertEqual(changed, ["group {nic0, C}", "hazard nic0 → C", "hazard C → nic0"])
+        XCTAssertEqual(try xml.nodes(forXPath: "//table[@class='cross']/tr[@class='changed']/td[3][contains(@class, 'step')]").count, 3)
+        XCTAssertEqual(try xml.nodes(forXPath: "//table[@class='cross']/tr[not(@class)]/td[contains(@class, 'step')]").count, 0)
+        XCTAssertEqual(try xml.nodes(forXPath: "//table[@class='cross']/caption").first?.stringValue,
+                       "Across kernels: ◆ 3 of 10 items changed between kernels (a thick left edge where the kernel before differs)")
+    }
+}

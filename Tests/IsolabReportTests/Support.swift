@@ -89,11 +89,16 @@ func observation(_ p: KernelPrediction, scenario: String, results: [Int: String]
 
 let environment = Environment(isolab: "0.1-test", qemu: "7.2.15", libvirt: "9.0.0")
 
+/// A kernel build record for `label`, with made-up release and package.
+func kernelBuild(_ label: String) -> KernelBuild {
+    KernelBuild(label: label, release: "\(label).0-test",
+                packages: [KernelPackage(name: "linux-image-\(label)", version: "\(label).1", sha256: String(repeating: "ab", count: 32))])
+}
+
 /// A results document of one or more judged predictions.
-func document(_ inputs: [(KernelPrediction, [VMObservation])]) -> ResultsDocument {
+func document(_ inputs: [(KernelPrediction, [VMObservation])], kernels: [String] = ["6.1"]) -> ResultsDocument {
     ResultsDocument(isolab: "0.1-test", environment: environment,
-                    kernels: [KernelBuild(label: "6.1", release: "6.1.0-test",
-                                          packages: [KernelPackage(name: "linux-image-6.1", version: "6.1.1", sha256: String(repeating: "ab", count: 32))])],
+                    kernels: kernels.map(kernelBuild),
                     inputs: inputs.map { .init(prediction: $0.0, kernelLabel: $0.0.kernel.id, observations: $0.1,
                                                topologySHA256: String(repeating: "0", count: 64)) })
 }
