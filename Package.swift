@@ -53,9 +53,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks (not tests): prints figures, never passes or fails on time.
-        .executableTarget(name: "isolab-bench", dependencies: ["IsolabModel", "IsolabTopology", "IsolabImages", "IsolabVM", "IsolabLibvirt", "IsolabProtocol"]),
+        .executableTarget(name: "isolab-bench", dependencies: ["IsolabModel", "IsolabTopology", "IsolabImages", "IsolabVM", "IsolabLibvirt", "IsolabProtocol", "IsolabReport"]),
         .testTarget(name: "IsolabModelTests", dependencies: ["IsolabModel", "IsolabTopology"]),
-        .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel"]),
+        .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: []),
         .testTarget(name: "IsolabReportTests", dependencies: ["IsolabReport", "IsolabModel", "IsolabProtocol", "IsolabTopology"]),
