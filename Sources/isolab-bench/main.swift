@@ -2,6 +2,7 @@
 //   isolab-bench predict   model speed on generated fabrics (PredictBench.swift)
 //   isolab-bench images    guest image build and boot figures (ImagesBench.swift)
 //   isolab-bench run [FABRIC [KERNEL]]   isolab vs raw QEMU for one fabric (RunBench.swift)
+//   isolab-bench matrix [MATRIX_FILE [OPTIONS…]]   a whole `isolab matrix`: wall, VMs, stages (MatrixBench.swift)
 import Foundation
 
 switch CommandLine.arguments.dropFirst().first {
@@ -11,7 +12,9 @@ case "images":
     ImagesBench.run()
 case "run":
     RunBench.run(Array(CommandLine.arguments.dropFirst(2)))
+case "matrix":
+    MatrixBench.run(Array(CommandLine.arguments.dropFirst(2)))
 default:
-    FileHandle.standardError.write(Data("usage: isolab-bench predict|images|run [FABRIC [KERNEL]]\n".utf8))
+    FileHandle.standardError.write(Data("usage: isolab-bench predict | images | run [FABRIC [KERNEL]] | matrix [MATRIX_FILE [ISOLAB MATRIX OPTIONS…]]\n".utf8))
     exit(2)
 }

@@ -36,7 +36,7 @@ struct MatrixCommand: ParsableCommand {
     var output: String = "reports"
 
     func run() throws {
-        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int))!
+        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?)!
         try reportingInputErrors { plan = try validated() }
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
         let cells = plan.cells.enumerated().filter { $0.offset % plan.shard.1 == plan.shard.0 - 1 }.map(\.element)
@@ -77,7 +77,7 @@ struct MatrixCommand: ParsableCommand {
             throw ExitCode(3)
         }
         defer { connections.forEach { $0.close() } }
-        let fleet = Fleet(connections: connections, jobs: jobs ?? ProcessInfo.processInfo.activeProcessorCount)
+        let fleet = Fleet(connections: connections, jobs: jobs ?? plan.jobs ?? ProcessInfo.processInfo.activeProcessorCount)
         let signals = SignalTrap(cancel: fleet.cancellation, log: log)
         defer { signals.release() }
         let started = Date()
@@ -127,7 +127,7 @@ struct MatrixCommand: ParsableCommand {
         var unrealizable: [Unrealizable]
     }
 
-    private func validated() throws -> ([Cell], [String], (Int, Int)) {
+    private func validated() throws -> ([Cell], [String], (Int, Int), Int?) {
         let matrix: MatrixFile
         do { matrix = try MatrixFile.load(path: file) } catch let e as TopologyError { throw InputError(e.description) }
         var kernels = matrix.kernels
@@ -172,7 +172,7 @@ struct MatrixCommand: ParsableCommand {
                 }
             }
         }
-        return (cells, kernels, shardPair)
+        return (cells, kernels, shardPair, matrix.jobs)
     }
 }
 
