@@ -99,6 +99,33 @@ public final class LibvirtConnection: @unchecked Sendable {
         return domain
     }
 
+    /// Starts a domain from a state file written by ``LibvirtDomain/save(to:)``
+    /// (`virDomainRestoreFlags`), with `xml` in place of the saved definition when given: it
+    /// must keep the saved name, UUID and devices (libvirt checks the ABI), and may change
+    /// host-side paths such as serial files and sockets. `autodestroy` as for ``createDomain``.
+    public func restoreDomain(from path: String, xml: String?, name: String, autodestroy: Bool = true) throws -> LibvirtDomain {
+        guard virDomainRestoreFlags(try handle(), path, xml, 0) == 0 else {
+            throw LibvirtError.last("virDomainRestoreFlags(\(path))")
+        }
+        guard let domain = try self.domain(named: name) else {
+            throw LibvirtError.wrapper("the domain restored from \(path) is not called \(name)")
+        }
+        if autodestroy, let uuid = domain.uuid {
+            // Neither driver has an autodestroy flag for restore: this connection destroys it on close.
+            lock.lock(); autodestroyUUIDs.insert(uuid); lock.unlock()
+        }
+        return domain
+    }
+
+    /// The domain definition kept in a state file (`virDomainSaveImageGetXMLDesc`).
+    public func savedDomainXML(at path: String) throws -> String {
+        guard let s = virDomainSaveImageGetXMLDesc(try handle(), path, 0) else {
+            throw LibvirtError.last("virDomainSaveImageGetXMLDesc(\(path))")
+        }
+        defer { free(s) }
+        return String(cString: s)
+    }
+
     /// The running (and paused) domains.
     public func activeDomains() throws -> [LibvirtDomain] {
         var list: UnsafeMutablePointer<OpaquePointer?>?

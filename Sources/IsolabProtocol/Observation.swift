@@ -43,6 +43,8 @@ public struct VMObservation: Codable, Equatable, Sendable {
     public var timing: Timing
     /// Where the whole console and record stream were kept.
     public var consolePath: String?
+    /// Snapshot mode: the saved guest state this run was restored from (nil: a fresh boot).
+    public var restoredFrom: String?
     public var recordsPath: String?
 
     public init(topology: String, kernel: String, iommu: String, scenario: String?, outcome: Outcome,
@@ -68,20 +70,44 @@ public struct VMObservation: Codable, Equatable, Sendable {
 
 /// Where one guest's wall time went, in seconds.
 public struct Timing: Codable, Equatable, Sendable {
-    /// Domain creation (libvirt + QEMU start).
+    /// Domain creation (libvirt + QEMU start); for a restored guest, the restore.
     public var create: Double
-    /// From the domain running to the agent's first record.
+    /// From the domain running to the agent's first record (0 for a restored guest: its boot
+    /// is the snapshot's, counted once in `snapshot`).
     public var boot: Double
     /// From the first record to `done`.
     public var steps: Double
     /// From `done` (or the end) to the domain gone.
     public var teardown: Double
     public var total: Double
-    public init(create: Double = 0, boot: Double = 0, steps: Double = 0, teardown: Double = 0, total: Double = 0) {
+    /// Snapshot mode, on the first scenario of a fabric only: booting the guest that is saved
+    /// (create, boot to `ready`) and saving it.
+    public var snapshot: Double
+    /// Snapshot mode: restoring the saved guest until the agent's first record.
+    public var restore: Double
+
+    public init(create: Double = 0, boot: Double = 0, steps: Double = 0, teardown: Double = 0, total: Double = 0,
+                snapshot: Double = 0, restore: Double = 0) {
         self.create = create
         self.boot = boot
         self.steps = steps
         self.teardown = teardown
         self.total = total
+        self.snapshot = snapshot
+        self.restore = restore
+    }
+
+    enum CodingKeys: String, CodingKey { case create, boot, steps, teardown, total, snapshot, restore }
+
+    /// Results written before snapshot mode have no `snapshot` and `restore`: they read as 0.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        create = try c.decode(Double.self, forKey: .create)
+        boot = try c.decode(Double.self, forKey: .boot)
+        steps = try c.decode(Double.self, forKey: .steps)
+        teardown = try c.decode(Double.self, forKey: .teardown)
+        total = try c.decode(Double.self, forKey: .total)
+        snapshot = try c.decodeIfPresent(Double.self, forKey: .snapshot) ?? 0
+        restore = try c.decodeIfPresent(Double.self, forKey: .restore) ?? 0
     }
 }

@@ -10,7 +10,7 @@ public let isolabProtocolVersion = 1
 /// What the host asks the guest agent to do: one scenario's steps on one booted fabric.
 ///
 /// The plan reaches the guest as `/isolab/plan.json` in an initramfs appended to the image's
-/// (see ``GuestPlan/path``), or later over the control channel.
+/// (see ``GuestPlan/path``), or, after a restore, as one JSON line over the control channel.
 public struct GuestPlan: Codable, Equatable, Sendable {
     /// Where the agent looks for the plan inside the guest.
     public static let path = "/isolab/plan.json"
@@ -27,15 +27,20 @@ public struct GuestPlan: Codable, Equatable, Sendable {
     public var stepTimeoutSeconds: Double
     /// Modules to load before the inventory (e.g. `virtio_iommu`), with their outcome reported.
     public var preload: [String]
+    /// Snapshot mode: after the inventory the agent sends `ready` and waits for the next plan,
+    /// one JSON line on the control channel (the host saves the guest meanwhile and sends the
+    /// plan to each restored copy). nil or false: run `steps` and finish.
+    public var serve: Bool?
 
     public init(runID: String, nodes: [PlanNode], steps: [PlanStep], stepTimeoutSeconds: Double = 20,
-                preload: [String] = []) {
+                preload: [String] = [], serve: Bool? = nil) {
         self.version = isolabProtocolVersion
         self.runID = runID
         self.nodes = nodes
         self.steps = steps
         self.stepTimeoutSeconds = stepTimeoutSeconds
         self.preload = preload
+        self.serve = serve
     }
 }
 

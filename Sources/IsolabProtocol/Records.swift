@@ -18,6 +18,9 @@ public struct Record: Codable, Equatable, Sendable {
         case stepStart = "step-start"
         /// A step's observed outcome.
         case step
+        /// Snapshot mode: the inventory is sent and the agent waits for a plan on the channel.
+        /// The stream of the saved boot ends here; each restored copy starts a stream of its own.
+        case ready
         /// The agent cannot go on (unreadable plan, version mismatch); `message` says why.
         case fatal
         /// The last record.
@@ -52,10 +55,15 @@ public struct Hello: Codable, Equatable, Sendable {
     public var version: Int
     public var runID: String
     public var agent: String
-    public init(version: Int = isolabProtocolVersion, runID: String, agent: String) {
+    /// A restored guest: the functions whose config header (BARs, command register) the
+    /// restore lost and the agent wrote back as the kernel had programmed them (devices QEMU
+    /// does not migrate, such as edu). nil: not restored.
+    public var restoredConfig: [String]?
+    public init(version: Int = isolabProtocolVersion, runID: String, agent: String, restoredConfig: [String]? = nil) {
         self.version = version
         self.runID = runID
         self.agent = agent
+        self.restoredConfig = restoredConfig
     }
 }
 

@@ -39,6 +39,10 @@ public struct DomainParameters: Sendable, Equatable {
     public var consoleSocketPath: String?
     /// The QEMU binary (`<emulator>`); nil lets libvirt take its default for x86_64.
     public var emulator: String?
+    /// When set, serial port 1 (the agent's channel) is a Unix socket at this path that QEMU
+    /// listens on, so the host can also send plans (snapshot mode); the host relays what the
+    /// agent writes into `recordsPath`.
+    public var channelSocketPath: String?
 
     public init(name: String, kernelPath: String, initrdPath: String, kernelCommandLine: String,
                 memoryMiB: Int? = nil, vcpus: Int = 1, consoleLogPath: String, recordsPath: String,

@@ -109,7 +109,8 @@ public enum DomainXML {
         }
         for (port, path) in [(0, p.consoleLogPath), (1, p.recordsPath)] {
             // --interactive: the console is a Unix socket QEMU listens on, and isolab relays it.
-            let socket = port == 0 ? p.consoleSocketPath : nil
+            // Snapshot mode: the agent's channel is a Unix socket the host talks on both ways.
+            let socket = port == 0 ? p.consoleSocketPath : p.channelSocketPath
             devices.addChild(element("serial", ["type": socket == nil ? "file" : "unix"], children: [
                 socket.map { element("source", [("mode", "bind"), ("path", $0)]) } ?? element("source", ["path": path]),
                 element("target", [("type", "isa-serial"), ("port", String(port))], children: [element("model", ["name": "isa-serial"])]),

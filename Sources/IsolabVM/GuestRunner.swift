@@ -55,7 +55,7 @@ public struct RunRequest: Sendable {
 /// the domain is gone when `run` returns.
 public final class GuestRunner: @unchecked Sendable {
     public let connection: LibvirtConnection
-    private let watch: LifecycleWatch
+    let watch: LifecycleWatch
 
     public init(connection: LibvirtConnection) throws {
         self.connection = connection
@@ -103,10 +103,7 @@ public final class GuestRunner: @unchecked Sendable {
             let planData = try JSONEncoder().encode(plan)
             try planData.write(to: URL(fileURLWithPath: files.plan))
             try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
-            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: DomainParameters(
-                name: name, kernelPath: req.image.kernelPath, initrdPath: files.initramfs,
-                kernelCommandLine: req.kernelCommandLine, consoleLogPath: files.console, recordsPath: files.records,
-                accelerator: req.accel, emulator: req.emulator))
+            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: domainParameters(req, name: name, files: files))
             try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
         } catch {
             return finish(.infrastructure("cannot prepare the run: \(error)"))
@@ -128,8 +125,45 @@ public final class GuestRunner: @unchecked Sendable {
 
         // Watch.
         let running = Date()
+        var watched = supervise(name, req: req, cancel: cancel, stream: &stream, console: &console, records: &records)
+        if let f = watched.firstRecordAt { timing.boot = f.timeIntervalSince(running) }
+        if let f = watched.firstRecordAt { timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f) }
+
+        // Tear down.
+        let teardown = Date()
+        tearDown(domain, name, &watched.end)
+        timing.teardown = Date().timeIntervalSince(teardown)
+        return finish(watched.end)
+    }
+}
+
+extension GuestRunner {
+    /// The domain parameters of a run of `req` whose files are `files`.
+    func domainParameters(_ req: RunRequest, name: String, files: RunFiles) -> DomainParameters {
+        DomainParameters(name: name, kernelPath: req.image.kernelPath, initrdPath: files.initramfs,
+                         kernelCommandLine: req.kernelCommandLine, consoleLogPath: files.console, recordsPath: files.records,
+                         accelerator: req.accel, emulator: req.emulator)
+    }
+}
+
+/// How watching a running guest ended.
+struct Supervision {
+    var end: VMEnd
+    var firstRecordAt: Date?
+    /// When the stream reached its goal (`done`, or `ready` while booting a snapshot).
+    var goalAt: Date?
+}
+
+extension GuestRunner {
+    /// Watches the domain `name` until its record stream reaches `goal` and the guest stops
+    /// (or, with `stopAtGoal`, as soon as the goal is reached), a deadline passes, the stream
+    /// turns bad, QEMU stops, or the run is cancelled.
+    func supervise(_ name: String, req: RunRequest, cancel: Cancellation, stream: inout RecordStreamParser,
+                   console: inout FileTail, records: inout FileTail, stopAtGoal: Bool = false,
+                   goal: (RecordStreamParser) -> Bool = { $0.complete }) -> Supervision {
+        let running = Date()
         var firstRecordAt: Date?
-        var doneAt: Date?
+        var goalAt: Date?
         var lastProgress = Date()
         var inFlight: Int?
         var end: VMEnd?
@@ -146,42 +180,42 @@ public final class GuestRunner: @unchecked Sendable {
                         if r.type == .step { inFlight = nil }
                     }
                 }
-                if stream.complete, doneAt == nil { doneAt = Date() }
+                if goalAt == nil, goal(stream) { goalAt = Date() }
             }
             _ = console.poll()
             let now = Date()
-            if let stop = watch.stopped(name) {
-                end = doneAt != nil ? .finished : .stopped(stop)
+            if stopAtGoal, goalAt != nil, stream.error == nil {
+                end = .finished
+            } else if let stop = watch.stopped(name) {
+                end = goalAt != nil ? .finished : .stopped(stop)
             } else if stream.error != nil {
                 end = .infrastructure(stream.error!.description)
             } else if cancel.isCancelled {
                 end = .interrupted
-            } else if let d = doneAt, now.timeIntervalSince(d) > 15 {
+            } else if let d = goalAt, now.timeIntervalSince(d) > 15 {
                 end = .finished   // the agent is done; the poweroff is late: destroy it
             } else if firstRecordAt == nil, now.timeIntervalSince(running) > req.bootDeadline {
                 end = .deadline("no agent record \(Int(req.bootDeadline)) s after the guest started")
             } else if let i = inFlight, now.timeIntervalSince(lastProgress) > req.stepTimeout + req.stepGrace {
                 end = .deadline("step \(i) gave no record for \(Int(req.stepTimeout + req.stepGrace)) s")
-            } else if firstRecordAt != nil, inFlight == nil, doneAt == nil,
+            } else if firstRecordAt != nil, inFlight == nil, goalAt == nil,
                       now.timeIntervalSince(lastProgress) > req.stepTimeout + req.stepGrace {
                 end = .deadline("the agent went quiet for \(Int(req.stepTimeout + req.stepGrace)) s")
             } else {
                 Thread.sleep(forTimeInterval: 0.03)
             }
         }
-        if let f = firstRecordAt { timing.boot = f.timeIntervalSince(running) }
-        if let f = firstRecordAt { timing.steps = (doneAt ?? Date()).timeIntervalSince(f) }
+        return Supervision(end: end!, firstRecordAt: firstRecordAt, goalAt: goalAt)
+    }
 
-        // Tear down.
-        let teardown = Date()
-        if domain.isActive() {
-            do { try domain.destroy() } catch {
-                if domain.isActive() { end = .infrastructure("cannot destroy the guest: \(error)") }
-            }
-            _ = watch.waitStopped(name, seconds: 10)
+    /// Destroys the domain if it still runs and waits for libvirt to say it stopped; a domain
+    /// that cannot be destroyed turns `end` into an infrastructure failure.
+    func tearDown(_ domain: LibvirtDomain, _ name: String, _ end: inout VMEnd) {
+        guard domain.isActive() else { return }
+        do { try domain.destroy() } catch {
+            if domain.isActive() { end = .infrastructure("cannot destroy the guest: \(error)") }
         }
-        timing.teardown = Date().timeIntervalSince(teardown)
-        return finish(end!)
+        _ = watch.waitStopped(name, seconds: 10)
     }
 }
 

@@ -3,6 +3,11 @@ import IsolabProtocol
 
 /// Runs many VMs at once on one libvirt connection, at most `jobs` at a time.
 ///
+/// With `snapshots` (the default), requests that share a fabric, kernel, image and guest
+/// options run from one saved boot (``GuestRunner/runFromSnapshot(_:cancel:starting:finished:)``);
+/// fabrics with the most scenarios start first, and a fabric is split into several saved boots
+/// only when there are fewer fabrics than jobs.
+///
 /// Cancelling (`cancellation.cancel()`, e.g. from a SIGINT handler) makes every running guest
 /// be destroyed and every queued one be reported `interrupted` without starting; `run` still
 /// returns one observation per request, in request order.
@@ -10,6 +15,8 @@ public final class Scheduler: @unchecked Sendable {
     public let runner: GuestRunner
     public let jobs: Int
     public let cancellation: Cancellation
+    /// Boot each fabric once and restore it for every scenario; false: boot every request.
+    public var snapshots = true
     /// Called (from a worker thread, serialized) when a VM finishes.
     public var onFinish: (@Sendable (_ index: Int, _ observation: VMObservation) -> Void)?
     /// Called (serialized) when a VM starts.
@@ -25,32 +32,40 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     public func run(_ requests: [RunRequest]) -> [VMObservation] {
+        let units = snapshots ? Self.units(requests, jobs: jobs) : requests.indices.map { [$0] }
         let state = QueueState(count: requests.count)
         let group = DispatchGroup()
-        for _ in 0..<min(jobs, requests.count) {
+        for _ in 0..<min(jobs, units.count) {
             group.enter()
             let thread = Thread { [self] in
                 defer { group.leave() }
                 while true {
                     lock.lock()
-                    guard state.next < requests.count else { lock.unlock(); return }
-                    let i = state.next
+                    guard state.next < units.count else { lock.unlock(); return }
+                    let unit = units[state.next]
                     state.next += 1
                     lock.unlock()
-                    let req = requests[i]
-                    let obs: VMObservation
-                    if cancellation.isCancelled {
-                        obs = VMObservation(topology: req.topology.name, kernel: req.kernelLabel,
-                                            iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name,
-                                            outcome: .interrupted, problem: "interrupted before it started")
-                    } else {
-                        lock.lock(); onStart?(i, req); lock.unlock()
-                        obs = runner.run(req, cancel: cancellation)
+                    let finished: (Int, VMObservation) -> Void = { [self] i, obs in
+                        lock.lock()
+                        state.results[i] = obs
+                        onFinish?(i, obs)
+                        lock.unlock()
                     }
-                    lock.lock()
-                    state.results[i] = obs
-                    onFinish?(i, obs)
-                    lock.unlock()
+                    if cancellation.isCancelled {
+                        for i in unit {
+                            let req = requests[i]
+                            finished(i, VMObservation(topology: req.topology.name, kernel: req.kernelLabel,
+                                                      iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name,
+                                                      outcome: .interrupted, problem: "interrupted before it started"))
+                        }
+                    } else if unit.count == 1 {
+                        lock.lock(); onStart?(unit[0], requests[unit[0]]); lock.unlock()
+                        finished(unit[0], runner.run(requests[unit[0]], cancel: cancellation))
+                    } else {
+                        runner.runFromSnapshot(unit.map { requests[$0] }, cancel: cancellation,
+                                               starting: { k in self.lock.lock(); self.onStart?(unit[k], requests[unit[k]]); self.lock.unlock() },
+                                               finished: { k, obs in finished(unit[k], obs) })
+                    }
                 }
             }
             thread.stackSize = 1 << 22
@@ -58,6 +73,50 @@ public final class Scheduler: @unchecked Sendable {
         }
         group.wait()
         return state.results.map { $0! }
+    }
+
+    /// What one saved boot can serve: the same topology (and vIOMMU), kernel, image,
+    /// accelerator, emulator and extra kernel arguments.
+    struct UnitKey: Hashable {
+        var topology: String
+        var iommu: String
+        var kernel: String
+        var image: String
+        var accel: String
+        var emulator: String?
+        var kernelArguments: [String]
+
+        init(_ r: RunRequest) {
+            topology = r.topology.name
+            iommu = r.topology.iommu.rawValue
+            kernel = r.kernelLabel
+            image = r.image.directory
+            accel = r.accel.rawValue
+            emulator = r.emulator
+            kernelArguments = r.extraKernelArguments
+        }
+    }
+
+    /// Request indices grouped into units run from one saved boot each, largest first (the
+    /// longest guests start first); while there are fewer units than `jobs`, the largest is
+    /// halved so every core has a guest. A unit of one is booted, not saved.
+    static func units(_ requests: [RunRequest], jobs: Int) -> [[Int]] {
+        var order: [UnitKey] = []
+        var byKey: [UnitKey: [Int]] = [:]
+        for (i, r) in requests.enumerated() {
+            let key = UnitKey(r)
+            if byKey[key] == nil { order.append(key) }
+            byKey[key, default: []].append(i)
+        }
+        var units = order.map { byKey[$0]! }
+        while units.count < jobs, let largest = units.indices.max(by: { units[$0].count < units[$1].count }),
+              units[largest].count >= 2 {
+            let unit = units.remove(at: largest)
+            let half = (unit.count + 1) / 2
+            units += [Array(unit[..<half]), Array(unit[half...])]
+        }
+        // Stable: equal sizes keep the order of the requests.
+        return units.enumerated().sorted { ($0.element.count, -$0.offset) > ($1.element.count, -$1.offset) }.map(\.element)
     }
 }
 

@@ -81,7 +81,8 @@ final class Agent {
         timeout = t.isFinite && t > 0 ? min(max(t, 0.1), 3600) : 20
     }
 
-    func run() {
+    /// Loads the plan's preload modules and sends the inventory; learns the declared nodes' BDFs.
+    func reportInventory() {
         var preloadFailures: [String: String] = [:]
         for module in plan.preload {
             let outcome = modprobe(module)
@@ -99,6 +100,11 @@ final class Agent {
                 nodeOfBDF[bdf] = node.id
             }
         }
+    }
+
+    /// The inventory, then every step of the plan with its record.
+    func run() {
+        reportInventory()
         var crashed: String?
         for step in plan.steps {
             channel.send { Record(seq: $0, type: .stepStart, index: step.index) }

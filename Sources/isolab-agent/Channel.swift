@@ -6,7 +6,8 @@ import IsolabAgentCore
 import IsolabProtocol
 
 /// The control channel: JSON lines on /dev/ttyS1 in raw mode (the kernel console is ttyS0), or
-/// stdout when the guest has no second serial port. Numbers records from 0.
+/// stdout when the guest has no second serial port. Numbers records from 0. In snapshot mode
+/// the host sends plans the other way, one JSON line each.
 final class Channel {
     private let fd: Int32
     private let encoder = RecordEncoder()
@@ -14,7 +15,7 @@ final class Channel {
     let device: String
 
     init(path: String = "/dev/ttyS1") {
-        let fd = cvfio_open(path, O_WRONLY | O_NOCTTY)
+        let fd = cvfio_open(path, O_RDWR | O_NOCTTY)
         if fd >= 0, cvfio_tty_raw(fd) == 0 {
             self.fd = fd
             device = path
@@ -40,11 +41,40 @@ final class Channel {
         sent += 1
     }
 
+    /// Starts a new stream: the next record is numbered 0 (a restored guest's first).
+    func restart() { sent = 0 }
+
+    /// Blocks until the host sends one line (without its newline); nil when the channel is
+    /// stdout, fails, or the line is longer than `limit` bytes.
+    func readLine(limit: Int = 16 << 20) -> [UInt8]? {
+        guard fd != 1 else { return nil }
+        var line: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN { Posix.sleep(milliseconds: 1); continue }
+                return nil
+            }
+            if n == 0 { Posix.sleep(milliseconds: 10); continue }
+            if let nl = buf[0..<n].firstIndex(of: UInt8(ascii: "\n")) {
+                line += buf[0..<nl]
+                // A host sends one plan and waits: anything after the newline is not expected.
+                return line
+            }
+            line += buf[0..<n]
+            if line.count > limit { return nil }
+        }
+    }
+
     /// The `done` record, then waits until the UART has sent everything.
     func finish() {
         send { Record(seq: $0, type: .done, count: $0) }
-        tcdrain(fd)
+        drain()
     }
+
+    /// Waits until the UART has sent everything written so far.
+    func drain() { tcdrain(fd) }
 
     private func writeAll(_ bytes: [UInt8]) {
         var off = 0

@@ -24,28 +24,56 @@ let channel = Channel(path: arguments.count >= 3 && arguments[1] == "--channel" 
 let kmsg = KernelLogReader()
 let planPath = ProcessInfo.processInfo.environment["ISOLAB_PLAN"] ?? GuestPlan.path
 
-let planResult: Result<GuestPlan, PlanError> = {
-    guard let bytes = Posix.read(planPath, limit: 16 << 20) else {
-        return .failure(PlanError(message: "cannot read the plan \(planPath): \(Posix.errorText(errno))"))
-    }
+/// Decodes a plan and checks its protocol version.
+func decodePlan(_ bytes: [UInt8], from source: String) -> Result<GuestPlan, PlanError> {
+    let plan: GuestPlan
     do {
-        return .success(try JSONDecoder().decode(GuestPlan.self, from: Data(bytes)))
+        plan = try JSONDecoder().decode(GuestPlan.self, from: Data(bytes))
     } catch {
-        return .failure(PlanError(message: "the plan \(planPath) is not a GuestPlan: \(error)"))
+        return .failure(PlanError(runID: "", message: "the plan \(source) is not a GuestPlan: \(error)"))
     }
+    guard plan.version == isolabProtocolVersion else {
+        return .failure(PlanError(runID: plan.runID, message: "the plan speaks protocol \(plan.version), this agent \(isolabProtocolVersion)"))
+    }
+    return .success(plan)
+}
+
+struct PlanError: Error { var runID: String; var message: String }
+
+var planResult: Result<GuestPlan, PlanError> = {
+    guard let bytes = Posix.read(planPath, limit: 16 << 20) else {
+        return .failure(PlanError(runID: "", message: "cannot read the plan \(planPath): \(Posix.errorText(errno))"))
+    }
+    return decodePlan(bytes, from: planPath)
 }()
 
-struct PlanError: Error { var message: String }
+var repairedAfterRestore: [String]?
+
+// Snapshot mode: report the inventory, say `ready`, and wait. The host saves the guest now;
+// each restored copy resumes here, reads its own plan from the channel and runs it as a new
+// stream (numbered from 0 again, with its own hello and a fresh inventory the host checks
+// against the saved one).
+if case .success(let plan) = planResult, plan.serve == true {
+    channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: plan.runID, agent: agentName)) }
+    Agent(plan: plan, channel: channel, kmsg: kmsg).reportInventory()
+    let headers = ConfigHeaders.capture()
+    channel.send { Record(seq: $0, type: .ready) }
+    channel.drain()
+    if let line = channel.readLine() {
+        repairedAfterRestore = headers.restoreLost()
+        planResult = decodePlan(line, from: "from the control channel")
+    } else {
+        planResult = .failure(PlanError(runID: plan.runID, message: "the control channel closed before a plan came"))
+    }
+    channel.restart()
+}
 
 switch planResult {
 case .failure(let e):
-    channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: "", agent: agentName)) }
+    channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: e.runID, agent: agentName)) }
     channel.send { Record(seq: $0, type: .fatal, message: e.message) }
-case .success(let plan) where plan.version != isolabProtocolVersion:
-    channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: plan.runID, agent: agentName)) }
-    channel.send { Record(seq: $0, type: .fatal, message: "the plan speaks protocol \(plan.version), this agent \(isolabProtocolVersion)") }
 case .success(let plan):
-    channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: plan.runID, agent: agentName)) }
+    channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: plan.runID, agent: agentName, restoredConfig: repairedAfterRestore)) }
     Agent(plan: plan, channel: channel, kmsg: kmsg).run()
 }
 channel.finish()

@@ -34,6 +34,8 @@ struct MatrixCommand: ParsableCommand {
     var connect: [String] = []
     @Option(help: "Directory for the results and reports.")
     var output: String = "reports"
+    @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
+    var noSnapshot = false
 
     func run() throws {
         var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?)!
@@ -77,7 +79,8 @@ struct MatrixCommand: ParsableCommand {
             throw ExitCode(3)
         }
         defer { connections.forEach { $0.close() } }
-        let fleet = Fleet(connections: connections, jobs: jobs ?? plan.jobs ?? ProcessInfo.processInfo.activeProcessorCount)
+        let fleet = Fleet(connections: connections, jobs: jobs ?? plan.jobs ?? ProcessInfo.processInfo.activeProcessorCount,
+                          snapshots: !noSnapshot)
         let signals = SignalTrap(cancel: fleet.cancellation, log: log)
         defer { signals.release() }
         let started = Date()

@@ -53,13 +53,23 @@ final class Progress: @unchecked Sendable {
 struct Fleet {
     var connections: [LibvirtConnection]
     var jobs: Int
+    /// One saved boot per fabric and kernel, restored for each scenario (`--no-snapshot`: off).
+    var snapshots = true
     let cancellation = Cancellation()
 
     func run(_ requests: [RunRequest], progress: Progress) throws -> [VMObservation] {
         let shared = Shared(count: requests.count)
+        var fabrics: [String: Int] = [:]
+        let fabricIndex = requests.map { r -> Int in
+            let key = [r.topology.name, r.topology.iommu.rawValue, r.kernelLabel].joined(separator: "\u{0}")
+            if let i = fabrics[key] { return i }
+            fabrics[key] = fabrics.count
+            return fabrics.count - 1
+        }
         let group = DispatchGroup()
         for (c, connection) in connections.enumerated() {
-            let mine = requests.indices.filter { $0 % connections.count == c }
+            // Whole fabrics per connection, so that each one's scenarios can share a saved boot.
+            let mine = requests.indices.filter { fabricIndex[$0] % connections.count == c }
             guard !mine.isEmpty else { continue }
             group.enter()
             Thread.detachNewThread {
@@ -67,6 +77,7 @@ struct Fleet {
                 do {
                     let scheduler = Scheduler(runner: try GuestRunner(connection: connection), jobs: jobs,
                                               cancellation: cancellation)
+                    scheduler.snapshots = snapshots
                     scheduler.onStart = { _, r in progress.started(r) }
                     scheduler.onFinish = { _, o in progress.finished(o) }
                     let obs = scheduler.run(mine.map { requests[$0] })

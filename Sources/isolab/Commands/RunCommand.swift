@@ -43,6 +43,8 @@ struct RunCommand: ParsableCommand {
     var stepTimeout: Double = 20
     @Flag(help: "Leave the guest up after the plan, with a shell on its console attached to this terminal (Ctrl-] ends it; the guest is destroyed). One file, one kernel, at most one scenario.")
     var interactive = false
+    @Flag(help: "Boot every scenario afresh instead of restoring one saved boot of the fabric per kernel.")
+    var noSnapshot = false
     @Option(help: ArgumentHelp("An emulator binary instead of libvirt's default.", visibility: .hidden))
     var emulator: String?
     @Option(name: .customLong("kernel-arg"), help: ArgumentHelp("Extra kernel command-line word (repeatable).", visibility: .hidden))
@@ -131,11 +133,12 @@ struct RunCommand: ParsableCommand {
             return
         }
         let scheduler = Scheduler(runner: runner, jobs: jobs)
+        scheduler.snapshots = !noSnapshot
         let signals = SignalTrap(cancel: scheduler.cancellation, log: log)
         defer { signals.release() }
         let total = requests.count
         scheduler.onStart = { i, r in
-            log("[\(i + 1)/\(total)] booting \(r.topology.name) on \(r.kernelLabel)" + (r.scenario.map { ", scenario \($0.name)" } ?? ""))
+            log("[\(i + 1)/\(total)] \(noSnapshot ? "booting" : "starting") \(r.topology.name) on \(r.kernelLabel)" + (r.scenario.map { ", scenario \($0.name)" } ?? ""))
         }
         scheduler.onFinish = { i, o in
             log("[\(i + 1)/\(total)] \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s" + (o.problem.map { ": \($0)" } ?? ""))

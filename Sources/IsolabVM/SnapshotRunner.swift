@@ -1,0 +1,239 @@
+import Foundation
+import IsolabLibvirt
+import IsolabModel
+import IsolabProtocol
+
+/// Snapshot mode: one boot per fabric, one restore per scenario.
+///
+/// The fabric boots with a plan that says `serve`: the agent reports its inventory, says
+/// `ready` and waits on the channel (a Unix socket here, serial port 1 in the guest). The
+/// guest is saved (`virDomainSave`). Each scenario restores that state with its own console
+/// file and socket, sends the scenario's plan, and is watched exactly like a booted run. The
+/// inventory each restored agent reports must equal the saved one, or the run is an
+/// infrastructure failure: the snapshot did not give the freshly booted state TOPOLOGY.md
+/// promises. A scenario that crashes or hangs its guest costs only its own restore.
+extension GuestRunner {
+    /// Runs `requests`, which must share their topology, kernel, image and guest options, from
+    /// one saved boot; `starting(i)` is called before request `i` runs and `finished(i, obs)`
+    /// after. Falls back to a boot per request when the snapshot cannot be made.
+    public func runFromSnapshot(_ requests: [RunRequest], cancel: Cancellation = Cancellation(),
+                                starting: (Int) -> Void = { _ in },
+                                finished: (Int, VMObservation) -> Void = { _, _ in }) {
+        guard let base = requests.first else { return }
+        let bootDirectory = base.directory + "-snapshot"
+        let snapshot: SavedGuest
+        switch bootSnapshot(base, directory: bootDirectory, cancel: cancel) {
+        case .success(let saved):
+            snapshot = saved
+        case .failure(let why):
+            // The boot that would be saved failed: every scenario boots on its own, so each
+            // reports what really happens to it (a crash at boot shows as each one's crash).
+            FileHandle.standardError.write(Data("isolab: \(base.topology.name) on \(base.kernelLabel): no snapshot (\(why)); booting each scenario\n".utf8))
+            for (i, req) in requests.enumerated() {
+                starting(i)
+                finished(i, run(req, cancel: cancel))
+            }
+            return
+        }
+        defer { try? FileManager.default.removeItem(atPath: snapshot.statePath) }
+        for (i, req) in requests.enumerated() {
+            starting(i)
+            var obs = restore(snapshot, req, cancel: cancel)
+            if i == 0 { obs.timing.snapshot = snapshot.seconds }
+            finished(i, obs)
+        }
+    }
+
+    /// A saved guest whose agent waits for a plan.
+    struct SavedGuest {
+        var name: String
+        var statePath: String
+        /// The saved domain definition, with the paths to swap for each restore.
+        var xml: String
+        var consolePath: String
+        var socketPath: String
+        var inventory: Inventory
+        /// Boot to `ready` plus the save.
+        var seconds: Double
+    }
+
+    /// A short Unix socket path (sun_path holds 108 bytes; run directories can be longer).
+    static func socketPath() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("isolab-\(getuid())").path
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return dir + "/" + UUID().uuidString.prefix(12).lowercased() + ".sock"
+    }
+
+    /// Boots `req`'s fabric with a serving plan, waits for `ready`, saves the guest.
+    func bootSnapshot(_ req: RunRequest, directory: String, cancel: Cancellation) -> Result<SavedGuest, SnapshotError> {
+        let start = Date()
+        let files = RunFiles(directory: directory)
+        var plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: nil,
+                                    runID: (directory as NSString).lastPathComponent, stepTimeout: req.stepTimeout)
+        plan.serve = true
+        var snapshotReq = req
+        snapshotReq.scenario = nil
+        let name = Self.domainName(snapshotReq)
+        let socket = Self.socketPath()
+        let xml: String
+        do {
+            try files.prepare()
+            let planData = try JSONEncoder().encode(plan)
+            try planData.write(to: URL(fileURLWithPath: files.plan))
+            try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
+            var parameters = domainParameters(req, name: name, files: files)
+            parameters.channelSocketPath = socket
+            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
+            try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+        } catch {
+            return .failure(.prepare("\(error)"))
+        }
+        watch.expect(name)
+        defer { watch.forget(name) }
+        let domain: LibvirtDomain
+        do {
+            domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
+        } catch {
+            return .failure(.libvirt("\(error)"))
+        }
+        let relay: ChannelRelay
+        do {
+            relay = try ChannelRelay(socketPath: socket, recordsPath: files.records)
+        } catch {
+            var end = VMEnd.finished
+            tearDown(domain, name, &end)
+            return .failure(.libvirt("\(error)"))
+        }
+        var stream = RecordStreamParser()
+        var console = FileTail(path: files.console)
+        var records = FileTail(path: files.records)
+        defer { console.close(); records.close() }
+        var watched = supervise(name, req: req, cancel: cancel, stream: &stream, console: &console, records: &records,
+                                stopAtGoal: true, goal: { $0.records.last?.type == .ready })
+        guard case .finished = watched.end, watched.goalAt != nil,
+              let inventory = stream.records.last(where: { $0.type == .inventory })?.inventory else {
+            relay.close(waiting: 0)
+            tearDown(domain, name, &watched.end)
+            try? FileManager.default.removeItem(atPath: socket)
+            return .failure(.boot("\(watched.end)"))
+        }
+        let statePath = directory + "/guest.save"
+        do {
+            try domain.save(to: statePath)
+            relay.close()
+            try? FileManager.default.removeItem(atPath: socket)
+            let saved = try connection.savedDomainXML(at: statePath)
+            return .success(SavedGuest(name: name, statePath: statePath, xml: saved, consolePath: files.console,
+                                       socketPath: socket, inventory: inventory, seconds: Date().timeIntervalSince(start)))
+        } catch {
+            relay.close(waiting: 0)
+            var end = VMEnd.finished
+            tearDown(domain, name, &end)
+            try? FileManager.default.removeItem(atPath: statePath)
+            return .failure(.save("\(error)"))
+        }
+    }
+
+    /// One scenario on a restored copy of `saved`.
+    func restore(_ saved: SavedGuest, _ req: RunRequest, cancel: Cancellation) -> VMObservation {
+        let start = Date()
+        let runID = (req.directory as NSString).lastPathComponent
+        let plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: req.scenario,
+                                    runID: runID, stepTimeout: req.stepTimeout)
+        let assembler = ObservationAssembler(topology: req.topology.name, kernel: req.kernelLabel,
+                                             iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name, plan: plan)
+        let files = RunFiles(directory: req.directory)
+        var timing = Timing()
+        var stream = RecordStreamParser()
+        var console = FileTail(path: files.console)
+        var records = FileTail(path: files.records)
+        func finish(_ end: VMEnd) -> VMObservation {
+            timing.total = Date().timeIntervalSince(start)
+            _ = console.poll(); stream.feed(records.poll())
+            if case .finished = end {} else { stream.finish() }
+            var obs = assembler.assemble(stream: stream, console: console.text, end: end, timing: timing)
+            obs.consolePath = files.console
+            obs.recordsPath = files.records
+            obs.restoredFrom = saved.statePath
+            console.close(); records.close()
+            return obs
+        }
+        guard !cancel.isCancelled else { return finish(.interrupted) }
+        let socket = Self.socketPath()
+        defer { try? FileManager.default.removeItem(atPath: socket) }
+        let planLine: Data
+        let xml = saved.xml.replacingOccurrences(of: saved.consolePath, with: files.console)
+            .replacingOccurrences(of: saved.socketPath, with: socket)
+        do {
+            try files.prepare()
+            planLine = try JSONEncoder().encode(plan)
+            try planLine.write(to: URL(fileURLWithPath: files.plan))
+            try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+        } catch {
+            return finish(.infrastructure("cannot prepare the run: \(error)"))
+        }
+
+        watch.expect(saved.name)
+        defer { watch.forget(saved.name) }
+        let restored = Date()
+        let domain: LibvirtDomain
+        let relay: ChannelRelay
+        do {
+            domain = try connection.restoreDomain(from: saved.statePath, xml: xml, name: saved.name)
+        } catch {
+            return finish(.infrastructure("libvirt could not restore the saved guest: \(error)"))
+        }
+        do {
+            relay = try ChannelRelay(socketPath: socket, recordsPath: files.records)
+            try relay.send(planLine)
+        } catch {
+            var end = VMEnd.infrastructure("\(error)")
+            tearDown(domain, saved.name, &end)
+            return finish(end)
+        }
+        timing.create = Date().timeIntervalSince(restored)
+        var watched = supervise(saved.name, req: req, cancel: cancel, stream: &stream, console: &console, records: &records)
+        if let f = watched.firstRecordAt {
+            timing.restore = f.timeIntervalSince(restored)
+            timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)
+        }
+        // The restored guest must be the fabric as booted: its agent enumerates it again.
+        if case .finished = watched.end,
+           let again = stream.records.first(where: { $0.type == .inventory })?.inventory, again != saved.inventory {
+            watched.end = .infrastructure("the restored guest's inventory differs from the saved one: \(Self.inventoryDifference(saved.inventory, again))")
+        }
+        let teardown = Date()
+        tearDown(domain, saved.name, &watched.end)
+        relay.close(waiting: 0.5)
+        timing.teardown = Date().timeIntervalSince(teardown)
+        return finish(watched.end)
+    }
+
+    /// A short account of how two inventories differ, for the failure message.
+    static func inventoryDifference(_ a: Inventory, _ b: Inventory) -> String {
+        var parts: [String] = []
+        if a.kernelRelease != b.kernelRelease || a.cmdline != b.cmdline { parts.append("kernel or command line") }
+        if a.groups != b.groups { parts.append("groups") }
+        let fa = Dictionary(a.functions.map { ($0.path, $0) }, uniquingKeysWith: { x, _ in x })
+        for f in b.functions where fa[f.path] != f { parts.append("function \(f.path)") }
+        if a.functions.count != b.functions.count { parts.append("\(a.functions.count) vs \(b.functions.count) functions") }
+        return parts.isEmpty ? "other fields" : parts.prefix(5).joined(separator: ", ")
+    }
+}
+
+/// Why the guest to be saved could not be made; the scenarios then boot one by one.
+public enum SnapshotError: Error, CustomStringConvertible {
+    case prepare(String)
+    case libvirt(String)
+    case boot(String)
+    case save(String)
+
+    public var description: String {
+        switch self {
+        case .prepare(let s): return "cannot prepare the boot: \(s)"
+        case .libvirt(let s): return "libvirt could not start the guest: \(s)"
+        case .boot(let s): return "the guest did not reach the agent's ready state: \(s)"
+        case .save(let s): return "cannot save the guest: \(s)"
+        }
+    }
+}
