@@ -26,6 +26,26 @@ public struct RunRequest: Sendable {
     public var stepGrace: Double = 20
     /// Extra kernel command-line words (tests use them for fault injection).
     public var extraKernelArguments: [String] = []
+    /// How to enter the kernel: the PVH `vmlinux` by default, the bzImage when the image has none.
+    public var boot: BootPath = .pvh
+
+    /// The kernel file this run boots (`boot`, or the fallback the image allows).
+    public var bootKernel: BootKernel { image.bootKernel(boot) }
+
+    /// The domain parameters of this run (`name`, the run's files, the chosen kernel).
+    func domainParameters(name: String, files: RunFiles) -> DomainParameters {
+        let kernel = bootKernel
+        return DomainParameters(name: name, kernelPath: kernel.path, initrdPath: files.initramfs,
+                                kernelCommandLine: kernelCommandLine, consoleLogPath: files.console,
+                                recordsPath: files.records, accelerator: accel, emulator: emulator, boot: kernel.boot)
+    }
+
+    /// What the observation records of the boot.
+    var bootRecord: BootRecord {
+        let k = bootKernel
+        return BootRecord(kernel: k.path, entry: k.boot.rawValue, requested: k.requested.rawValue,
+                          fallback: k.fallback, firmware: DomainXML.firmware)
+    }
 
     public init(topology: Topology, fabric: Fabric, scenario: Scenario?, image: GuestImage, kernelLabel: String,
                 directory: String) {
@@ -91,6 +111,7 @@ public final class GuestRunner: @unchecked Sendable {
             var obs = assembler.assemble(stream: stream, console: console.text, end: end, timing: timing)
             obs.consolePath = files.console
             obs.recordsPath = files.records
+            obs.boot = req.bootRecord
             console.close(); records.close()
             return obs
         }
@@ -103,10 +124,7 @@ public final class GuestRunner: @unchecked Sendable {
             let planData = try JSONEncoder().encode(plan)
             try planData.write(to: URL(fileURLWithPath: files.plan))
             try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
-            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: DomainParameters(
-                name: name, kernelPath: req.image.kernelPath, initrdPath: files.initramfs,
-                kernelCommandLine: req.kernelCommandLine, consoleLogPath: files.console, recordsPath: files.records,
-                accelerator: req.accel, emulator: req.emulator))
+            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: req.domainParameters(name: name, files: files))
             try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
         } catch {
             return finish(.infrastructure("cannot prepare the run: \(error)"))
