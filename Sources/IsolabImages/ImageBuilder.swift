@@ -2,6 +2,8 @@ import Foundation
 
 /// A developer's own kernel: a bzImage and a `make modules_install INSTALL_MOD_PATH=` tree.
 public struct LocalKernel: Sendable {
+    /// `arch/x86/boot/bzImage`, or a bare ELF `vmlinux` with a PVH entry note (`CONFIG_PVH=y`);
+    /// a bzImage's PVH vmlinux is unpacked from it when it has one.
     public var bzImage: String
     /// The INSTALL_MOD_PATH root (with `lib/modules/<release>`), or that release directory itself.
     public var modules: String
