@@ -11,6 +11,10 @@ public struct GuestBoot: Sendable {
     public var extraKernelArguments: [String] = []
     /// Give up (and kill QEMU) after this many seconds.
     public var deadline: TimeInterval = 120
+    /// How to enter the kernel (falls back to the bzImage when the image has no PVH `vmlinux`).
+    public var boot: BootPath = .pvh
+    /// The kernel file `boot` resolves to.
+    public var kernel: BootKernel { image.bootKernel(boot) }
 
     public init(image: GuestImage) { self.image = image }
 
@@ -36,7 +40,7 @@ public struct GuestBoot: Sendable {
         ["qemu-system-x86_64", "-accel", "tcg", "-machine", "q35,kernel-irqchip=split", "-cpu", "max", "-m", "512",
          "-nodefaults", "-display", "none", "-no-reboot", "-serial", "stdio",
          "-device", "intel-iommu,intremap=on",
-         "-kernel", image.kernelPath, "-initrd", image.initramfsPath,
+         "-kernel", kernel.path, "-initrd", image.initramfsPath,
          "-append", (["console=ttyS0", "panic=-1", "no_timer_check", "intel_iommu=on"] + extraKernelArguments).joined(separator: " ")]
     }
 

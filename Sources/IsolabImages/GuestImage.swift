@@ -18,7 +18,8 @@ public struct ImageMetadata: Codable, Equatable, Sendable {
     public var suite: String?
     /// The exact .deb files used: name, version, sha256 (empty for a local kernel).
     public var packages: [DebPackage]
-    /// sha256 of the bzImage (always set; for a local kernel it is the kernel's identity).
+    /// sha256 of the kernel file the image was built from: the bzImage, or a developer's bare
+    /// `vmlinux` (always set; for a local kernel it is the kernel's identity).
     public var kernelSha256: String
     public var kernelRelease: String
     public var kernelVersionString: String
@@ -34,6 +35,46 @@ public struct ImageMetadata: Codable, Equatable, Sendable {
     public var recipeSha256: String
     public var initramfsBytes: Int
     public var createdAt: Date
+    /// The uncompressed ELF `vmlinux` with a PVH entry, beside the bzImage; nil when the kernel
+    /// has none (then `pvhUnavailable` says why and the image boots its bzImage).
+    public var vmlinux: VmlinuxMetadata?
+    /// Why the image has no PVH `vmlinux` (no PVH note, an unsupported payload compression, …).
+    public var pvhUnavailable: String?
+}
+
+/// The image's PVH-bootable `vmlinux`.
+public struct VmlinuxMetadata: Codable, Equatable, Sendable {
+    public var sha256: String
+    public var bytes: Int
+    /// Physical address of the PVH entry (the XEN_ELFNOTE_PHYS32_ENTRY note).
+    public var pvhEntry: UInt64
+    /// The bzImage payload compression it was unpacked from; nil when a developer gave the vmlinux itself.
+    public var compression: PayloadCompression?
+
+    public init(sha256: String, bytes: Int, pvhEntry: UInt64, compression: PayloadCompression?) {
+        self.sha256 = sha256; self.bytes = bytes; self.pvhEntry = pvhEntry; self.compression = compression
+    }
+}
+
+/// How QEMU enters the guest kernel.
+public enum BootPath: String, Codable, Sendable, CaseIterable {
+    /// The uncompressed ELF `vmlinux` at its PVH entry: no decompression under TCG (about half
+    /// the boot time of 5.10 and 6.1, PERF-NOTES.md). The default.
+    case pvh
+    /// The bzImage through the Linux boot protocol (it decompresses itself first).
+    case bzImage = "bzimage"
+}
+
+/// The kernel file a boot uses, and whether it is the one asked for.
+public struct BootKernel: Sendable, Equatable {
+    /// The file for `<os><kernel>` / `-kernel`.
+    public var path: String
+    /// How the guest is entered with it.
+    public var boot: BootPath
+    /// What the caller asked for.
+    public var requested: BootPath
+    /// Why `boot` differs from `requested` (nil when it does not).
+    public var fallback: String?
 }
 
 /// A built guest image: a kernel and an initramfs that boot to `ISOLAB-INIT: ready`.
@@ -42,8 +83,33 @@ public struct GuestImage: Sendable {
     public var directory: String
     public var metadata: ImageMetadata
 
-    /// The kernel to pass to QEMU's `-kernel`.
-    public var kernelPath: String { (directory as NSString).appendingPathComponent("bzImage") }
+    /// The kernel image the image was built from: the bzImage, or a developer's bare `vmlinux`
+    /// when that is all the image has. Boots choose their file with `bootKernel(_:)`.
+    public var kernelPath: String { bzImagePath ?? (directory as NSString).appendingPathComponent("vmlinux") }
+    /// The bzImage; nil for an image built from a developer's bare `vmlinux`.
+    public var bzImagePath: String? {
+        let path = (directory as NSString).appendingPathComponent("bzImage")
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+    /// The uncompressed ELF `vmlinux` with a PVH entry note; nil when the kernel has none.
+    public var vmlinuxPath: String? {
+        metadata.vmlinux == nil ? nil : (directory as NSString).appendingPathComponent("vmlinux")
+    }
+
+    /// The kernel file for a boot by `requested`, falling back to the other path when the image
+    /// lacks it (no PVH `vmlinux`: the bzImage; no bzImage: the developer's `vmlinux`).
+    public func bootKernel(_ requested: BootPath = .pvh) -> BootKernel {
+        switch (requested, vmlinuxPath, bzImagePath) {
+        case (.pvh, let v?, _), (.bzImage, let v?, nil):
+            let why = requested == .pvh ? nil : "the image has no bzImage (built from a bare vmlinux)"
+            return BootKernel(path: v, boot: .pvh, requested: requested, fallback: why)
+        case (.bzImage, _, let b?), (.pvh, nil, let b?):
+            let why = requested == .bzImage ? nil : "no PVH vmlinux: " + (metadata.pvhUnavailable ?? "the image predates PVH extraction")
+            return BootKernel(path: b, boot: .bzImage, requested: requested, fallback: why)
+        case (_, nil, nil):
+            return BootKernel(path: kernelPath, boot: .bzImage, requested: requested, fallback: "the image has no kernel file")
+        }
+    }
     /// The uncompressed newc initramfs for `-initrd`.
     public var initramfsPath: String { (directory as NSString).appendingPathComponent("initramfs.cpio") }
     /// `uname -r` of the kernel.

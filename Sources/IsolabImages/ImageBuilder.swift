@@ -2,6 +2,8 @@ import Foundation
 
 /// A developer's own kernel: a bzImage and a `make modules_install INSTALL_MOD_PATH=` tree.
 public struct LocalKernel: Sendable {
+    /// `arch/x86/boot/bzImage`, or a bare ELF `vmlinux` with a PVH entry note (`CONFIG_PVH=y`);
+    /// a bzImage's PVH vmlinux is unpacked from it when it has one.
     public var bzImage: String
     /// The INSTALL_MOD_PATH root (with `lib/modules/<release>`), or that release directory itself.
     public var modules: String
@@ -64,20 +66,20 @@ public final class ImageBuilder: @unchecked Sendable {
         if let image = cached(key) { return image }
         return try buildLocked(key: key) { work in
             let unpacked = try resolver.unpack(resolved)
-            let bz = try BzImage(path: unpacked.bzImage)
-            return try assemble(key: key, work: work, bzImage: unpacked.bzImage, bzInfo: bz,
+            return try assemble(key: key, work: work, kernel: try KernelFile(path: unpacked.bzImage),
                                 modulesDirectory: unpacked.modulesDirectory, kernelRelease: unpacked.kernelRelease,
                                 agent: agent, kernelID: kernel.id, origin: .debian, suite: kernel.suite,
                                 packages: resolved.packages, generation: kernel.generation)
         }
     }
 
-    /// The image for a developer's kernel. Its key covers the bzImage, the modules shipped
-    /// and the module index, not the whole modules tree.
+    /// The image for a developer's kernel (a bzImage, or a bare ELF `vmlinux` with a PVH entry).
+    /// Its key covers the kernel file, the modules shipped and the module index, not the whole
+    /// modules tree.
     public func build(localKernel: LocalKernel, agent: String? = nil) throws -> GuestImage {
-        let bz = try BzImage(path: localKernel.bzImage)
-        let release = bz.kernelRelease
-        guard let generation = localKernel.generation ?? bz.generation else {
+        let kernel = try KernelFile(path: localKernel.bzImage)
+        let release = kernel.release
+        guard let generation = localKernel.generation ?? BzImage.generation(ofRelease: release) else {
             throw ImagesError.notABzImage(path: localKernel.bzImage,
                                           problem: "release '\(release)' has no major.minor; pass --generation")
         }
@@ -91,13 +93,13 @@ public final class ImageBuilder: @unchecked Sendable {
         }
         let kernelSha = try Hashing.sha256(file: localKernel.bzImage)
         let inputs = try commonInputs(agent: agent) + [
-            "kernel-id: local-\(release)", "generation: \(generation)", "bzimage: \(kernelSha)",
+            "kernel-id: local-\(release)", "generation: \(generation)", "\(kernel.fileName.lowercased()): \(kernelSha)",
             "modules: \(moduleHashes.joined(separator: ","))",
         ]
         let key = Hashing.sha256(inputs.joined(separator: "\n"))
         if let image = cached(key) { return image }
         return try buildLocked(key: key) { work in
-            try assemble(key: key, work: work, bzImage: localKernel.bzImage, bzInfo: bz, modulesDirectory: modulesDir,
+            try assemble(key: key, work: work, kernel: kernel, modulesDirectory: modulesDir,
                          kernelRelease: release, agent: agent, kernelID: "local-\(release)", origin: .local,
                          suite: nil, packages: [], generation: generation)
         }
@@ -149,16 +151,17 @@ public final class ImageBuilder: @unchecked Sendable {
         }
     }
 
-    private func assemble(key: String, work: String, bzImage: String, bzInfo: BzImage, modulesDirectory: String,
+    private func assemble(key: String, work: String, kernel: KernelFile, modulesDirectory: String,
                           kernelRelease: String, agent: String?, kernelID: String, origin: KernelOrigin,
                           suite: String?, packages: [DebPackage], generation: String) throws -> ImageMetadata {
-        guard bzInfo.kernelRelease == kernelRelease else {
-            throw ImagesError.badKernelTree(path: bzImage, problem: "bzImage is \(bzInfo.kernelRelease) but the modules are for \(kernelRelease)")
+        guard kernel.release == kernelRelease else {
+            throw ImagesError.badKernelTree(path: kernel.path, problem: "the kernel is \(kernel.release) but the modules are for \(kernelRelease)")
         }
         log("building initramfs for \(kernelID) (\(kernelRelease))")
         let fm = FileManager.default
-        let kernelCopy = (work as NSString).appendingPathComponent("bzImage")
-        if link(bzImage, kernelCopy) != 0 { try fm.copyItem(atPath: bzImage, toPath: kernelCopy) }
+        let kernelCopy = (work as NSString).appendingPathComponent(kernel.fileName)
+        if link(kernel.path, kernelCopy) != 0 { try fm.copyItem(atPath: kernel.path, toPath: kernelCopy) }
+        let (vmlinux, pvhUnavailable) = try pvhKernel(kernel, copy: kernelCopy, work: work, kernelID: kernelID)
         let index = try ModuleIndex(directory: modulesDirectory)
         let contents = try InitramfsBuilder(recipe: recipe, busybox: try Shell.which(busybox)).build(
             output: (work as NSString).appendingPathComponent("initramfs.cpio"), work: work,
@@ -166,10 +169,64 @@ public final class ImageBuilder: @unchecked Sendable {
         return ImageMetadata(
             key: key, kernelID: kernelID, origin: origin, suite: suite, packages: packages,
             kernelSha256: try Hashing.sha256(file: kernelCopy), kernelRelease: kernelRelease,
-            kernelVersionString: bzInfo.versionString, generation: generation, modules: contents.modules,
+            kernelVersionString: kernel.versionString, generation: generation, modules: contents.modules,
             builtinModules: contents.builtin, absentModules: contents.absent,
             agentSha256: try agent.map { try Hashing.sha256(file: $0) },
             busyboxSha256: try Hashing.sha256(file: try Shell.which(busybox)), recipeSha256: recipe.sha256,
-            initramfsBytes: contents.bytes, createdAt: Date())
+            initramfsBytes: contents.bytes, createdAt: Date(), vmlinux: vmlinux, pvhUnavailable: pvhUnavailable)
+    }
+
+    /// The image's PVH `vmlinux` (`work/vmlinux`): unpacked from the bzImage's payload, or the
+    /// developer's own. A kernel without a PVH entry gets none, with the reason.
+    private func pvhKernel(_ kernel: KernelFile, copy: String, work: String,
+                           kernelID: String) throws -> (VmlinuxMetadata?, String?) {
+        if let elf = kernel.elf {
+            return (VmlinuxMetadata(sha256: try Hashing.sha256(file: copy), bytes: Int(ImageCache.size(copy)),
+                                    pvhEntry: elf.pvhEntry, compression: nil), nil)
+        }
+        let output = (work as NSString).appendingPathComponent("vmlinux")
+        do {
+            let (elf, payload) = try BzImagePayload.extractVmlinux(bzImage: copy, to: output)
+            return (VmlinuxMetadata(sha256: try Hashing.sha256(file: output), bytes: payload.uncompressedSize,
+                                    pvhEntry: elf.pvhEntry, compression: payload.compression), nil)
+        } catch let e as PVHError {
+            log("\(kernelID): no PVH boot, the bzImage is used: \(e)")
+            return (nil, e.description)
+        }
+    }
+}
+
+/// The kernel file a build starts from: a bzImage, or a bare ELF `vmlinux` with a PVH entry.
+struct KernelFile {
+    var path: String
+    /// The version string (`6.1.0-57-amd64 (debian-kernel@…) #1 SMP …`).
+    var versionString: String
+    /// Set for a bare `vmlinux`.
+    var elf: ELFKernel?
+
+    /// The file's name inside the image directory.
+    var fileName: String { elf == nil ? "bzImage" : "vmlinux" }
+    /// `uname -r`: the version string's first word.
+    var release: String { String(versionString.split(separator: " ").first ?? "") }
+
+    init(path: String) throws {
+        self.path = path
+        do {
+            versionString = try BzImage(path: path).versionString
+        } catch let bzError {
+            let head = FileHandle(forReadingAtPath: path).flatMap { try? $0.read(upToCount: 4) } ?? Data()
+            guard head.elementsEqual(ELFKernel.magic.prefix(4)) else { throw bzError }
+            let data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+            let elf: ELFKernel
+            do { elf = try ELFKernel(data: data, path: path, readBanner: true) } catch let e as PVHError {
+                throw ImagesError.notABzImage(path: path, problem: "an ELF vmlinux boots only through a PVH entry, and \(e); "
+                                              + "give arch/x86/boot/bzImage instead")
+            }
+            guard let banner = elf.banner, banner.first?.isNumber == true else {
+                throw ImagesError.notABzImage(path: path, problem: "an ELF vmlinux without a 'Linux version' banner; give arch/x86/boot/bzImage")
+            }
+            versionString = banner
+            self.elf = elf
+        }
     }
 }

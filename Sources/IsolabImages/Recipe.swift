@@ -9,7 +9,8 @@ public struct Recipe: Sendable {
     public let modules: [ModuleRequest]
 
     /// Bumped when the builder's output format changes, so old images are not reused.
-    static let format = "isolab-image-1"
+    /// 2: images carry the PVH `vmlinux` unpacked from the bzImage.
+    static let format = "isolab-image-2"
 
     /// Loads the recipe from a `vm-images` directory.
     public init(directory: String) throws {

@@ -46,6 +46,8 @@ public struct VMObservation: Codable, Equatable, Sendable {
     /// Snapshot mode: the saved guest state this run was restored from (nil: a fresh boot).
     public var restoredFrom: String?
     public var recordsPath: String?
+    /// How the host started the guest kernel (nil in observations written before isolab recorded it).
+    public var boot: BootRecord?
 
     public init(topology: String, kernel: String, iommu: String, scenario: String?, outcome: Outcome,
                 problem: String? = nil, crashLines: [String] = [], consoleTail: [String] = [],
@@ -65,6 +67,28 @@ public struct VMObservation: Codable, Equatable, Sendable {
         self.timing = timing
         self.consolePath = consolePath
         self.recordsPath = recordsPath
+    }
+}
+
+/// How the guest kernel was started, as the host chose it.
+public struct BootRecord: Codable, Equatable, Sendable {
+    /// The kernel file given to QEMU (`…/vmlinux` or `…/bzImage`).
+    public var kernel: String
+    /// `pvh` (the ELF vmlinux entered at its PVH entry) or `bzimage` (the Linux boot protocol).
+    public var entry: String
+    /// The boot path asked for (`--boot`); differs from `entry` after a fallback.
+    public var requested: String
+    /// Why `entry` is not `requested` (nil when it is).
+    public var fallback: String?
+    /// The firmware QEMU ran before the kernel (`seabios`: libvirt's q35 default, no `<loader>`).
+    public var firmware: String
+
+    public init(kernel: String, entry: String, requested: String, fallback: String? = nil, firmware: String) {
+        self.kernel = kernel
+        self.entry = entry
+        self.requested = requested
+        self.fallback = fallback
+        self.firmware = firmware
     }
 }
 

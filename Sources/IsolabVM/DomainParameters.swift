@@ -1,3 +1,4 @@
+import IsolabImages
 import IsolabModel
 
 /// How QEMU executes the guest.
@@ -20,8 +21,12 @@ public enum Accelerator: String, Sendable, CaseIterable {
 public struct DomainParameters: Sendable, Equatable {
     /// The libvirt domain name (unique among running domains of the connection).
     public var name: String
-    /// The guest kernel (`<os><kernel>`): a bzImage, or a PVH-capable `vmlinux`.
+    /// The guest kernel (`<os><kernel>`): a bzImage, or a PVH-capable ELF `vmlinux`
+    /// (`GuestImage.bootKernel(_:)` chooses it).
     public var kernelPath: String
+    /// How `kernelPath` is entered; said in a comment in `<os>` (QEMU tells the two apart by the
+    /// file itself: an ELF with a PVH note is started at that entry). nil: no comment.
+    public var boot: BootPath?
     /// The initramfs (`<os><initrd>`).
     public var initrdPath: String
     /// The kernel command line, used as is (`console=ttyS0`, `intel_iommu=on`, … are the caller's).
@@ -46,9 +51,10 @@ public struct DomainParameters: Sendable, Equatable {
 
     public init(name: String, kernelPath: String, initrdPath: String, kernelCommandLine: String,
                 memoryMiB: Int? = nil, vcpus: Int = 1, consoleLogPath: String, recordsPath: String,
-                accelerator: Accelerator = .tcg, emulator: String? = nil) {
+                accelerator: Accelerator = .tcg, emulator: String? = nil, boot: BootPath? = nil) {
         self.name = name
         self.kernelPath = kernelPath
+        self.boot = boot
         self.initrdPath = initrdPath
         self.kernelCommandLine = kernelCommandLine
         self.memoryMiB = memoryMiB

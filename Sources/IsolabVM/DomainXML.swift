@@ -2,6 +2,7 @@ import Foundation
 #if canImport(FoundationXML)
 import FoundationXML
 #endif
+import IsolabImages
 import IsolabModel
 
 /// Turns a topology into a libvirt domain (q35, TCG by default, no implicit devices):
@@ -9,7 +10,7 @@ import IsolabModel
 ///
 /// ```swift
 /// let xml = try DomainXML.render(topology, parameters: DomainParameters(
-///     name: "isolab-switch-no-acs-1", kernelPath: image.kernelPath, initrdPath: image.initramfsPath,
+///     name: "isolab-switch-no-acs-1", kernelPath: image.bootKernel(.pvh).path, initrdPath: image.initramfsPath,
 ///     kernelCommandLine: "console=ttyS0 intel_iommu=on", consoleLogPath: "…/console.log",
 ///     recordsPath: "…/records.jsonl"))
 /// ```
@@ -20,6 +21,11 @@ public enum DomainXML {
     /// through libvirt: it is created before every other device, so it takes the first free
     /// pcie.0 slot then, whatever the topology declares (see `commandLine`).
     public static let amdVIOMMUSlot = Fabric.amdVIOMMUSlot
+
+    /// The firmware of every domain: no `<loader>`, so libvirt's q35 default, SeaBIOS, which
+    /// hands over to the kernel through QEMU's option ROM (`pvh.bin` for a PVH vmlinux).
+    /// qboot is not faster once the kernel is PVH and numbers PCI buses in reverse (PERF-NOTES.md).
+    public static let firmware = "seabios"
 
     /// The domain XML for `topology`, or `DomainXMLError.unrealizable` with the model's
     /// reasons when QEMU cannot build it as declared.
@@ -45,12 +51,16 @@ public enum DomainXML {
         domain.addChild(element("name", text: p.name))
         domain.addChild(element("memory", ["unit": "MiB"], text: String(p.memoryMiB ?? topology.memoryMiB)))
         domain.addChild(element("vcpu", text: String(p.vcpus)))
-        domain.addChild(element("os", children: [
-            element("type", [("arch", "x86_64"), ("machine", "q35")], text: "hvm"),
-            element("kernel", text: p.kernelPath),
-            element("initrd", text: p.initrdPath),
-            element("cmdline", text: p.kernelCommandLine),
-        ]))
+        let os = element("os", children: [element("type", [("arch", "x86_64"), ("machine", "q35")], text: "hvm")])
+        switch p.boot {
+        case .pvh?: os.addChild(XMLNode.comment(withStringValue: " ELF vmlinux, entered at its PVH entry note; \(firmware) ") as! XMLNode)
+        case .bzImage?: os.addChild(XMLNode.comment(withStringValue: " bzImage, Linux boot protocol; \(firmware) ") as! XMLNode)
+        case nil: break
+        }
+        // The initrd is the image's uncompressed newc cpio: the kernel need not inflate it.
+        for child in [element("kernel", text: p.kernelPath), element("initrd", text: p.initrdPath),
+                      element("cmdline", text: p.kernelCommandLine)] { os.addChild(child) }
+        domain.addChild(os)
         var features = [element("acpi"), element("apic")]
         // Interrupt remapping needs QEMU's own IOAPIC (kernel_irqchip=split under KVM).
         if topology.iommu == .intel || topology.iommu == .amd { features.append(element("ioapic", ["driver": "qemu"])) }

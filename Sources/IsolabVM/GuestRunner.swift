@@ -26,6 +26,26 @@ public struct RunRequest: Sendable {
     public var stepGrace: Double = 20
     /// Extra kernel command-line words (tests use them for fault injection).
     public var extraKernelArguments: [String] = []
+    /// How to enter the kernel: the PVH `vmlinux` by default, the bzImage when the image has none.
+    public var boot: BootPath = .pvh
+
+    /// The kernel file this run boots (`boot`, or the fallback the image allows).
+    public var bootKernel: BootKernel { image.bootKernel(boot) }
+
+    /// The domain parameters of this run (`name`, the run's files, the chosen kernel).
+    func domainParameters(name: String, files: RunFiles) -> DomainParameters {
+        let kernel = bootKernel
+        return DomainParameters(name: name, kernelPath: kernel.path, initrdPath: files.initramfs,
+                                kernelCommandLine: kernelCommandLine, consoleLogPath: files.console,
+                                recordsPath: files.records, accelerator: accel, emulator: emulator, boot: kernel.boot)
+    }
+
+    /// What the observation records of the boot.
+    var bootRecord: BootRecord {
+        let k = bootKernel
+        return BootRecord(kernel: k.path, entry: k.boot.rawValue, requested: k.requested.rawValue,
+                          fallback: k.fallback, firmware: DomainXML.firmware)
+    }
 
     public init(topology: Topology, fabric: Fabric, scenario: Scenario?, image: GuestImage, kernelLabel: String,
                 directory: String) {
@@ -72,28 +92,9 @@ public final class GuestRunner: @unchecked Sendable {
     }
 
     public func run(_ req: RunRequest, cancel: Cancellation = Cancellation()) -> VMObservation {
-        let start = Date()
-        let runID = (req.directory as NSString).lastPathComponent
-        let plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: req.scenario,
-                                    runID: runID, stepTimeout: req.stepTimeout)
-        let assembler = ObservationAssembler(topology: req.topology.name, kernel: req.kernelLabel,
-                                             iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name, plan: plan)
-        let files = RunFiles(directory: req.directory)
-        var timing = Timing()
-        var stream = RecordStreamParser()
-        var console = FileTail(path: files.console)
-        var records = FileTail(path: files.records)
-
-        func finish(_ end: VMEnd) -> VMObservation {
-            timing.total = Date().timeIntervalSince(start)
-            _ = console.poll(); stream.feed(records.poll())
-            if case .finished = end {} else { stream.finish() }
-            var obs = assembler.assemble(stream: stream, console: console.text, end: end, timing: timing)
-            obs.consolePath = files.console
-            obs.recordsPath = files.records
-            console.close(); records.close()
-            return obs
-        }
+        var run = RunBook(req)
+        let plan = run.plan, files = run.files
+        func finish(_ end: VMEnd) -> VMObservation { run.finish(end) }
 
         // Files: plan, initramfs with the plan appended, domain XML.
         let name = Self.domainName(req)
@@ -103,7 +104,7 @@ public final class GuestRunner: @unchecked Sendable {
             let planData = try JSONEncoder().encode(plan)
             try planData.write(to: URL(fileURLWithPath: files.plan))
             try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
-            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: domainParameters(req, name: name, files: files))
+            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: req.domainParameters(name: name, files: files))
             try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
         } catch {
             return finish(.infrastructure("cannot prepare the run: \(error)"))
@@ -120,29 +121,61 @@ public final class GuestRunner: @unchecked Sendable {
             watch.forget(name)
             return finish(.infrastructure("libvirt could not start the guest: \(error)"))
         }
-        timing.create = Date().timeIntervalSince(created)
+        run.timing.create = Date().timeIntervalSince(created)
         defer { watch.forget(name) }
 
         // Watch.
         let running = Date()
-        var watched = supervise(name, req: req, cancel: cancel, stream: &stream, console: &console, records: &records)
-        if let f = watched.firstRecordAt { timing.boot = f.timeIntervalSince(running) }
-        if let f = watched.firstRecordAt { timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f) }
+        var watched = supervise(name, req: req, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
+        if let f = watched.firstRecordAt { run.timing.boot = f.timeIntervalSince(running) }
+        if let f = watched.firstRecordAt { run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f) }
 
         // Tear down.
         let teardown = Date()
         tearDown(domain, name, &watched.end)
-        timing.teardown = Date().timeIntervalSince(teardown)
+        run.timing.teardown = Date().timeIntervalSince(teardown)
         return finish(watched.end)
     }
 }
 
-extension GuestRunner {
-    /// The domain parameters of a run of `req` whose files are `files`.
-    func domainParameters(_ req: RunRequest, name: String, files: RunFiles) -> DomainParameters {
-        DomainParameters(name: name, kernelPath: req.image.kernelPath, initrdPath: files.initramfs,
-                         kernelCommandLine: req.kernelCommandLine, consoleLogPath: files.console, recordsPath: files.records,
-                         accelerator: req.accel, emulator: req.emulator)
+/// The bookkeeping of one run: its plan and files, the record stream and console as read so
+/// far, the timing, and how they become the observation.
+struct RunBook {
+    let request: RunRequest
+    let start = Date()
+    let plan: GuestPlan
+    let assembler: ObservationAssembler
+    let files: RunFiles
+    var timing = Timing()
+    var stream = RecordStreamParser()
+    var console: FileTail
+    var records: FileTail
+    /// Snapshot mode: the state file this run was restored from.
+    var restoredFrom: String?
+
+    init(_ req: RunRequest) {
+        request = req
+        plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: req.scenario,
+                                runID: (req.directory as NSString).lastPathComponent, stepTimeout: req.stepTimeout)
+        assembler = ObservationAssembler(topology: req.topology.name, kernel: req.kernelLabel,
+                                         iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name, plan: plan)
+        files = RunFiles(directory: req.directory)
+        console = FileTail(path: files.console)
+        records = FileTail(path: files.records)
+    }
+
+    /// Reads what is left, assembles the observation and closes the files.
+    mutating func finish(_ end: VMEnd) -> VMObservation {
+        timing.total = Date().timeIntervalSince(start)
+        _ = console.poll(); stream.feed(records.poll())
+        if case .finished = end {} else { stream.finish() }
+        var obs = assembler.assemble(stream: stream, console: console.text, end: end, timing: timing)
+        obs.consolePath = files.console
+        obs.recordsPath = files.records
+        obs.boot = request.bootRecord
+        obs.restoredFrom = restoredFrom
+        console.close(); records.close()
+        return obs
     }
 }
 

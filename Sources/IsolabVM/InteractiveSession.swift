@@ -32,9 +32,7 @@ public struct InteractiveSession {
         let planData = try JSONEncoder().encode(plan)
         try planData.write(to: URL(fileURLWithPath: files.plan))
         try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
-        var parameters = DomainParameters(name: name, kernelPath: req.image.kernelPath, initrdPath: files.initramfs,
-                                          kernelCommandLine: req.kernelCommandLine, consoleLogPath: files.console,
-                                          recordsPath: files.records, accelerator: req.accel, emulator: req.emulator)
+        var parameters = req.domainParameters(name: name, files: files)
         parameters.consoleSocketPath = socketPath
         let xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
         try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
@@ -93,6 +91,7 @@ public struct InteractiveSession {
             .assemble(stream: stream, console: console, end: .finished, timing: Timing())
         obs.consolePath = files.console
         obs.recordsPath = files.records
+        obs.boot = req.bootRecord
         return obs
     }
 

@@ -81,7 +81,7 @@ extension GuestRunner {
             let planData = try JSONEncoder().encode(plan)
             try planData.write(to: URL(fileURLWithPath: files.plan))
             try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
-            var parameters = domainParameters(req, name: name, files: files)
+            var parameters = req.domainParameters(name: name, files: files)
             parameters.channelSocketPath = socket
             xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
             try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
@@ -136,28 +136,10 @@ extension GuestRunner {
 
     /// One scenario on a restored copy of `saved`.
     func restore(_ saved: SavedGuest, _ req: RunRequest, cancel: Cancellation) -> VMObservation {
-        let start = Date()
-        let runID = (req.directory as NSString).lastPathComponent
-        let plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: req.scenario,
-                                    runID: runID, stepTimeout: req.stepTimeout)
-        let assembler = ObservationAssembler(topology: req.topology.name, kernel: req.kernelLabel,
-                                             iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name, plan: plan)
-        let files = RunFiles(directory: req.directory)
-        var timing = Timing()
-        var stream = RecordStreamParser()
-        var console = FileTail(path: files.console)
-        var records = FileTail(path: files.records)
-        func finish(_ end: VMEnd) -> VMObservation {
-            timing.total = Date().timeIntervalSince(start)
-            _ = console.poll(); stream.feed(records.poll())
-            if case .finished = end {} else { stream.finish() }
-            var obs = assembler.assemble(stream: stream, console: console.text, end: end, timing: timing)
-            obs.consolePath = files.console
-            obs.recordsPath = files.records
-            obs.restoredFrom = saved.statePath
-            console.close(); records.close()
-            return obs
-        }
+        var run = RunBook(req)
+        run.restoredFrom = saved.statePath
+        let plan = run.plan, files = run.files
+        func finish(_ end: VMEnd) -> VMObservation { run.finish(end) }
         guard !cancel.isCancelled else { return finish(.interrupted) }
         let socket = Self.socketPath()
         defer { try? FileManager.default.removeItem(atPath: socket) }
@@ -191,21 +173,21 @@ extension GuestRunner {
             tearDown(domain, saved.name, &end)
             return finish(end)
         }
-        timing.create = Date().timeIntervalSince(restored)
-        var watched = supervise(saved.name, req: req, cancel: cancel, stream: &stream, console: &console, records: &records)
+        run.timing.create = Date().timeIntervalSince(restored)
+        var watched = supervise(saved.name, req: req, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
         if let f = watched.firstRecordAt {
-            timing.restore = f.timeIntervalSince(restored)
-            timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)
+            run.timing.restore = f.timeIntervalSince(restored)
+            run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)
         }
         // The restored guest must be the fabric as booted: its agent enumerates it again.
         if case .finished = watched.end,
-           let again = stream.records.first(where: { $0.type == .inventory })?.inventory, again != saved.inventory {
+           let again = run.stream.records.first(where: { $0.type == .inventory })?.inventory, again != saved.inventory {
             watched.end = .infrastructure("the restored guest's inventory differs from the saved one: \(Self.inventoryDifference(saved.inventory, again))")
         }
         let teardown = Date()
         tearDown(domain, saved.name, &watched.end)
         relay.close(waiting: 0.5)
-        timing.teardown = Date().timeIntervalSince(teardown)
+        run.timing.teardown = Date().timeIntervalSince(teardown)
         return finish(watched.end)
     }
 

@@ -2,7 +2,7 @@ import Foundation
 import IsolabImages
 
 /// `isolab-bench images`: cold build per kernel, warm build of all, initramfs sizes, and
-/// boot-to-marker per kernel under TCG QEMU.
+/// boot-to-marker per kernel under TCG QEMU, PVH and bzImage side by side (`BootPathBench`).
 enum ImagesBench {
     static func run() {
         do { try measure() } catch {
@@ -69,17 +69,6 @@ enum ImagesBench {
             print("initramfs \(k.id):\t\(m.initramfsBytes / 1024) KiB\t\(m.modules.count) modules\t\(m.kernelRelease)")
         }
 
-        print("== boot to ready marker (raw QEMU, TCG, q35 + intel-iommu, -m 512; median of 3)")
-        for k in catalog.kernels {
-            var marks: [Double] = [], totals: [Double] = []
-            for _ in 0..<3 {
-                let r = try GuestBoot(image: images[k.id]!).run()
-                guard let s = r.secondsToMarker else { print("boot \(k.id):\tno marker; tail:\n\(r.tail(10))"); break }
-                marks.append(s); totals.append(r.secondsTotal)
-            }
-            if !marks.isEmpty {
-                print("boot \(k.id):\tmarker \(f(median(marks))) s\tpoweroff \(f(median(totals))) s\t(runs: \(marks.map(f).joined(separator: ", ")))")
-            }
-        }
+        try BootPathBench.compare(catalog.kernels.map { ($0.id, images[$0.id]!) })
     }
 }

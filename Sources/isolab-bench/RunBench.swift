@@ -12,13 +12,18 @@ import IsolabVM
 /// by side. Goal: ≤ 1.15×.
 enum RunBench {
     static func run(_ args: [String]) {
-        do { try measure(fabric: args.first ?? "switch-no-acs", kernel: args.dropFirst().first ?? "6.1") } catch {
+        let boot = args.count > 2 ? BootPath(rawValue: args[2]) : .pvh
+        guard let boot else {
+            FileHandle.standardError.write(Data("isolab-bench run: boot path '\(args[2])' (accepted: pvh, bzimage)\n".utf8))
+            exit(2)
+        }
+        do { try measure(fabric: args.first ?? "switch-no-acs", kernel: args.dropFirst().first ?? "6.1", boot: boot) } catch {
             FileHandle.standardError.write(Data("isolab-bench run: \(error)\n".utf8))
             exit(1)
         }
     }
 
-    static func measure(fabric: String, kernel: String, rounds: Int = 5) throws {
+    static func measure(fabric: String, kernel: String, boot: BootPath, rounds: Int = 5) throws {
         let recipe = try Recipe(directory: Recipe.locate())
         let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: recipe)
         let image = try builder.build(kernel: try builder.catalog.kernel(id: kernel), agent: try AgentBinary.locate())
@@ -32,8 +37,9 @@ enum RunBench {
         var isolab: [Double] = [], raw: [Double] = [], stages: [Timing] = []
         for round in 0..<rounds {
             // isolab: create → records → done → domain gone.
-            let req = RunRequest(topology: topology, fabric: Fabric(topology), scenario: nil, image: image,
+            var req = RunRequest(topology: topology, fabric: Fabric(topology), scenario: nil, image: image,
                                  kernelLabel: kernel, directory: "\(scratch)/isolab-\(round)")
+            req.boot = boot
             let start = Date()
             let obs = runner.run(req)
             isolab.append(Date().timeIntervalSince(start))
@@ -49,7 +55,7 @@ enum RunBench {
             let plan = PlanBuilder.plan(topology: topology, fabric: same.fabric, scenario: nil, runID: "raw", stepTimeout: 20)
             try image.initramfs(appending: ["isolab/plan.json": try JSONEncoder().encode(plan)], to: files.initramfs)
             let xml = try DomainXML.render(topology, fabric: same.fabric, parameters: DomainParameters(
-                name: "isolab-bench-raw", kernelPath: image.kernelPath, initrdPath: files.initramfs,
+                name: "isolab-bench-raw", kernelPath: req.bootKernel.path, initrdPath: files.initramfs,
                 kernelCommandLine: same.kernelCommandLine, consoleLogPath: files.console, recordsPath: files.records))
             let argv = try connection.domainXMLToNative(xml)
             let command = rawCommand(argv)
@@ -71,7 +77,7 @@ enum RunBench {
         }
         func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
         func f(_ x: Double) -> String { String(format: "%.2f", x) }
-        print("isolab-bench run: \(fabric) on \(kernel) (\(image.kernelRelease)), TCG, \(rounds) rounds paired")
+        print("isolab-bench run: \(fabric) on \(kernel) (\(image.kernelRelease)), TCG, boot \(image.bootKernel(boot).boot.rawValue), \(rounds) rounds paired")
         print("  raw qemu-system-x86_64 (libvirt's command line), boot → agent done → exit: median \(f(median(raw))) s  [\(raw.map(f).joined(separator: " "))]")
         print("  isolab (embedded libvirt), create → records → domain gone:          median \(f(median(isolab))) s  [\(isolab.map(f).joined(separator: " "))]")
         print("  ratio isolab / raw: \(f(median(isolab) / median(raw)))×  (goal ≤ 1.15×)")

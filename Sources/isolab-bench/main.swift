@@ -1,7 +1,8 @@
 // isolab-bench: benchmarks that print figures; they never pass or fail on time.
 //   isolab-bench predict   model speed on generated fabrics (PredictBench.swift)
 //   isolab-bench images    guest image build and boot figures (ImagesBench.swift)
-//   isolab-bench run [FABRIC [KERNEL]]   isolab vs raw QEMU for one fabric (RunBench.swift)
+//   isolab-bench boot [KERNEL…]   PVH vs bzImage boot per kernel, raw QEMU (BootPathBench.swift)
+//   isolab-bench run [FABRIC [KERNEL [pvh|bzimage]]]   isolab vs raw QEMU for one fabric (RunBench.swift)
 //   isolab-bench matrix [MATRIX_FILE [OPTIONS…]]   a whole `isolab matrix`: wall, VMs, stages (MatrixBench.swift)
 import Foundation
 
@@ -10,11 +11,13 @@ case "predict":
     PredictBench.run()
 case "images":
     ImagesBench.run()
+case "boot":
+    BootPathBench.run(Array(CommandLine.arguments.dropFirst(2)))
 case "run":
     RunBench.run(Array(CommandLine.arguments.dropFirst(2)))
 case "matrix":
     MatrixBench.run(Array(CommandLine.arguments.dropFirst(2)))
 default:
-    FileHandle.standardError.write(Data("usage: isolab-bench predict | images | run [FABRIC [KERNEL]] | matrix [MATRIX_FILE [ISOLAB MATRIX OPTIONS…]]\n".utf8))
+    FileHandle.standardError.write(Data("usage: isolab-bench predict | images | boot [KERNEL…] | run [FABRIC [KERNEL [pvh|bzimage]]] | matrix [MATRIX_FILE [ISOLAB MATRIX OPTIONS…]]\n".utf8))
     exit(2)
 }

@@ -55,6 +55,14 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(k.err.contains("unknown kernel 'bogus'"), k.err)
     }
 
+    func testUnknownBootPathExitsTwoNamingTheAcceptedOnes() throws {
+        for cmd in [["run", "topologies/switch-no-acs.yaml"], ["matrix", "ci/matrix.yaml"]] {
+            let r = try isolab(cmd + ["--boot", "uefi"])
+            XCTAssertEqual(r.status, 2, cmd.joined(separator: " "))
+            XCTAssertEqual(r.err, "isolab: --boot: unknown boot path 'uefi' (accepted: pvh, bzimage)\n")
+        }
+    }
+
     func testPredictJSONHasGroupsWithNullNodesForChipsetPerKernel() throws {
         let r = try isolab(["predict", "topologies/switch-no-acs.yaml", "--kernel", "all", "--format", "json"])
         XCTAssertEqual(r.status, 0, r.err)

@@ -74,14 +74,18 @@ enum BootSupport {
         return scheduler.run(requests)
     }
 
-    /// QEMU processes still running whose command line names an isolab domain.
-    static func leftoverQEMU() -> [String] {
+    /// QEMU processes still running whose command line names an isolab domain (and, when
+    /// `requests` is given, one of their run directories: other test processes on this machine
+    /// may have guests of their own up).
+    static func leftoverQEMU(of requests: [RunRequest]? = nil) -> [String] {
         let fm = FileManager.default
         var found: [String] = []
         for pid in (try? fm.contentsOfDirectory(atPath: "/proc")) ?? [] where Int(pid) != nil {
             guard let raw = fm.contents(atPath: "/proc/\(pid)/cmdline") else { continue }
             let cmd = String(decoding: raw, as: UTF8.self).replacingOccurrences(of: "\0", with: " ")
-            if cmd.contains("qemu-system"), cmd.contains("guest=isolab-") { found.append("\(pid): \(cmd.prefix(160))") }
+            guard cmd.contains("qemu-system"), cmd.contains("guest=isolab-") else { continue }
+            if let requests, !requests.contains(where: { cmd.contains($0.directory + "/") }) { continue }
+            found.append("\(pid): \(cmd.prefix(160))")
         }
         return found
     }

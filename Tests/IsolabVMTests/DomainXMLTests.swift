@@ -11,9 +11,9 @@ import XCTest
 final class DomainXMLGoldenTests: XCTestCase {
     static func parameters(_ topology: Topology) -> DomainParameters {
         DomainParameters(name: "isolab-\(topology.name)-\(topology.iommu.rawValue)",
-                         kernelPath: "/isolab/image/bzImage", initrdPath: "/isolab/image/initramfs.cpio",
+                         kernelPath: "/isolab/image/vmlinux", initrdPath: "/isolab/image/initramfs.cpio",
                          kernelCommandLine: "console=ttyS0 panic=-1", consoleLogPath: "/isolab/run/console.log",
-                         recordsPath: "/isolab/run/records.jsonl")
+                         recordsPath: "/isolab/run/records.jsonl", boot: .pvh)
     }
 
     /// Each catalog topology under each vIOMMU model.
@@ -95,6 +95,16 @@ final class DomainXMLContentTests: XCTestCase {
         XCTAssertTrue(xml.contains(#"<controller type="usb" model="none"/>"#))
         XCTAssertTrue(xml.contains(#"<memballoon model="none"/>"#))
         for absent in ["<interface", "<video", "<graphics", "<disk", "<sound"] { XCTAssertFalse(xml.contains(absent), absent) }
+    }
+
+    func testBzImageBootOnlyChangesTheKernelFileAndItsComment() throws {
+        let pvh = try render("switch-no-acs")
+        XCTAssertTrue(pvh.contains("<kernel>/isolab/image/vmlinux</kernel>"), pvh)
+        XCTAssertTrue(pvh.contains("<!-- ELF vmlinux, entered at its PVH entry note; seabios -->"), pvh)
+        let bz = try render("switch-no-acs") { $0.kernelPath = "/isolab/image/bzImage"; $0.boot = .bzImage }
+        XCTAssertEqual(bz, pvh.replacingOccurrences(of: "/isolab/image/vmlinux", with: "/isolab/image/bzImage")
+            .replacingOccurrences(of: "ELF vmlinux, entered at its PVH entry note", with: "bzImage, Linux boot protocol"))
+        for firmware in ["<loader", "<nvram", "<bios"] { XCTAssertFalse(pvh.contains(firmware), firmware) }
     }
 
     func testKVMOnlyChangesTheDomainType() throws {

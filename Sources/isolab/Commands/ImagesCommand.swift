@@ -36,7 +36,9 @@ struct ImagesCommand: ParsableCommand {
             discussion: """
             The newest version in each kernel's suite is resolved once and remembered; \
             --refresh asks the archive again. A developer's kernel is built with \
-            --kernel-image PATH/bzImage --modules INSTALL_MOD_PATH.
+            --kernel-image PATH/bzImage --modules INSTALL_MOD_PATH (or a bare vmlinux with a \
+            PVH entry note). Each image keeps the uncompressed PVH vmlinux beside the bzImage \
+            when the kernel has one (the default boot path of run and matrix).
             """)
         @OptionGroup var common: Common
         @Option(name: .customLong("kernel"), help: "Catalog kernel id (repeatable).")
@@ -45,7 +47,7 @@ struct ImagesCommand: ParsableCommand {
         var agent: String?
         @Flag(help: "Resolve the newest package versions again (runs apt-get update).")
         var refresh = false
-        @Option(help: "A developer's bzImage (instead of catalog kernels).")
+        @Option(help: "A developer's bzImage, or ELF vmlinux with a PVH entry note (instead of catalog kernels).")
         var kernelImage: String?
         @Option(help: "The INSTALL_MOD_PATH tree of `make modules_install` for --kernel-image.")
         var modules: String?
@@ -135,17 +137,19 @@ private func printImages(_ images: [GuestImage], format: ImagesCommand.Format) t
     case .json:
         struct Row: Encodable {
             var directory, kernelPath, initramfsPath: String
+            var bzImagePath, vmlinuxPath: String?
             var metadata: ImageMetadata
         }
         let e = JSONCoding.encoder
-        let rows = images.map { Row(directory: $0.directory, kernelPath: $0.kernelPath, initramfsPath: $0.initramfsPath, metadata: $0.metadata) }
+        let rows = images.map { Row(directory: $0.directory, kernelPath: $0.kernelPath, initramfsPath: $0.initramfsPath,
+                                    bzImagePath: $0.bzImagePath, vmlinuxPath: $0.vmlinuxPath, metadata: $0.metadata) }
         print(String(decoding: try e.encode(rows), as: UTF8.self))
     case .text:
         for image in images {
             let m = image.metadata
             let version = m.packages.first.map { "\($0.name) \($0.version)" } ?? "local kernel"
             print("\(m.kernelID)\t\(m.kernelRelease)\tgen \(m.generation)\t\(m.key.prefix(12))\t"
-                  + "initramfs \(m.initramfsBytes / 1024) KiB\t\(version)\t\(image.directory)")
+                  + "initramfs \(m.initramfsBytes / 1024) KiB\t\(m.vmlinux == nil ? "bzImage only" : "pvh")\t\(version)\t\(image.directory)")
         }
     }
 }

@@ -36,10 +36,12 @@ struct MatrixCommand: ParsableCommand {
     var output: String = "reports"
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
     var noSnapshot = false
+    @OptionGroup var bootOptions: BootOptions
 
     func run() throws {
         var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?)!
-        try reportingInputErrors { plan = try validated() }
+        var boot = BootPath.pvh
+        try reportingInputErrors { plan = try validated(); boot = try bootOptions.resolve() }
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
         let cells = plan.cells.enumerated().filter { $0.offset % plan.shard.1 == plan.shard.0 - 1 }.map(\.element)
         log("matrix \(file): \(plan.cells.count) cells, shard \(plan.shard.0)/\(plan.shard.1) runs \(cells.count)")
@@ -60,8 +62,10 @@ struct MatrixCommand: ParsableCommand {
                 let scenarios: [Scenario?] = cell.topology.scenarios.isEmpty ? [nil] : cell.topology.scenarios
                 for s in scenarios {
                     let dir = RunsDirectory.new(in: runsRoot, label: [cell.topology.name, cell.kernel, s?.name ?? "inventory"].joined(separator: "-"))
-                    requests.append(RunRequest(topology: cell.topology, fabric: Fabric(cell.topology), scenario: s,
-                                               image: images[cell.kernel]!, kernelLabel: cell.kernel, directory: dir))
+                    var r = RunRequest(topology: cell.topology, fabric: Fabric(cell.topology), scenario: s,
+                                       image: images[cell.kernel]!, kernelLabel: cell.kernel, directory: dir)
+                    r.boot = boot
+                    requests.append(r)
                     owner.append(ci)
                 }
             }
@@ -70,6 +74,7 @@ struct MatrixCommand: ParsableCommand {
             log(String(describing: error))
             throw ExitCode(3)
         }
+        BootOptions.noteFallbacks(images, boot: boot, log: log)
 
         let connections: [LibvirtConnection]
         do {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IsolabImages
 import IsolabModel
 import IsolabTopology
 
@@ -22,6 +23,28 @@ struct KernelOptions: ParsableArguments {
                 throw InputError("--kernel: unknown kernel '\(id)' (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), all, or a version such as 6.8.0)")
             }
             return (id, g)
+        }
+    }
+}
+
+/// `--boot`, defined once (`run`, `matrix`).
+struct BootOptions: ParsableArguments {
+    @Option(help: "Kernel entry: pvh (the uncompressed vmlinux at its PVH entry; the bzImage when the kernel has no PVH note) or bzimage.")
+    var boot: String = "pvh"
+
+    /// The boot path asked for; bad input is an `InputError`.
+    func resolve() throws -> BootPath {
+        guard let path = BootPath(rawValue: boot) else {
+            throw InputError("--boot: unknown boot path '\(boot)' (accepted: \(BootPath.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return path
+    }
+
+    /// Logs, once per kernel, that its image falls back from the requested boot path.
+    static func noteFallbacks(_ images: [String: GuestImage], boot: BootPath, log: (String) -> Void) {
+        for (label, image) in images.sorted(by: { $0.key < $1.key }) {
+            let k = image.bootKernel(boot)
+            if let why = k.fallback { log("kernel \(label): booting \(k.boot.rawValue) instead of \(boot.rawValue): \(why)") }
         }
     }
 }

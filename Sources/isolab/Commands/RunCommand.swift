@@ -37,6 +37,7 @@ struct RunCommand: ParsableCommand {
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "CPU emulation: tcg; kvm (a probe boot must prove it works, else exit 3); auto (kvm if the probe works, else tcg).")
     var accel: String = "tcg"
+    @OptionGroup var bootOptions: BootOptions
     @Option(help: "Seconds from guest start to the agent's first record before the guest counts as hung.")
     var bootDeadline: Double = 150
     @Option(help: "Seconds one step may take in the guest.")
@@ -52,7 +53,8 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)])!
-        try reportingInputErrors { inputs = try validatedInputs() }
+        var boot = BootPath.pvh
+        try reportingInputErrors { inputs = try validatedInputs(); boot = try bootOptions.resolve() }
         let kernels = inputs.kernels
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
         var topologies: [Topology] = []
@@ -86,6 +88,7 @@ struct RunCommand: ParsableCommand {
                     r.bootDeadline = bootDeadline
                     r.stepTimeout = stepTimeout
                     r.extraKernelArguments = kernelArgs
+                    r.boot = boot
                     requests.append(r)
                 }
                 }
@@ -94,6 +97,7 @@ struct RunCommand: ParsableCommand {
             log(String(describing: error))
             throw ExitCode(3)
         }
+        BootOptions.noteFallbacks(images, boot: boot, log: log)
 
         let connection: LibvirtConnection
         do {

@@ -92,6 +92,7 @@ struct RunReport {
             out += entry.kernelRelease.map { " (\($0))" } ?? ""
             out += ", iommu \(entry.iommu)"
             out += entry.observed.inventory.map { ", guest IOMMU \($0.iommu ?? "none")" } ?? ""
+            out += entry.observed.scenarios.first?.boot.map { ", boot \($0.entry) (\($0.firmware))" } ?? ""
             out += "\n"
             if entry.observed.inventory != nil {
                 out += "  groups observed:\n"
