@@ -24,6 +24,9 @@ public struct RunRequest: Sendable {
     public var stepTimeout: Double = 20
     /// Seconds the host waits for a step's record after its `step-start` (beyond `stepTimeout`).
     public var stepGrace: Double = 20
+    /// Seconds the guest may take to power off after the agent's `done` before it is destroyed
+    /// (everything the run observes is in by then; a restored 5.10 guest takes 5 s to reset).
+    public var afterDoneGrace: Double = 1
     /// Extra kernel command-line words (tests use them for fault injection).
     public var extraKernelArguments: [String] = []
     /// How to enter the kernel: the PVH `vmlinux` by default, the bzImage when the image has none.
@@ -225,7 +228,7 @@ extension GuestRunner {
                 end = .infrastructure(stream.error!.description)
             } else if cancel.isCancelled {
                 end = .interrupted
-            } else if let d = goalAt, now.timeIntervalSince(d) > 15 {
+            } else if let d = goalAt, now.timeIntervalSince(d) > req.afterDoneGrace {
                 end = .finished   // the agent is done; the poweroff is late: destroy it
             } else if firstRecordAt == nil, now.timeIntervalSince(running) > req.bootDeadline {
                 end = .deadline("no agent record \(Int(req.bootDeadline)) s after the guest started")

@@ -32,7 +32,7 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     public func run(_ requests: [RunRequest]) -> [VMObservation] {
-        let units = snapshots ? Self.units(requests, jobs: jobs) : requests.indices.map { [$0] }
+        let units = snapshots ? Self.units(requests.map(UnitKey.init), jobs: jobs) : requests.indices.map { [$0] }
         let state = QueueState(count: requests.count)
         let group = DispatchGroup()
         for _ in 0..<min(jobs, units.count) {
@@ -75,13 +75,14 @@ public final class Scheduler: @unchecked Sendable {
         return state.results.map { $0! }
     }
 
-    /// What one saved boot can serve: the same topology (and vIOMMU), kernel, image,
-    /// accelerator, emulator and extra kernel arguments.
+    /// What one saved boot can serve: the same topology (and vIOMMU), kernel, image, boot
+    /// path, accelerator, emulator and extra kernel arguments.
     struct UnitKey: Hashable {
         var topology: String
         var iommu: String
         var kernel: String
         var image: String
+        var boot: String
         var accel: String
         var emulator: String?
         var kernelArguments: [String]
@@ -91,20 +92,20 @@ public final class Scheduler: @unchecked Sendable {
             iommu = r.topology.iommu.rawValue
             kernel = r.kernelLabel
             image = r.image.directory
+            boot = r.boot.rawValue
             accel = r.accel.rawValue
             emulator = r.emulator
             kernelArguments = r.extraKernelArguments
         }
     }
 
-    /// Request indices grouped into units run from one saved boot each, largest first (the
+    /// Request indices grouped by their unit key into units run from one saved boot each, largest first (the
     /// longest guests start first); while there are fewer units than `jobs`, the largest is
     /// halved so every core has a guest. A unit of one is booted, not saved.
-    static func units(_ requests: [RunRequest], jobs: Int) -> [[Int]] {
-        var order: [UnitKey] = []
-        var byKey: [UnitKey: [Int]] = [:]
-        for (i, r) in requests.enumerated() {
-            let key = UnitKey(r)
+    static func units<Key: Hashable>(_ keys: [Key], jobs: Int) -> [[Int]] {
+        var order: [Key] = []
+        var byKey: [Key: [Int]] = [:]
+        for (i, key) in keys.enumerated() {
             if byKey[key] == nil { order.append(key) }
             byKey[key, default: []].append(i)
         }

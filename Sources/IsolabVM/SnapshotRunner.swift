@@ -20,7 +20,7 @@ extension GuestRunner {
                                 starting: (Int) -> Void = { _ in },
                                 finished: (Int, VMObservation) -> Void = { _, _ in }) {
         guard let base = requests.first else { return }
-        let bootDirectory = base.directory + "-snapshot"
+        let bootDirectory = base.directory + "/snapshot"
         let snapshot: SavedGuest
         switch bootSnapshot(base, directory: bootDirectory, cancel: cancel) {
         case .success(let saved):
@@ -174,7 +174,11 @@ extension GuestRunner {
             return finish(end)
         }
         run.timing.create = Date().timeIntervalSince(restored)
-        var watched = supervise(saved.name, req: req, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
+        // A restored guest's poweroff is slow (5.10 falls back to its 5 s reset) and shows nothing
+        // the run needs: everything is in with `done`, so destroy it right after.
+        var quick = req
+        quick.afterDoneGrace = min(req.afterDoneGrace, 0.2)
+        var watched = supervise(saved.name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
         if let f = watched.firstRecordAt {
             run.timing.restore = f.timeIntervalSince(restored)
             run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)

@@ -35,12 +35,13 @@ enum CLISupport {
         p.standardError = err
         try p.run()
         // Drain stderr on its own thread so a chatty run cannot fill the pipe and stall.
-        var e = Data()
+        final class Box: @unchecked Sendable { var data = Data() }
+        let e = Box()
         let drained = DispatchSemaphore(value: 0)
-        Thread.detachNewThread { e = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
+        Thread.detachNewThread { e.data = err.fileHandleForReading.readDataToEndOfFile(); drained.signal() }
         let o = out.fileHandleForReading.readDataToEndOfFile()
         drained.wait()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e.data, as: UTF8.self))
     }
 }

@@ -65,9 +65,12 @@ enum BootSupport {
         return r
     }
 
-    /// Runs the requests two at a time and prints one line per VM.
-    static func run(_ requests: [RunRequest], jobs: Int = 2, cancellation: Cancellation = Cancellation()) throws -> [VMObservation] {
+    /// Runs the requests two at a time (fabrics with several scenarios from one saved boot
+    /// unless `snapshots` is false) and prints one line per VM.
+    static func run(_ requests: [RunRequest], jobs: Int = 2, snapshots: Bool = true,
+                    cancellation: Cancellation = Cancellation()) throws -> [VMObservation] {
         let scheduler = Scheduler(runner: try runner(), jobs: jobs, cancellation: cancellation)
+        scheduler.snapshots = snapshots
         scheduler.onFinish = { _, o in
             print("vm \(o.topology) \(o.kernel) \(o.scenario ?? "inventory"): \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s (boot \(String(format: "%.1f", o.timing.boot)) s)" + (o.problem.map { ": \($0)" } ?? ""))
         }

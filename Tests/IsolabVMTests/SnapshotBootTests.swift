@@ -1,0 +1,71 @@
+import Foundation
+import IsolabModel
+import IsolabProtocol
+import IsolabVM
+import XCTest
+
+/// Snapshot mode is only worth having if it is honest: every scenario restored from one saved
+/// boot of its fabric must show the kernel doing what a fresh boot of it shows.
+final class SnapshotBootTests: XCTestCase {
+    /// The fabrics of the catalog with more than one scenario: ownership sequences (with the
+    /// 5.10 BUG), alias DMA behind a PCIe-to-PCI bridge, and DMA between ACS root ports.
+    static let fabrics = ["multifunction-e1000e-edu", "pcie-pci-bridge-aliases", "rootports-acs"]
+
+    func requests(_ kernel: String) throws -> [RunRequest] {
+        try Self.fabrics.flatMap { name -> [RunRequest] in
+            let topology = try BootSupport.topology(name)
+            return try topology.scenarios.map { try BootSupport.request(topology, kernel: kernel, scenario: $0) }
+        }
+    }
+
+    func assertRestoredScenariosObserveWhatFreshBootsDo(kernel: String) throws {
+        let restored = try requests(kernel), fresh = try requests(kernel)
+        let fromSnapshot = try BootSupport.run(restored)
+        let booted = try BootSupport.run(fresh, snapshots: false)
+        XCTAssertEqual(BootSupport.leftoverQEMU(of: restored + fresh), [])
+        var restoreSeconds: [Double] = []
+        for (s, b) in zip(fromSnapshot, booted) {
+            let what = "\(s.topology) \(s.scenario ?? "") on \(kernel)"
+            XCTAssertEqual(s.outcome, .completed, "\(what): \(s.problem ?? "")\n\(s.consoleTail.suffix(20).joined(separator: "\n"))")
+            XCTAssertNotNil(s.restoredFrom, "\(what) was not restored from a snapshot")
+            XCTAssertNil(b.restoredFrom, what)
+            XCTAssertFalse(s.steps.isEmpty, what)
+            XCTAssertEqual(BootPathBootTests.Facts(s), BootPathBootTests.Facts(b),
+                           "\(what): the restored guest observed something else than a fresh boot")
+            restoreSeconds.append(s.timing.total)
+        }
+        // The saved states are removed once their fabric's scenarios are done.
+        for r in restored {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: r.directory + "/snapshot/guest.save"), r.directory)
+        }
+        let snapshots = fromSnapshot.map(\.timing.snapshot).filter { $0 > 0 }
+        XCTAssertEqual(snapshots.count, Self.fabrics.count, "one saved boot per fabric")
+        print(String(format: "snapshot %@: %d scenarios, restored runs %.1f s in all, fresh boots %.1f s in all, saved boots %.1f s",
+                     kernel, restored.count, restoreSeconds.reduce(0, +), booted.map(\.timing.total).reduce(0, +), snapshots.reduce(0, +)))
+    }
+
+    func testRestoredScenariosObserveWhatFreshBootsDoOn6_1() throws {
+        try assertRestoredScenariosObserveWhatFreshBootsDo(kernel: "6.1")
+    }
+
+    func testRestoredScenariosObserveWhatFreshBootsDoOn5_10() throws {
+        try assertRestoredScenariosObserveWhatFreshBootsDo(kernel: "5.10")
+    }
+
+    /// edu has no migration state in QEMU: a restored edu is in its reset state until the
+    /// agent writes back the header the kernel had programmed; it says which it repaired.
+    func testRestoredAgentRepairsTheEduHeadersQEMUDoesNotMigrate() throws {
+        let topology = try BootSupport.topology("multifunction-e1000e-edu")
+        let reqs = try topology.scenarios.map { try BootSupport.request(topology, kernel: "6.1", scenario: $0) }
+        let observations = try BootSupport.run(reqs, jobs: 1)
+        for o in observations {
+            let path = try XCTUnwrap(o.recordsPath)
+            let first = try XCTUnwrap(String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first)
+            let hello = try JSONDecoder().decode(Record.self, from: Data(first.utf8))
+            XCTAssertEqual(hello.type, .hello)
+            // C, the edu in rp1's multifunction slot, is function 1 of slot 0 behind rp1.
+            let eduBDF = o.inventory?.functions.first { $0.vendorDevice == "1234:11e8" }?.bdf
+            XCTAssertEqual(hello.hello?.restoredConfig, eduBDF.map { [$0] }, "\(o.scenario ?? "")")
+        }
+    }
+}
