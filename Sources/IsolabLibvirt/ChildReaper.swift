@@ -15,7 +15,7 @@ import Foundation
 /// this process's session, so they are left to their owner. A SIGCHLD handler or signalfd
 /// would race with Foundation's own SIGCHLD handling (a signal goes to one taker), so a
 /// thread checks for zombie children every 20 ms with one `waitid(WNOWAIT)` call.
-enum ChildReaper {
+public enum ChildReaper {
     private static let lock = NSLock()
     nonisolated(unsafe) private static var started = false
 
@@ -38,6 +38,38 @@ enum ChildReaper {
         thread.start()
         started = true
         return true
+    }
+
+    /// The QEMU processes this process adopted that still run (not zombies). As subreaper it
+    /// inherits every QEMU the embedded driver daemonized, so this is the whole list: empty
+    /// means no guest of this process is left.
+    public static func livingQEMUChildren() -> [pid_t] {
+        let session = getsid(0)
+        return childProcesses().filter { pid in
+            guard let stat = ProcessStat(pid: pid) else { return false }
+            return stat.state != "Z" && stat.session != session && stat.command.hasPrefix("qemu")
+        }
+    }
+
+    /// At exit, after the domains were destroyed: waits up to `seconds` for adopted QEMU
+    /// processes to end, then kills what is left with SIGKILL and reaps it. Returns the pids
+    /// that had to be killed (empty: none was left).
+    @discardableResult
+    public static func endSurvivors(waiting seconds: Double = 3) -> [pid_t] {
+        lock.lock(); let isReaper = started; lock.unlock()
+        guard isReaper else { return [] }
+        let until = Date().addingTimeInterval(seconds)
+        var living = livingQEMUChildren()
+        while !living.isEmpty, Date() < until {
+            usleep(20_000)
+            living = livingQEMUChildren()
+        }
+        for pid in living {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+        return living
     }
 
     private static func reapDaemonizedQEMUs(session: pid_t) {

@@ -182,6 +182,12 @@ public enum EmbeddedRoot {
             for d in (try? c.activeDomains()) ?? [] { try? d.destroy() }
             c.close()
         }
+        // As subreaper this process adopted every QEMU its driver started: whatever still runs
+        // now escaped libvirt, and is ended here so that nothing outlives isolab.
+        let killed = ChildReaper.endSurvivors()
+        if !killed.isEmpty {
+            FileHandle.standardError.write(Data("isolab: killed \(killed.count) QEMU process(es) left running at exit: \(killed.map(String.init).joined(separator: ", "))\n".utf8))
+        }
         if selection.isPrivate { try? FileManager.default.removeItem(atPath: selection.path) }
     }
 }

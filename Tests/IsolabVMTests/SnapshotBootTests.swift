@@ -1,4 +1,5 @@
 import Foundation
+import IsolabLibvirt
 import IsolabModel
 import IsolabProtocol
 import IsolabVM
@@ -23,6 +24,8 @@ final class SnapshotBootTests: XCTestCase {
         let fromSnapshot = try BootSupport.run(restored)
         let booted = try BootSupport.run(fresh, snapshots: false)
         XCTAssertEqual(BootSupport.leftoverQEMU(of: restored + fresh), [])
+        // This process is the subreaper of every QEMU its embedded driver started.
+        XCTAssertEqual(ChildReaper.livingQEMUChildren(), [], "an adopted QEMU still runs")
         var restoreSeconds: [Double] = []
         for (s, b) in zip(fromSnapshot, booted) {
             let what = "\(s.topology) \(s.scenario ?? "") on \(kernel)"
