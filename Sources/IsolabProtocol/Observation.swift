@@ -94,7 +94,9 @@ public struct BootRecord: Codable, Equatable, Sendable {
 
 /// Where one guest's wall time went, in seconds.
 public struct Timing: Codable, Equatable, Sendable {
-    /// Domain creation (libvirt + QEMU start); for a restored guest, the restore.
+    /// Writing the run's plan, initramfs and domain XML, before libvirt is asked for anything.
+    public var prepare: Double
+    /// Domain creation (libvirt + QEMU start); 0 for a restored guest (see `restore`).
     public var create: Double
     /// From the domain running to the agent's first record (0 for a restored guest: its boot
     /// is the snapshot's, counted once in `snapshot`).
@@ -105,13 +107,15 @@ public struct Timing: Codable, Equatable, Sendable {
     public var teardown: Double
     public var total: Double
     /// Snapshot mode, on the first scenario of a fabric only: booting the guest that is saved
-    /// (create, boot to `ready`) and saving it.
+    /// (create, boot to `ready`) and saving it. Not part of `total`, which is this run's own.
     public var snapshot: Double
-    /// Snapshot mode: restoring the saved guest until the agent's first record.
+    /// Snapshot mode: restoring the saved guest (libvirt + QEMU start, state load) until the
+    /// agent's first record.
     public var restore: Double
 
-    public init(create: Double = 0, boot: Double = 0, steps: Double = 0, teardown: Double = 0, total: Double = 0,
-                snapshot: Double = 0, restore: Double = 0) {
+    public init(prepare: Double = 0, create: Double = 0, boot: Double = 0, steps: Double = 0, teardown: Double = 0,
+                total: Double = 0, snapshot: Double = 0, restore: Double = 0) {
+        self.prepare = prepare
         self.create = create
         self.boot = boot
         self.steps = steps
@@ -121,11 +125,12 @@ public struct Timing: Codable, Equatable, Sendable {
         self.restore = restore
     }
 
-    enum CodingKeys: String, CodingKey { case create, boot, steps, teardown, total, snapshot, restore }
+    enum CodingKeys: String, CodingKey { case prepare, create, boot, steps, teardown, total, snapshot, restore }
 
-    /// Results written before snapshot mode have no `snapshot` and `restore`: they read as 0.
+    /// Results written before these fields have no `prepare`, `snapshot` and `restore`: they read as 0.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        prepare = try c.decodeIfPresent(Double.self, forKey: .prepare) ?? 0
         create = try c.decode(Double.self, forKey: .create)
         boot = try c.decode(Double.self, forKey: .boot)
         steps = try c.decode(Double.self, forKey: .steps)

@@ -117,6 +117,7 @@ public final class GuestRunner: @unchecked Sendable {
         // Create.
         let domain: LibvirtDomain
         let created = Date()
+        run.timing.prepare = created.timeIntervalSince(run.start)
         do {
             watch.expect(name)
             domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)

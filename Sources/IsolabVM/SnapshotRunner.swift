@@ -158,6 +158,7 @@ extension GuestRunner {
         watch.expect(saved.name)
         defer { watch.forget(saved.name) }
         let restored = Date()
+        run.timing.prepare = restored.timeIntervalSince(run.start)
         let domain: LibvirtDomain
         let relay: ChannelRelay
         do {
@@ -173,7 +174,6 @@ extension GuestRunner {
             tearDown(domain, saved.name, &end)
             return finish(end)
         }
-        run.timing.create = Date().timeIntervalSince(restored)
         // A restored guest's poweroff is slow (5.10 falls back to its 5 s reset) and shows nothing
         // the run needs: everything is in with `done`, so destroy it right after.
         var quick = req

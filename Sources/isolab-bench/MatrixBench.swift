@@ -54,7 +54,8 @@ enum MatrixBench {
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
         let all = doc.runs.flatMap(\.observations)
         let timings = all.map(\.timing)
-        let vmSeconds = timings.reduce(0) { $0 + $1.total }
+        // A saved boot is no run's own time (`total`), but the machine spent it.
+        let vmSeconds = timings.reduce(0) { $0 + $1.total + $1.snapshot }
         var lines = [title]
         lines.append("  fabric × kernel cells: \(doc.runs.count) (\(doc.runs.filter { !$0.booted }.count) not booted: unrealizable)")
         lines.append("  wall: isolab matrix start to exit (image cache, judging and reports included)")
@@ -63,8 +64,9 @@ enum MatrixBench {
         lines.append("  outcomes: \(outcomes.joined(separator: ", "))")
         lines.append("  stage       total s   share   mean s   median s   max s")
         let stages: [(String, (Timing) -> Double)] = [
-            ("create", \.create), ("boot", \.boot), ("steps", \.steps), ("teardown", \.teardown),
-            ("other", { max(0, $0.total - $0.create - $0.boot - $0.steps - $0.teardown) }),
+            ("prepare", \.prepare), ("create", \.create), ("boot", \.boot), ("snapshot", \.snapshot), ("restore", \.restore),
+            ("steps", \.steps), ("teardown", \.teardown),
+            ("other", { max(0, $0.total - $0.prepare - $0.create - $0.boot - $0.restore - $0.steps - $0.teardown) }),
         ]
         for (name, value) in stages {
             let xs = timings.map(value).sorted()
@@ -75,15 +77,23 @@ enum MatrixBench {
             lines.append("  " + name.padding(toLength: 10, withPad: " ", startingAt: 0)
                          + zip(cols, [9, 8, 9, 11, 8]).map { String(repeating: " ", count: max(1, $1 - $0.count)) + $0 }.joined())
         }
-        lines.append("  (create: libvirt + QEMU start; boot: to the agent's first record; steps: to done; teardown: destroy;")
-        lines.append("   other: the plan and initramfs before create, the guest powering off after done)")
-        lines.append("  per kernel:   VMs   VM-s   create   boot   steps   teardown")
+        let restored = all.filter { $0.restoredFrom != nil }
+        lines.append("  restored scenarios: \(restored.count) of \(all.count), median wall \(String(format: "%.2f", Self.median(restored.map(\.timing.total)))) s; saved boots: \(timings.filter { $0.snapshot > 0 }.count)")
+        lines.append("  (create: libvirt + QEMU start; boot: to the agent's first record; snapshot: boot to ready + save, once per")
+        lines.append("   fabric with several scenarios; restore: restore to the agent's first record; steps: to done; teardown: destroy;")
+        lines.append("   prepare: plan, initramfs and domain XML; other: the guest powering off after done, assembling the observation)")
+        lines.append("  per kernel:   VMs   VM-s   create   boot   steps   teardown   snapshot   restore")
         for k in Array(Set(doc.runs.map(\.kernel))).sorted() {
             let ts = doc.runs.filter { $0.kernel == k }.flatMap(\.observations).map(\.timing)
-            let sums = [\Timing.total, \.create, \.boot, \.steps, \.teardown].map { key in ts.reduce(0) { $0 + $1[keyPath: key] } }
+            let sums = [\Timing.total, \.create, \.boot, \.steps, \.teardown, \.snapshot, \.restore].map { key in ts.reduce(0) { $0 + $1[keyPath: key] } }
             lines.append("  " + k.padding(toLength: 12, withPad: " ", startingAt: 0)
-                         + zip([String(ts.count)] + sums.map(f), [5, 7, 9, 7, 8, 11]).map { String(repeating: " ", count: max(1, $1 - $0.count)) + $0 }.joined())
+                         + zip([String(ts.count)] + sums.map(f), [5, 7, 9, 7, 8, 11, 11, 10]).map { String(repeating: " ", count: max(1, $1 - $0.count)) + $0 }.joined())
         }
         return lines.joined(separator: "\n")
+    }
+
+    static func median(_ xs: [Double]) -> Double {
+        let s = xs.sorted()
+        return s.isEmpty ? 0 : s[s.count / 2]
     }
 }
