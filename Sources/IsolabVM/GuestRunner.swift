@@ -21,7 +21,7 @@ public struct RunRequest: Sendable {
     /// Seconds from domain start to the agent's first record.
     public var bootDeadline: Double = 150
     /// Seconds the agent may take for one step (its own timeout for blocking calls).
-    public var stepTimeout: Double = 20
+    public var stepTimeout: Double = 10
     /// Seconds the host waits for a step's record after its `step-start` (beyond `stepTimeout`).
     public var stepGrace: Double = 20
     /// Seconds the guest may take to power off after the agent's `done` before it is destroyed

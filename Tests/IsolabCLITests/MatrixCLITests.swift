@@ -116,4 +116,39 @@ final class MatrixCLITests: XCTestCase {
         XCTAssertTrue(r.err.contains("kernels"), r.err)
         XCTAssertEqual(r.err.split(separator: "\n").count, 1, r.err)
     }
+
+    /// switch-no-acs: hazards the kernel's groups do not hide (hazard-as-expected);
+    /// switch-acs-unrealizable: not booted (unrealizable); multifunction-e1000e-edu on 5.10:
+    /// the driver bind into a group VFIO uses hits the kernel BUG the model predicts (crash,
+    /// expected), its other steps match. Exit 0: every verdict is one a run may end with.
+    func testCatalogFabricsGiveHazardUnrealizableExpectedCrashAndMatchVerdicts() throws {
+        let fm = FileManager.default
+        let dir = try workspace()
+        defer { try? fm.removeItem(atPath: dir) }
+        for name in ["switch-no-acs", "switch-acs-unrealizable", "multifunction-e1000e-edu"] {
+            try fm.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/\(name).yaml").path, toPath: dir + "/topologies/\(name).yaml")
+        }
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"5.10\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        let r = try isolab(["matrix", "matrix.yaml", "--output", "out"], cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out/results.json"))) as? [String: Any]
+        var verdicts: [(topology: String, verdict: [String: Any])] = []
+        for run in (doc?["runs"] as? [[String: Any]]) ?? [] {
+            for v in (run["verdicts"] as? [[String: Any]]) ?? [] { verdicts.append((run["topology"] as? String ?? "", v)) }
+        }
+        func kinds(_ topology: String) -> Set<String> {
+            Set(verdicts.filter { $0.topology == topology }.compactMap { $0.verdict["kind"] as? String })
+        }
+        XCTAssertTrue(kinds("switch-no-acs").isSuperset(of: ["match", "hazard-as-expected"]), "\(kinds("switch-no-acs"))")
+        XCTAssertEqual(kinds("switch-acs-unrealizable"), ["unrealizable"])
+        XCTAssertTrue(kinds("multifunction-e1000e-edu").isSuperset(of: ["match", "crash"]), "\(kinds("multifunction-e1000e-edu"))")
+        let crashes = verdicts.map(\.verdict).filter { $0["kind"] as? String == "crash" }
+        XCTAssertFalse(crashes.isEmpty)
+        for c in crashes {
+            XCTAssertEqual(c["crashExpected"] as? Bool, true, "\(c)")
+            XCTAssertTrue((c["detail"] as? String ?? "").contains("kernel BUG at drivers/vfio/vfio.c"), "\(c)")
+        }
+        XCTAssertFalse(kinds("multifunction-e1000e-edu").contains("mismatch"))
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
 }

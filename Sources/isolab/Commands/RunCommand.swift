@@ -41,7 +41,7 @@ struct RunCommand: ParsableCommand {
     @Option(help: "Seconds from guest start to the agent's first record before the guest counts as hung.")
     var bootDeadline: Double = 150
     @Option(help: "Seconds one step may take in the guest.")
-    var stepTimeout: Double = 20
+    var stepTimeout: Double = 10
     @Flag(help: "Leave the guest up after the plan, with a shell on its console attached to this terminal (Ctrl-] ends it; the guest is destroyed). One file, one kernel, at most one scenario.")
     var interactive = false
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot of the fabric per kernel.")
