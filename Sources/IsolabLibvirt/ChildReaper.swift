@@ -51,6 +51,28 @@ public enum ChildReaper {
         }
     }
 
+    /// The adopted QEMU process that runs the domain `name` (its command line names
+    /// `guest=<name>,`), or nil when there is none (or this process is no subreaper).
+    public static func adoptedQEMU(domain name: String) -> pid_t? {
+        let needle = Array("guest=\(name),".utf8)
+        return livingQEMUChildren().first { pid in
+            guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return [UInt8](raw).firstRange(of: needle) != nil
+        }
+    }
+
+    /// Kills the adopted QEMU of the domain `name` and reaps it at once, before libvirt's
+    /// monitor-EOF handling looks for the process (a zombie still answers `kill(pid, 0)`, and
+    /// libvirt then waits 200 ms). Returns false when there is no such process here.
+    @discardableResult
+    public static func endAdoptedQEMU(domain name: String) -> Bool {
+        guard let pid = adoptedQEMU(domain: name) else { return false }
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return true
+    }
+
     /// At exit, after the domains were destroyed: waits up to `seconds` for adopted QEMU
     /// processes to end, then kills what is left with SIGKILL and reaps it. Returns the pids
     /// that had to be killed (empty: none was left).

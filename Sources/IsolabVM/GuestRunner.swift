@@ -217,7 +217,13 @@ extension GuestRunner {
                         if r.type == .step { inFlight = nil }
                     }
                 }
-                if goalAt == nil, goal(stream) { goalAt = Date() }
+                if goalAt == nil, goal(stream) {
+                    goalAt = Date()
+                    // Everything the run observes is in. The guest's own poweroff costs libvirt
+                    // a SIGTERM and a 200 ms wait (virProcessKillPainfully); a QEMU already gone
+                    // and reaped costs it none, so an adopted one is ended at once.
+                    if !stopAtGoal { ChildReaper.endAdoptedQEMU(domain: name) }
+                }
             }
             _ = console.poll()
             let now = Date()

@@ -177,7 +177,7 @@ extension GuestRunner {
         // A restored guest's poweroff is slow (5.10 falls back to its 5 s reset) and shows nothing
         // the run needs: everything is in with `done`, so destroy it right after.
         var quick = req
-        quick.afterDoneGrace = min(req.afterDoneGrace, 0.2)
+        quick.afterDoneGrace = min(req.afterDoneGrace, 0.05)
         var watched = supervise(saved.name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
         if let f = watched.firstRecordAt {
             run.timing.restore = f.timeIntervalSince(restored)
@@ -190,7 +190,8 @@ extension GuestRunner {
         }
         let teardown = Date()
         tearDown(domain, saved.name, &watched.end)
-        relay.close(waiting: 0.5)
+        // Everything up to `done` (or the end) has been read: no need to wait for QEMU's EOF.
+        relay.close(waiting: 0)
         run.timing.teardown = Date().timeIntervalSince(teardown)
         return finish(watched.end)
     }
