@@ -138,6 +138,8 @@ public final class GuestRunner: @unchecked Sendable {
         let teardown = Date()
         tearDown(domain, name, &watched.end)
         run.timing.teardown = Date().timeIntervalSince(teardown)
+        // The run's initramfs is the image's plus the plan (both kept): a few MB per run, gone.
+        try? FileManager.default.removeItem(atPath: files.initramfs)
         return finish(watched.end)
     }
 }

@@ -29,13 +29,18 @@ extension GuestRunner {
             // The boot that would be saved failed: every scenario boots on its own, so each
             // reports what really happens to it (a crash at boot shows as each one's crash).
             FileHandle.standardError.write(Data("isolab: \(base.topology.name) on \(base.kernelLabel): no snapshot (\(why)); booting each scenario\n".utf8))
+            try? FileManager.default.removeItem(atPath: RunFiles(directory: bootDirectory).initramfs)
             for (i, req) in requests.enumerated() {
                 starting(i)
                 finished(i, run(req, cancel: cancel))
             }
             return
         }
-        defer { try? FileManager.default.removeItem(atPath: snapshot.statePath) }
+        defer {
+            // The saved state (tens of MB) and the boot's initramfs serve only these restores.
+            try? FileManager.default.removeItem(atPath: snapshot.statePath)
+            try? FileManager.default.removeItem(atPath: RunFiles(directory: bootDirectory).initramfs)
+        }
         for (i, req) in requests.enumerated() {
             starting(i)
             var obs = restore(snapshot, req, cancel: cancel)

@@ -52,7 +52,8 @@ enum BootSupport {
     }
 
     static let runsRoot: String = {
-        let dir = NSTemporaryDirectory() + "isolab-vmtests-runs"
+        // One folder per test process, so that its leftover check sees its own guests only.
+        let dir = NSTemporaryDirectory() + "isolab-vmtests-runs/\(getpid())"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }()
@@ -77,9 +78,9 @@ enum BootSupport {
         return scheduler.run(requests)
     }
 
-    /// QEMU processes still running whose command line names an isolab domain (and, when
-    /// `requests` is given, one of their run directories: other test processes on this machine
-    /// may have guests of their own up).
+    /// QEMU processes still running whose command line names an isolab domain of this test
+    /// process (a file under its `runsRoot`), or, when `requests` is given, one of their run
+    /// directories: other processes on this machine may have guests of their own up.
     static func leftoverQEMU(of requests: [RunRequest]? = nil) -> [String] {
         let fm = FileManager.default
         var found: [String] = []
@@ -88,6 +89,7 @@ enum BootSupport {
             let cmd = String(decoding: raw, as: UTF8.self).replacingOccurrences(of: "\0", with: " ")
             guard cmd.contains("qemu-system"), cmd.contains("guest=isolab-") else { continue }
             if let requests, !requests.contains(where: { cmd.contains($0.directory + "/") }) { continue }
+            if requests == nil, !cmd.contains(runsRoot + "/") { continue }
             found.append("\(pid): \(cmd.prefix(160))")
         }
         return found
