@@ -99,6 +99,7 @@ extension OwnershipModel {
             p.rule = Reason("bind_store()", "\(f.displayName) is already bound to \(cur): " + (kernel.bindReportsENODEVForProbeFailure ? "5.10's bind_store() returns ENODEV" : "driver_probe_device() returns -EBUSY"))
             return p
         }
+        let groupBefore = groupID(f)
         if let (r, rule) = probe(f, drv) {
             p.result = r
             p.rule = rule
@@ -106,6 +107,10 @@ extension OwnershipModel {
             return p
         }
         p.bound = [f.displayName]
+        if groupBefore == nil, let g = groupID(f) {
+            let with = members(of: g).filter { $0.index != f.index }.map(\.displayName)
+            p.rule = Reason("acpi_dma_configure()", "\(f.displayName) bound to \(drv); the probe made its VIOT fwspec and grouped it" + (with.isEmpty ? " in a group of its own" : " with \(with.joined(separator: ", "))"))
+        }
         return p
     }
 

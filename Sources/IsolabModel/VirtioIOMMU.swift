@@ -81,10 +81,10 @@ public struct VirtioIOMMUProbe: Sendable {
             return Reason("viot_dev_iommu_init()", "\(f.displayName) is the virtio-iommu itself: it does not translate itself")
         }
         if registrationFailed, let first = unknownEndpoints.first.map({ fabric.functions[$0] }) {
-            return Reason("iommu_device_register()", "7.3's iommu_init_device() runs dma_configure for every unbound function while the IOMMU registers; QEMU's virtio-iommu does not know \(first.displayName)'s requester ID \(first.path) (it presents \(DMAAlias.requesterPath(of: first, in: fabric))), so its PROBE gets VIRTIO_IOMMU_S_NOENT (-ENOENT), bus_iommu_probe() fails and the IOMMU is unregistered with all its groups: nothing is grouped")
+            return Reason("iommu_device_register()", "7.3's iommu_init_device() runs dma_configure for every unbound function while the IOMMU registers; QEMU's virtio-iommu knows \(first.displayName) (at \(first.path)) only by its alias \(DMAAlias.requesterPath(of: first, in: fabric)), so the PROBE of its own ID gets VIRTIO_IOMMU_S_NOENT (-ENOENT), bus_iommu_probe() fails and the IOMMU is unregistered with all its groups: nothing is grouped")
         }
         if unknownEndpoints.contains(f.index) {
-            return Reason("viommu_probe_endpoint()", "QEMU 7.2's virtio-iommu does not know \(f.displayName)'s own requester ID \(f.path): pci_device_iommu_address_space() presents it as \(DMAAlias.requesterPath(of: f, in: fabric)), so the PROBE of its fwspec's first ID gets VIRTIO_IOMMU_S_NOENT (-ENOENT) and it never gets a group")
+            return Reason("viommu_probe_endpoint()", "QEMU 7.2's virtio-iommu knows \(f.displayName) (at \(f.path)) only by its alias \(DMAAlias.requesterPath(of: f, in: fabric)) (pci_device_iommu_address_space() rewrites requesters behind a bridge to conventional PCI), so the PROBE of its own ID, the first of its VIOT fwspec, gets VIRTIO_IOMMU_S_NOENT (-ENOENT): it never gets a group")
         }
         if path == .atDriverProbe, !bootProbed.contains(f.index) {
             return Reason("acpi_dma_configure()", "kernel \(kernel.id) makes a VIOT fwspec only when a driver probes a function, and no built-in driver probes \(f.displayName) at boot: it joins its group when a driver is bound to it")
@@ -119,7 +119,7 @@ extension OwnershipModel {
             return "7.3's virtio-iommu registration failed on \(first.displayName), an endpoint QEMU does not know"
         }
         if v.unknownEndpoints.contains(f.index) {
-            return "QEMU's virtio-iommu does not know its requester ID \(f.path) (it presents \(DMAAlias.requesterPath(of: f, in: fabric))): PROBE gets VIRTIO_IOMMU_S_NOENT"
+            return "QEMU's virtio-iommu knows it only by its alias \(DMAAlias.requesterPath(of: f, in: fabric)), so the PROBE of its own ID got VIRTIO_IOMMU_S_NOENT"
         }
         if !VirtioIOMMUProbe.translated(f) { return "the virtio-iommu does not translate itself" }
         return "no driver has probed it since virtio-iommu registered"
