@@ -26,16 +26,30 @@ public struct IOMMUGrouping: Sendable {
     /// function index -> why it landed in its group
     public private(set) var reasons: [Int: [Reason]] = [:]
 
-    /// Groups every function the IOMMU translates (all but the vIOMMU's own PCI function).
+    /// Groups every function the IOMMU translates (all but the vIOMMU's own PCI function), in
+    /// bus-list order: what `bus_iommu_probe()` does when the IOMMU registers.
     public init(fabric: Fabric, acs: ACSEvaluator) {
-        for f in fabric.functions {
-            if case .viommu = f.origin { continue }
-            var why: [Reason] = []
-            let gid = pciDeviceGroup(f, fabric: fabric, acs: acs, why: &why)
-            groupOf[f.index] = gid
-            groups[gid].members.append(f.index)
-            reasons[f.index] = why
+        for f in fabric.functions where VirtioIOMMUProbe.translated(f) {
+            add(f, fabric: fabric, acs: acs)
         }
+    }
+
+    /// Groups only `probed`, in that order; every other function keeps `ungrouped[index]` as the
+    /// reason it has no group yet (virtio-iommu on 6.12, `VIOTProbePath.atDriverProbe`).
+    public init(fabric: Fabric, acs: ACSEvaluator, probed: [Int], ungrouped: [Int: Reason]) {
+        for i in probed { add(fabric.functions[i], fabric: fabric, acs: acs) }
+        for (i, why) in ungrouped where groupOf[i] == nil { reasons[i] = [why] }
+    }
+
+    /// Adds one function as `__iommu_probe_device()` does when it is probed later: its group
+    /// depends on the groups that exist by then. Does nothing if it has a group already.
+    public mutating func add(_ f: PCIFunction, fabric: Fabric, acs: ACSEvaluator, prefix: [Reason] = []) {
+        guard groupOf[f.index] == nil else { return }
+        var why = prefix
+        let gid = pciDeviceGroup(f, fabric: fabric, acs: acs, why: &why)
+        groupOf[f.index] = gid
+        groups[gid].members.append(f.index)
+        reasons[f.index] = why
     }
 
     /// The group of a function, if it has one.

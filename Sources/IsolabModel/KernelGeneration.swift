@@ -68,11 +68,9 @@ public struct KernelGeneration: Sendable, Hashable {
     public var hasIOMMUFD: Bool
     /// `VIRTIO_PCI=y`: virtio-pci binds virtio devices at boot, without udev (6.12, 7.3; a module before).
     public var virtioPCIBuiltIn: Bool = false
-    /// With virtio-iommu (a module, loaded after boot), a function gets its group only when a
-    /// driver probes it: the ACPI VIOT fwspec comes from `acpi_dma_configure()` at probe, and
-    /// `viommu_probe_device()` refuses a device without one (observed on 6.12). 7.3's
-    /// `iommu_init_device()` runs `dma_configure` first, so every function is grouped at once.
-    public var viotGroupsOnlyAtProbe: Bool = false
+    /// Where virtio-iommu (ACPI VIOT) probes PCI functions into groups: at each driver probe
+    /// (6.12) or all at once when it registers (7.3 and, by `resolve`, later kernels).
+    public var viotProbe: VIOTProbePath = .atRegistration
 
     /// Debian bullseye 5.10.223: VFIO viability (KERNEL-NOTES §3).
     public static let v5_10 = KernelGeneration(id: "5.10", ownership: .vfioViability,
@@ -89,7 +87,7 @@ public struct KernelGeneration: Sendable, Hashable {
                                                bindReportsENODEVForProbeFailure: false,
                                                setContainerNonContainerErrno: .EBADFD,
                                                virtioIOMMU: .module, hasIOMMUFD: false,
-                                               virtioPCIBuiltIn: true, viotGroupsOnlyAtProbe: true)
+                                               virtioPCIBuiltIn: true, viotProbe: .atDriverProbe)
     /// Debian trixie-backports 7.3.4: as 6.12 for everything the model covers (grouping is unchanged:
     /// the "Fix incorrect iommu_groups with PCIe ACS" series is not in 7.3.4).
     public static let v7_3 = KernelGeneration(id: "7.3", ownership: .dmaOwner,

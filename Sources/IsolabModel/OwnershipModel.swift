@@ -11,8 +11,13 @@
 /// observed on 5.10 and 6.1 booting QEMU 7.2's defaults).
 public struct OwnershipModel: Sendable {
     public let fabric: Fabric
-    public let grouping: IOMMUGrouping?
+    /// The groups as they stand: with virtio-iommu on 6.12 a function joins one when a step
+    /// probes a driver on it (`VIOTProbePath.atDriverProbe`).
+    public internal(set) var grouping: IOMMUGrouping?
     public let kernel: KernelGeneration
+    /// The guest's virtio-iommu, when it is the vIOMMU the kernel drives.
+    public let virtio: VirtioIOMMUProbe?
+    let acs: ACSEvaluator
     /// Whether `VFIO_SET_IOMMU` finds interrupt remapping (intel and amd with intremap; never virtio).
     public let interruptRemapping: Bool
 
@@ -46,11 +51,16 @@ public struct OwnershipModel: Sendable {
         var openDevices: Set<Int> = []
     }
 
-    public init(fabric: Fabric, grouping: IOMMUGrouping?, kernel: KernelGeneration, iommu: IOMMUModel) {
+    public init(fabric: Fabric, grouping: IOMMUGrouping?, kernel: KernelGeneration, iommu: IOMMUModel,
+                virtio: VirtioIOMMUProbe? = nil, acs: ACSEvaluator? = nil) {
         self.fabric = fabric
         self.grouping = grouping
         self.kernel = kernel
+        self.virtio = virtio
+        self.acs = acs ?? ACSEvaluator(fabric: fabric, acsEnabledByKernel: grouping != nil)
         self.interruptRemapping = iommu == .intel || iommu == .amd
+        // 7.3 with a failed virtio-iommu registration: every boot probe stays deferred.
+        guard virtio?.registrationFailed != true else { return }
         for f in fabric.functions {
             if let drv = Self.bootDriver(f, kernel: kernel) { bindNow(f, drv) }
         }
@@ -104,12 +114,13 @@ public struct OwnershipModel: Sendable {
     /// One driver probe of an unbound function, as `really_probe()` runs it.
     /// Returns nil on success, else the result and the rule.
     mutating func probe(_ f: PCIFunction, _ drv: String) -> (StepResult, Reason)? {
+        if let deferred = viommuProbe(f, drv) { return deferred }
         if drv == "vfio-pci" {
             if f.isBridge {
                 return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) is a bridge (header type not normal): vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
             }
             if groupID(f) == nil {
-                return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) has no IOMMU group (no IOMMU driven by this kernel): vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
+                return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))): vfio_group_find_or_alloc() fails and vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
             }
         }
         if let g = groupID(f), kernel.ownership == .dmaOwner, isKernelDMAUser(drv), groups[g]?.userOwned == true {

@@ -1,8 +1,10 @@
 extension OwnershipModel {
     /// Predicts every step of a scenario from the freshly booted state.
     public static func predict(_ scenario: Scenario, fabric: Fabric, grouping: IOMMUGrouping?,
-                               kernel: KernelGeneration, iommu: IOMMUModel) -> ScenarioPrediction {
-        var model = OwnershipModel(fabric: fabric, grouping: grouping, kernel: kernel, iommu: iommu)
+                               kernel: KernelGeneration, iommu: IOMMUModel,
+                               virtio: VirtioIOMMUProbe? = nil, acs: ACSEvaluator? = nil) -> ScenarioPrediction {
+        var model = OwnershipModel(fabric: fabric, grouping: grouping, kernel: kernel, iommu: iommu,
+                                   virtio: virtio, acs: acs)
         let steps = scenario.steps.enumerated().map { i, step in model.run(step, index: i) }
         return ScenarioPrediction(name: scenario.name, steps: steps)
     }
@@ -54,6 +56,7 @@ extension OwnershipModel {
             return p
         }
         loaded.insert(drv)
+        var refusedOtherwise: Reason?
         for f in fabric.functions where driver[f.index] == nil {
             let matches: Bool
             if let o = override[f.index] {
@@ -69,12 +72,15 @@ extension OwnershipModel {
                     p.rule = rule
                     return p
                 }
+                if r != .error(.EBUSY) { refusedOtherwise = refusedOtherwise ?? rule }
                 p.refused.append(f.displayName)
             } else {
                 p.bound.append(f.displayName)
             }
         }
-        if !p.refused.isEmpty {
+        if let why = refusedOtherwise {
+            p.rule = Reason(why.kernelFunction, "\(drv) bound \(p.bound.isEmpty ? "nothing" : p.bound.joined(separator: ", ")); auto-probing does not report that its probe of \(p.refused.joined(separator: ", ")) failed: " + why.text)
+        } else if !p.refused.isEmpty {
             p.rule = Reason("iommu_device_use_default_domain()", "\(drv) bound \(p.bound.isEmpty ? "nothing" : p.bound.joined(separator: ", ")); its probe of \(p.refused.joined(separator: ", ")) got -EBUSY (group owned by userspace), which auto-probing does not report")
         } else {
             p.rule = Reason("driver_attach()", "\(drv) bound \(p.bound.isEmpty ? "nothing it matches" : p.bound.joined(separator: ", "))")
@@ -93,6 +99,7 @@ extension OwnershipModel {
             p.rule = Reason("bind_store()", "\(f.displayName) is already bound to \(cur): " + (kernel.bindReportsENODEVForProbeFailure ? "5.10's bind_store() returns ENODEV" : "driver_probe_device() returns -EBUSY"))
             return p
         }
+        let groupBefore = groupID(f)
         if let (r, rule) = probe(f, drv) {
             p.result = r
             p.rule = rule
@@ -100,6 +107,10 @@ extension OwnershipModel {
             return p
         }
         p.bound = [f.displayName]
+        if groupBefore == nil, let g = groupID(f) {
+            let with = members(of: g).filter { $0.index != f.index }.map(\.displayName)
+            p.rule = Reason("acpi_dma_configure()", "\(f.displayName) bound to \(drv); the probe made its VIOT fwspec and grouped it" + (with.isEmpty ? " in a group of its own" : " with \(with.joined(separator: ", "))"))
+        }
         return p
     }
 
@@ -147,7 +158,7 @@ extension OwnershipModel {
             return p
         }
         guard let g = groupID(f) else {
-            return fail("find-group", .ENOENT, Reason("iommu_group_get()", "\(f.displayName) has no IOMMU group (this kernel drives no IOMMU here): no iommu_group link, no /dev/vfio node"))
+            return fail("find-group", .ENOENT, Reason("iommu_group_get()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))): no iommu_group link, no /dev/vfio node"))
         }
         var gs = groups[g, default: GroupState()]
         defer { groups[g] = gs }
@@ -237,6 +248,26 @@ extension OwnershipModel {
     /// address space under an IOMMU the kernel drives; straight to guest-physical memory otherwise.
     mutating func dma(_ a: PCIFunction, _ to: DMATarget, _ map: DMAMapping, step: Step, index: Int) -> StepPrediction {
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("", ""))
+        if grouping != nil, groupID(a) == nil {
+            // virtio-iommu left the initiator without a group: nothing attached its endpoint,
+            // so QEMU lets its DMA bypass translation (boot-bypass), and the agent probes through
+            // sysfs at guest-physical addresses, as without an IOMMU.
+            let cause = "\(a.displayName) has no IOMMU group (\(noGroupCause(a))), so QEMU's virtio-iommu bypasses its DMA (boot-bypass)"
+            switch to {
+            case .memory:
+                p.result = .delivered
+                p.rule = Reason("virtio_iommu_device_bypassed()", cause + ": it reaches guest-physical memory")
+            case .unmapped:
+                p.result = .unsupported
+                p.rule = Reason("isolab-agent", cause + ": there is no IOVA space to leave unmapped")
+            case .device(let b):
+                p.result = map == .peer ? .unsupported : .delivered
+                p.rule = map == .peer
+                    ? Reason("isolab-agent", cause + ": map: peer needs an IOMMU container")
+                    : Reason("virtio_iommu_device_bypassed()", cause + ": its write at \(b)'s BAR address lands in \(b)'s registers")
+            }
+            return p
+        }
         let translated = grouping != nil
         if !translated {
             switch to {

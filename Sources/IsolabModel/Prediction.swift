@@ -3,7 +3,8 @@ public struct KernelPrediction: Sendable {
     public var topology: Topology
     public var kernel: KernelGeneration
     public var fabric: Fabric
-    /// Whether the guest kernel drives the vIOMMU, so that IOMMU groups exist.
+    /// Whether an IOMMU is registered in the guest, so that IOMMU groups exist: the kernel drives
+    /// the vIOMMU, and (virtio-iommu on 7.3) its registration did not fail.
     public var iommuActive: Bool
     /// Why there is no IOMMU, when there is none.
     public var iommuNote: String?
@@ -18,41 +19,57 @@ public struct KernelPrediction: Sendable {
         grouping?.groups.map { $0.members.map { fabric.functions[$0] } } ?? []
     }
 
-    /// The groups as the freshly booted guest shows them, before any step: the same as `groups`,
-    /// except where a function joins its group only once a driver probes it
-    /// (`KernelGeneration.viotGroupsOnlyAtProbe` with virtio-iommu).
-    public var groupsAtBoot: [[PCIFunction]] {
-        guard topology.iommu == .virtio, kernel.viotGroupsOnlyAtProbe else { return groups }
-        // Observed on 6.12.118: the q35 host bridge (00.0) has its group at boot although no
-        // driver binds it; the cause is not traced yet (KERNEL-NOTES has nothing on it).
-        func groupedAtBoot(_ f: PCIFunction) -> Bool {
-            OwnershipModel.bootDriver(f, kernel: kernel) != nil || f.path == "00.0"
-        }
-        return groups.map { $0.filter(groupedAtBoot) }.filter { !$0.isEmpty }
-    }
+    /// The groups as the freshly booted guest shows them, before any step. The same as `groups`:
+    /// with virtio-iommu on 6.12 `grouping` holds only what is grouped at boot, and the
+    /// ownership model adds functions as scenario steps probe drivers on them.
+    public var groupsAtBoot: [[PCIFunction]] { groups }
+
+    /// What the guest's virtio-iommu does with this fabric, when it is the vIOMMU and the kernel drives it.
+    public var virtio: VirtioIOMMUProbe?
 }
 
 /// Runs the model: topology → fabric → ACS → groups → reachability → ownership.
 public enum Predictor {
     public static func predict(_ topology: Topology, kernel: KernelGeneration) -> KernelPrediction {
         let fabric = Fabric(topology)
-        let active = kernel.drives(topology.iommu)
+        let drives = kernel.drives(topology.iommu)
+        let virtio = drives && topology.iommu == .virtio ? VirtioIOMMUProbe(fabric: fabric, kernel: kernel) : nil
+        let active = drives && virtio?.registrationFailed != true
         var note: String?
-        if !active {
+        if !drives {
             note = topology.iommu == .none
                 ? "iommu: none: no IOMMU, no groups; every device reaches all of guest memory"
                 : "kernel \(kernel.id) does not drive \(topology.iommu.rawValue)-iommu (not built): no groups, and QEMU lets DMA bypass translation"
+        } else if let v = virtio, let first = v.unknownEndpoints.first.map({ fabric.functions[$0] }),
+                  let why = v.whyUngroupedAtBoot(first, in: fabric, kernel: kernel) {
+            note = v.registrationFailed
+                ? why.text + "; every later driver probe defers (iommu_fwspec_init() finds no IOMMU: bind gets EAGAIN) and DMA bypasses translation (QEMU boot-bypass)"
+                : "virtio-iommu on \(kernel.id) groups a function when a driver probes it (acpi_dma_configure()); " + why.text
+        } else if virtio?.path == .atDriverProbe {
+            note = "virtio-iommu on \(kernel.id) groups a function when a driver probes it (acpi_dma_configure()): at boot only what built-in drivers probe"
         }
         // pci_request_acs() comes from the IOMMU driver's detection (intel detect_intel_iommu(),
         // AMD init, acpi_viot_early_init()); without it pci_enable_acs() writes no control bits.
-        let acs = ACSEvaluator(fabric: fabric, acsEnabledByKernel: active)
-        let grouping = active ? IOMMUGrouping(fabric: fabric, acs: acs) : nil
+        // VIOT requests ACS even when virtio-iommu then fails to register.
+        let acs = ACSEvaluator(fabric: fabric, acsEnabledByKernel: drives)
+        var grouping: IOMMUGrouping?
+        if active {
+            if let v = virtio, v.path == .atDriverProbe {
+                var ungrouped: [Int: Reason] = [:]
+                for f in fabric.functions { ungrouped[f.index] = v.whyUngroupedAtBoot(f, in: fabric, kernel: kernel) }
+                let probed = v.bootProbed.filter { v.canGroup(fabric.functions[$0]) }
+                grouping = IOMMUGrouping(fabric: fabric, acs: acs, probed: probed, ungrouped: ungrouped)
+            } else {
+                grouping = IOMMUGrouping(fabric: fabric, acs: acs)
+            }
+        }
         let hazards = grouping.map { PCIeReachability(fabric: fabric, acs: acs).hazards(grouping: $0) } ?? []
         let scenarios = topology.scenarios.map {
-            OwnershipModel.predict($0, fabric: fabric, grouping: grouping, kernel: kernel, iommu: topology.iommu)
+            OwnershipModel.predict($0, fabric: fabric, grouping: grouping, kernel: kernel, iommu: topology.iommu,
+                                   virtio: virtio, acs: acs)
         }
         return KernelPrediction(topology: topology, kernel: kernel, fabric: fabric, iommuActive: active,
                                 iommuNote: note, grouping: grouping, hazards: hazards,
-                                unrealizable: Realizability.check(topology), scenarios: scenarios)
+                                unrealizable: Realizability.check(topology), scenarios: scenarios, virtio: virtio)
     }
 }

@@ -84,10 +84,14 @@ final class Agent {
     /// Loads the plan's preload modules and sends the inventory; learns the declared nodes' BDFs.
     func reportInventory() {
         var preloadFailures: [String: String] = [:]
+        var loadedNow = false
         for module in plan.preload {
+            let already = Posix.exists("/sys/module/\(module)")
             let outcome = modprobe(module)
             if outcome != .ok { preloadFailures[module] = describe(outcome, "modprobe \(module)") }
+            loadedNow = loadedNow || (outcome == .ok && !already)
         }
+        if loadedNow { Sysfs.waitForProbesToSettle() }
         let inventory = Sysfs.inventory(preloadFailures: preloadFailures)
         pendingLog = kmsg.drain()
         channel.send { Record(seq: $0, type: .inventory, inventory: inventory) }

@@ -11,6 +11,23 @@ enum Sysfs {
 
     static func group(of bdf: String) -> Int? { Posix.linkName("\(device(bdf))/iommu_group").flatMap { Int($0) } }
 
+    /// Waits until no PCI function's driver or IOMMU group changes for 400 ms (at most 5 s).
+    /// A module that registers an IOMMU (virtio_iommu) makes the driver core retry every
+    /// deferred probe from a workqueue (`driver_deferred_probe_trigger()`), after modprobe has
+    /// returned; on 6.12 those retries are what groups the functions, so an inventory read at
+    /// once can miss groups and drivers the saved guest then shows.
+    static func waitForProbesToSettle() {
+        func state() -> [String] { Posix.list(devices).map { "\($0) \(driver(of: $0) ?? "-") \(group(of: $0) ?? -1)" } }
+        var last = state()
+        var stable = 0
+        for _ in 0..<100 where stable < 8 {
+            Posix.sleep(milliseconds: 50)
+            let now = state()
+            stable = now == last ? stable + 1 : 0
+            last = now
+        }
+    }
+
     static func config(of bdf: String) -> ConfigSpace { ConfigSpace(Posix.read("\(device(bdf))/config", limit: 4096) ?? []) }
 
     /// Guest path of every function, by BDF.

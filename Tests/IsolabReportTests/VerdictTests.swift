@@ -72,7 +72,8 @@ final class VerdictTests: XCTestCase {
 
     func testHazardBetweenFunctionsUngroupedAtBootOnVirtio612IsNotJudged() throws {
         let p = try predict(switchNoACS.replacingOccurrences(of: "iommu: intel", with: "iommu: virtio"), kernel: .v6_12)
-        XCTAssertFalse(p.hazards.isEmpty)
+        XCTAssertTrue(p.hazards.isEmpty, "6.12 groups no edu at boot (acpi_dma_configure() at driver probe), so no pair is separated yet")
+        XCTAssertFalse(try predict(switchNoACS.replacingOccurrences(of: "iommu: intel", with: "iommu: virtio"), kernel: .v7_3).hazards.isEmpty)
         let v = Judge.verdicts(p, observations: [observation(p, scenario: "p2p")])
         XCTAssertEqual(v.filter { $0.subject == .hazard }, [], "edu functions have no group until a driver probes them")
         XCTAssertEqual(Set(v.kinds(.group)), [.match])

@@ -67,7 +67,9 @@ enum TextRenderer {
         for f in p.fabric.functions where device == nil || f.nodeID == device {
             let g = p.grouping?.groupOf[f.index].map { "group \($0)" } ?? "no group"
             lines.append("  \(f.displayName) at \(f.path) -> \(g)")
-            for r in p.grouping?.reasons[f.index] ?? [] { lines.append("    - \(r)") }
+            let reasons = p.grouping?.reasons[f.index]
+                ?? p.virtio?.whyUngroupedAtBoot(f, in: p.fabric, kernel: p.kernel).map { [$0] } ?? []
+            for r in reasons { lines.append("    - \(r)") }
         }
         let relevant = p.hazards.filter { device == nil || $0.from == device || $0.to == device }
         if !relevant.isEmpty {
