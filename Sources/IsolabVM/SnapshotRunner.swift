@@ -125,6 +125,9 @@ extension GuestRunner {
         let statePath = directory + "/guest.save"
         do {
             try domain.save(to: statePath)
+            // libvirt reports the save as a stop (reason: saved) on its event loop, maybe late:
+            // take it now, or it could land on the first restored copy, which has the same name.
+            _ = watch.waitStopped(name, seconds: 10)
             relay.close()
             try? FileManager.default.removeItem(atPath: socket)
             let saved = try connection.savedDomainXML(at: statePath)
