@@ -136,7 +136,8 @@ public final class GuestRunner: @unchecked Sendable {
 
         // Tear down.
         let teardown = Date()
-        tearDown(domain, name, &watched.end)
+        // A guest ended at `done` is gone; its domain name is never used again.
+        if !watched.endedHere { tearDown(domain, name, &watched.end) }
         run.timing.teardown = Date().timeIntervalSince(teardown)
         // The run's initramfs is the image's plus the plan (both kept): a few MB per run, gone.
         try? FileManager.default.removeItem(atPath: files.initramfs)
@@ -191,14 +192,19 @@ struct Supervision {
     var firstRecordAt: Date?
     /// When the stream reached its goal (`done`, or `ready` while booting a snapshot).
     var goalAt: Date?
+    /// The guest's QEMU was killed and reaped here at the goal: the guest is gone, and
+    /// libvirt's own bookkeeping of the stop (about 0.2 s) need not be waited for.
+    var endedHere = false
 }
 
 extension GuestRunner {
     /// Watches the domain `name` until its record stream reaches `goal` and the guest stops
     /// (or, with `stopAtGoal`, as soon as the goal is reached), a deadline passes, the stream
-    /// turns bad, QEMU stops, or the run is cancelled.
+    /// turns bad, QEMU stops, or the run is cancelled. At the goal an adopted QEMU is ended
+    /// at once, and the watch ends then too unless `waitForStop` (a restored copy's name is
+    /// used again: libvirt must be done with it first).
     func supervise(_ name: String, req: RunRequest, cancel: Cancellation, stream: inout RecordStreamParser,
-                   console: inout FileTail, records: inout FileTail, stopAtGoal: Bool = false,
+                   console: inout FileTail, records: inout FileTail, stopAtGoal: Bool = false, waitForStop: Bool = false,
                    goal: (RecordStreamParser) -> Bool = { $0.complete }) -> Supervision {
         let running = Date()
         var firstRecordAt: Date?
@@ -206,6 +212,7 @@ extension GuestRunner {
         var lastProgress = Date()
         var inFlight: Int?
         var end: VMEnd?
+        var endedHere = false
         while end == nil {
             let chunk = records.poll()
             if !chunk.isEmpty {
@@ -224,12 +231,12 @@ extension GuestRunner {
                     // Everything the run observes is in. The guest's own poweroff costs libvirt
                     // a SIGTERM and a 200 ms wait (virProcessKillPainfully); a QEMU already gone
                     // and reaped costs it none, so an adopted one is ended at once.
-                    if !stopAtGoal { ChildReaper.endAdoptedQEMU(domain: name) }
+                    if !stopAtGoal { endedHere = ChildReaper.endAdoptedQEMU(domain: name) }
                 }
             }
             _ = console.poll()
             let now = Date()
-            if stopAtGoal, goalAt != nil, stream.error == nil {
+            if (stopAtGoal || (endedHere && !waitForStop)), goalAt != nil, stream.error == nil {
                 end = .finished
             } else if let stop = watch.stopped(name) {
                 end = goalAt != nil ? .finished : .stopped(stop)
@@ -250,7 +257,7 @@ extension GuestRunner {
                 Thread.sleep(forTimeInterval: 0.03)
             }
         }
-        return Supervision(end: end!, firstRecordAt: firstRecordAt, goalAt: goalAt)
+        return Supervision(end: end!, firstRecordAt: firstRecordAt, goalAt: goalAt, endedHere: endedHere)
     }
 
     /// Destroys the domain if it still runs and waits for libvirt to say it stopped; a domain

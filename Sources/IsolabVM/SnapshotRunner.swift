@@ -186,7 +186,8 @@ extension GuestRunner {
         // the run needs: everything is in with `done`, so destroy it right after.
         var quick = req
         quick.afterDoneGrace = min(req.afterDoneGrace, 0.05)
-        var watched = supervise(saved.name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
+        var watched = supervise(saved.name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console,
+                                records: &run.records, waitForStop: true)
         if let f = watched.firstRecordAt {
             run.timing.restore = f.timeIntervalSince(restored)
             run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)
