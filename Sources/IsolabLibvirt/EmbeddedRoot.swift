@@ -196,7 +196,9 @@ extension LibvirtConnection {
     /// `--connect`: nil opens this process's embedded root (`EmbeddedRoot.connect()`);
     /// any URI (`qemu:///system`, `qemu+ssh://host/system`, …) is passed to libvirt as is.
     public static func open(connect uri: String?) throws -> LibvirtConnection {
-        if let uri { return try open(uri) }
-        return try EmbeddedRoot.connect()
+        guard let uri else { return try EmbeddedRoot.connect() }
+        // An embedded root named by URI gets the same qemu.conf and root handling as the default.
+        if let root = embeddedRoot(uri) { return try EmbeddedRoot.connect(stateDirectory: root) }
+        return try open(uri)
     }
 }

@@ -43,6 +43,8 @@ public struct VMObservation: Codable, Equatable, Sendable {
     public var timing: Timing
     /// Where the whole console and record stream were kept.
     public var consolePath: String?
+    /// The libvirt connection that ran the guest (several `--connect` URIs spread a matrix).
+    public var connection: String?
     /// Snapshot mode: the saved guest state this run was restored from (nil: a fresh boot).
     public var restoredFrom: String?
     public var recordsPath: String?

@@ -96,6 +96,7 @@ public final class GuestRunner: @unchecked Sendable {
 
     public func run(_ req: RunRequest, cancel: Cancellation = Cancellation()) -> VMObservation {
         var run = RunBook(req)
+        run.connection = connection.uri
         let plan = run.plan, files = run.files
         func finish(_ end: VMEnd) -> VMObservation { run.finish(end) }
 
@@ -159,6 +160,8 @@ struct RunBook {
     var records: FileTail
     /// Snapshot mode: the state file this run was restored from.
     var restoredFrom: String?
+    /// The URI of the connection that runs the guest.
+    var connection: String?
 
     init(_ req: RunRequest) {
         request = req
@@ -181,6 +184,7 @@ struct RunBook {
         obs.recordsPath = files.records
         obs.boot = request.bootRecord
         obs.restoredFrom = restoredFrom
+        obs.connection = connection
         console.close(); records.close()
         return obs
     }

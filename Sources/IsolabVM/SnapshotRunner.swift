@@ -146,6 +146,7 @@ extension GuestRunner {
     func restore(_ saved: SavedGuest, _ req: RunRequest, cancel: Cancellation) -> VMObservation {
         var run = RunBook(req)
         run.restoredFrom = saved.statePath
+        run.connection = connection.uri
         let plan = run.plan, files = run.files
         func finish(_ end: VMEnd) -> VMObservation { run.finish(end) }
         guard !cancel.isCancelled else { return finish(.interrupted) }
