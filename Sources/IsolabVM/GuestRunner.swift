@@ -104,12 +104,7 @@ public final class GuestRunner: @unchecked Sendable {
         let name = Self.domainName(req)
         let xml: String
         do {
-            try files.prepare()
-            let planData = try JSONEncoder().encode(plan)
-            try planData.write(to: URL(fileURLWithPath: files.plan))
-            try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
-            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: req.domainParameters(name: name, files: files))
-            try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+            xml = try files.writeBoot(req, plan: plan, parameters: req.domainParameters(name: name, files: files))
         } catch {
             return finish(.infrastructure("cannot prepare the run: \(error)"))
         }
@@ -285,6 +280,18 @@ public struct RunFiles: Sendable {
     public var domainXML: String { directory + "/domain.xml" }
 
     public init(directory: String) { self.directory = directory }
+
+    /// Prepares the folder and writes a boot's files: the plan, the initramfs (the image's
+    /// with the plan appended) and the domain XML, which it returns.
+    func writeBoot(_ req: RunRequest, plan: GuestPlan, parameters: DomainParameters) throws -> String {
+        try prepare()
+        let planData = try JSONEncoder().encode(plan)
+        try planData.write(to: URL(fileURLWithPath: self.plan))
+        try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: initramfs)
+        let xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
+        try xml.write(toFile: domainXML, atomically: true, encoding: .utf8)
+        return xml
+    }
 
     func prepare() throws {
         let fm = FileManager.default

@@ -23,19 +23,14 @@ public struct InteractiveSession {
         var req = request
         req.extraKernelArguments.append("isolab.shell")
         let files = RunFiles(directory: req.directory)
-        try files.prepare()
         let socketPath = NSTemporaryDirectory() + "isolab-console-\(getpid())-\(UUID().uuidString.prefix(6)).sock"
         defer { unlink(socketPath) }
         let name = GuestRunner.domainName(req)
         let plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: req.scenario,
                                     runID: (req.directory as NSString).lastPathComponent, stepTimeout: req.stepTimeout)
-        let planData = try JSONEncoder().encode(plan)
-        try planData.write(to: URL(fileURLWithPath: files.plan))
-        try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
         var parameters = req.domainParameters(name: name, files: files)
         parameters.consoleSocketPath = socketPath
-        let xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
-        try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+        let xml = try files.writeBoot(req, plan: plan, parameters: parameters)
 
         let domain = try connection.createDomain(xml: xml)
         defer { if domain.isActive() { try? domain.destroy() } }

@@ -77,7 +77,7 @@ public final class Scheduler: @unchecked Sendable {
 
     /// What one saved boot can serve: the same topology (and vIOMMU), kernel, image, boot
     /// path, accelerator, emulator and extra kernel arguments.
-    struct UnitKey: Hashable {
+    public struct UnitKey: Hashable, Sendable {
         var topology: String
         var iommu: String
         var kernel: String
@@ -87,7 +87,7 @@ public final class Scheduler: @unchecked Sendable {
         var emulator: String?
         var kernelArguments: [String]
 
-        init(_ r: RunRequest) {
+        public init(_ r: RunRequest) {
             topology = r.topology.name
             iommu = r.topology.iommu.rawValue
             kernel = r.kernelLabel

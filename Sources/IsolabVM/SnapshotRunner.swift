@@ -81,15 +81,10 @@ extension GuestRunner {
         let name = Self.domainName(snapshotReq)
         let socket = Self.socketPath()
         let xml: String
+        var parameters = req.domainParameters(name: name, files: files)
+        parameters.channelSocketPath = socket
         do {
-            try files.prepare()
-            let planData = try JSONEncoder().encode(plan)
-            try planData.write(to: URL(fileURLWithPath: files.plan))
-            try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: files.initramfs)
-            var parameters = req.domainParameters(name: name, files: files)
-            parameters.channelSocketPath = socket
-            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
-            try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+            xml = try files.writeBoot(req, plan: plan, parameters: parameters)
         } catch {
             return .failure(.prepare("\(error)"))
         }
@@ -177,14 +172,22 @@ extension GuestRunner {
         }
         do {
             relay = try ChannelRelay(socketPath: socket, recordsPath: files.records)
-            try relay.send(planLine)
         } catch {
             var end = VMEnd.infrastructure("\(error)")
             tearDown(domain, saved.name, &end)
             return finish(end)
         }
-        // A restored guest's poweroff is slow (5.10 falls back to its 5 s reset) and shows nothing
-        // the run needs: everything is in with `done`, so destroy it right after.
+        do {
+            try relay.send(planLine)
+        } catch {
+            var end = VMEnd.infrastructure("\(error)")
+            tearDown(domain, saved.name, &end)
+            relay.close(waiting: 0)
+            return finish(end)
+        }
+        // Where isolab cannot end the QEMU itself at `done` (a daemon's), a restored guest's own
+        // poweroff is slow (5.10 falls back to its 5 s reset) and shows nothing the run needs:
+        // destroy it right after.
         var quick = req
         quick.afterDoneGrace = min(req.afterDoneGrace, 0.05)
         var watched = supervise(saved.name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console,

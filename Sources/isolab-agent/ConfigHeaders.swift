@@ -42,7 +42,8 @@ struct ConfigHeaders {
             guard lost else { continue }
             let fd = open(path, O_WRONLY)
             guard fd >= 0 else { continue }
-            // BARs (and bridge windows) first, interrupt line, then the command register that
+            // BARs, bridge bus numbers and windows, ROM BAR and interrupt line (0x10–0x3F)
+            // first, then cache line size and latency timer, then the command register that
             // turns decoding back on.
             Self.write(fd, kept, 0x10..<0x40)
             Self.write(fd, kept, 0x0C..<0x10)

@@ -54,8 +54,7 @@ enum MatrixBench {
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
         let all = doc.runs.flatMap(\.observations)
         let timings = all.map(\.timing)
-        // A saved boot is no run's own time (`total`), but the machine spent it.
-        let vmSeconds = timings.reduce(0) { $0 + $1.total + $1.snapshot }
+        let vmSeconds = Self.vmSeconds(timings)
         var lines = [title]
         lines.append("  fabric × kernel cells: \(doc.runs.count) (\(doc.runs.filter { !$0.booted }.count) not booted: unrealizable)")
         lines.append("  wall: isolab matrix start to exit (image cache, judging and reports included)")
@@ -85,11 +84,17 @@ enum MatrixBench {
         lines.append("  per kernel:   VMs   VM-s   create   boot   steps   teardown   snapshot   restore")
         for k in Array(Set(doc.runs.map(\.kernel))).sorted() {
             let ts = doc.runs.filter { $0.kernel == k }.flatMap(\.observations).map(\.timing)
-            let sums = [\Timing.total, \.create, \.boot, \.steps, \.teardown, \.snapshot, \.restore].map { key in ts.reduce(0) { $0 + $1[keyPath: key] } }
+            let sums = [Self.vmSeconds(ts)] + [\Timing.create, \.boot, \.steps, \.teardown, \.snapshot, \.restore].map { key in ts.reduce(0) { $0 + $1[keyPath: key] } }
             lines.append("  " + k.padding(toLength: 12, withPad: " ", startingAt: 0)
                          + zip([String(ts.count)] + sums.map(f), [5, 7, 9, 7, 8, 11, 11, 10]).map { String(repeating: " ", count: max(1, $1 - $0.count)) + $0 }.joined())
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Each run's own time plus the saved boot it carries: a saved boot is no run's `total`,
+    /// but the machine spent it.
+    static func vmSeconds(_ timings: [Timing]) -> Double {
+        timings.reduce(0) { $0 + $1.total + $1.snapshot }
     }
 
     static func median(_ xs: [Double]) -> Double {

@@ -59,9 +59,9 @@ struct Fleet {
 
     func run(_ requests: [RunRequest], progress: Progress) throws -> [VMObservation] {
         let shared = Shared(count: requests.count)
-        var fabrics: [String: Int] = [:]
+        var fabrics: [Scheduler.UnitKey: Int] = [:]
         let fabricIndex = requests.map { r -> Int in
-            let key = [r.topology.name, r.topology.iommu.rawValue, r.kernelLabel].joined(separator: "\u{0}")
+            let key = Scheduler.UnitKey(r)
             if let i = fabrics[key] { return i }
             fabrics[key] = fabrics.count
             return fabrics.count - 1
