@@ -64,6 +64,69 @@ int cvfio_unmap_dma(int container, uint64_t iova, uint64_t size) {
     return result(ioctl(container, VFIO_IOMMU_UNMAP_DMA, &unmap));
 }
 
+/* iommufd and VFIO both use ioctl type ';' with the size-less _IO() encoding; iommufd
+ * commands start at 0x80, VFIO's at VFIO_BASE (100). Layouts as in the v6.12 uAPI. */
+#define CVFIO_IOCTL_TYPE ';'
+#define CVFIO_IOMMU_DESTROY _IO(CVFIO_IOCTL_TYPE, 0x80)
+#define CVFIO_IOMMU_IOAS_ALLOC _IO(CVFIO_IOCTL_TYPE, 0x81)
+#define CVFIO_IOMMU_IOAS_MAP _IO(CVFIO_IOCTL_TYPE, 0x85)
+#define CVFIO_IOMMU_IOAS_UNMAP _IO(CVFIO_IOCTL_TYPE, 0x86)
+#define CVFIO_DEVICE_BIND_IOMMUFD _IO(CVFIO_IOCTL_TYPE, VFIO_BASE + 18)
+#define CVFIO_DEVICE_ATTACH_IOMMUFD_PT _IO(CVFIO_IOCTL_TYPE, VFIO_BASE + 19)
+#define CVFIO_IOAS_MAP_FIXED_IOVA (1u << 0)
+#define CVFIO_IOAS_MAP_WRITEABLE (1u << 1)
+#define CVFIO_IOAS_MAP_READABLE (1u << 2)
+_Static_assert(CVFIO_NOIOMMU_IOMMU == VFIO_NOIOMMU_IOMMU, "noiommu");
+
+struct cvfio_iommu_destroy { uint32_t size; uint32_t id; };
+struct cvfio_ioas_alloc_arg { uint32_t size; uint32_t flags; uint32_t out_ioas_id; };
+struct cvfio_ioas_map_arg {
+    uint32_t size; uint32_t flags; uint32_t ioas_id; uint32_t reserved;
+    uint64_t user_va; uint64_t length; uint64_t iova;
+};
+struct cvfio_ioas_unmap_arg { uint32_t size; uint32_t ioas_id; uint64_t iova; uint64_t length; };
+struct cvfio_bind_iommufd { uint32_t argsz; uint32_t flags; int32_t iommufd; uint32_t out_devid; };
+struct cvfio_attach_pt { uint32_t argsz; uint32_t flags; uint32_t pt_id; };
+
+int cvfio_device_bind_iommufd(int device, int iommufd, uint32_t *devid) {
+    struct cvfio_bind_iommufd bind = { .argsz = sizeof(bind), .iommufd = iommufd };
+    int r = ioctl(device, CVFIO_DEVICE_BIND_IOMMUFD, &bind);
+    if (r < 0) return -errno;
+    *devid = bind.out_devid;
+    return 0;
+}
+
+int cvfio_device_attach_pt(int device, uint32_t pt_id) {
+    struct cvfio_attach_pt attach = { .argsz = sizeof(attach), .pt_id = pt_id };
+    return result(ioctl(device, CVFIO_DEVICE_ATTACH_IOMMUFD_PT, &attach));
+}
+
+int cvfio_ioas_alloc(int iommufd, uint32_t *ioas) {
+    struct cvfio_ioas_alloc_arg alloc = { .size = sizeof(alloc) };
+    int r = ioctl(iommufd, CVFIO_IOMMU_IOAS_ALLOC, &alloc);
+    if (r < 0) return -errno;
+    *ioas = alloc.out_ioas_id;
+    return 0;
+}
+
+int cvfio_ioas_map(int iommufd, uint32_t ioas, uint64_t vaddr, uint64_t iova, uint64_t size) {
+    struct cvfio_ioas_map_arg map = {
+        .size = sizeof(map), .ioas_id = ioas, .user_va = vaddr, .length = size, .iova = iova,
+        .flags = CVFIO_IOAS_MAP_FIXED_IOVA | CVFIO_IOAS_MAP_WRITEABLE | CVFIO_IOAS_MAP_READABLE,
+    };
+    return result(ioctl(iommufd, CVFIO_IOMMU_IOAS_MAP, &map));
+}
+
+int cvfio_ioas_unmap(int iommufd, uint32_t ioas, uint64_t iova, uint64_t size) {
+    struct cvfio_ioas_unmap_arg unmap = { .size = sizeof(unmap), .ioas_id = ioas, .iova = iova, .length = size };
+    return result(ioctl(iommufd, CVFIO_IOMMU_IOAS_UNMAP, &unmap));
+}
+
+int cvfio_iommufd_destroy(int iommufd, uint32_t id) {
+    struct cvfio_iommu_destroy destroy = { .size = sizeof(destroy), .id = id };
+    return result(ioctl(iommufd, CVFIO_IOMMU_DESTROY, &destroy));
+}
+
 int cvfio_open(const char *path, int flags) { return result(open(path, flags | O_CLOEXEC)); }
 
 int cvfio_tty_raw(int fd) {

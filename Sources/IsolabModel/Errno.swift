@@ -4,6 +4,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
     case ENOENT = 2
     case EBADF = 9
     case EAGAIN = 11
+    case EFAULT = 14
     case EBUSY = 16
     case ENODEV = 19
     case EINVAL = 22
@@ -15,6 +16,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
         case .ENOENT: return "ENOENT"
         case .EBADF: return "EBADF"
         case .EAGAIN: return "EAGAIN"
+        case .EFAULT: return "EFAULT"
         case .EBUSY: return "EBUSY"
         case .ENODEV: return "ENODEV"
         case .EINVAL: return "EINVAL"

@@ -64,8 +64,11 @@ public struct KernelGeneration: Sendable, Hashable {
     /// `VFIO_GROUP_SET_CONTAINER` with an fd that is not a container: EINVAL (6.1) or EBADFD (6.12, 7.3).
     public var setContainerNonContainerErrno: Errno
     public var virtioIOMMU: VIOMMUSupport
-    /// Whether the legacy VFIO container path is the only one (no iommufd, no vfio cdev) in the catalog config.
+    /// Whether the kernel builds iommufd and VFIO device cdevs (`CONFIG_IOMMUFD`,
+    /// `CONFIG_VFIO_DEVICE_CDEV`); no catalog config does: the legacy container is the only path.
     public var hasIOMMUFD: Bool
+    /// Whether the kernel builds VFIO's no-IOMMU mode (`CONFIG_VFIO_NOIOMMU`); no catalog config does.
+    public var hasVFIONoIOMMU: Bool = false
     /// `VIRTIO_PCI=y`: virtio-pci binds virtio devices at boot, without udev (6.12, 7.3; a module before).
     public var virtioPCIBuiltIn: Bool = false
     /// Where virtio-iommu (ACPI VIOT) probes PCI functions into groups: at each driver probe
@@ -108,6 +111,15 @@ public struct KernelGeneration: Sendable, Hashable {
         if v < KernelVersion(6, 2) { return .v6_1 }
         if v < KernelVersion(6, 13) { return .v6_12 }
         return .v7_3
+    }
+
+    /// This generation as a particular build configures it: a developer's kernel (or isolab's
+    /// `6.12-iommufd` source build) may enable what the Debian configs leave out.
+    public func building(iommufd: Bool, vfioNoIOMMU: Bool) -> KernelGeneration {
+        var g = self
+        g.hasIOMMUFD = iommufd
+        g.hasVFIONoIOMMU = vfioNoIOMMU
+        return g
     }
 
     /// Whether this kernel drives the vIOMMU: intel and amd are built in (`=y`) everywhere,

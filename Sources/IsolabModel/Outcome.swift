@@ -61,6 +61,15 @@ public struct StepPrediction: Sendable, Equatable {
     public var bound: [String] = []
     /// For `load-driver`: devices whose probe the ownership check refused (silently).
     public var refused: [String] = []
+
+    /// This prediction ending at a failed sub-step: the sub-step's errno becomes the step's.
+    func failing(_ substep: String, _ e: Errno, _ rule: Reason) -> StepPrediction {
+        var p = self
+        p.substeps.append(SubstepPrediction(name: substep, result: .error(e), detail: nil))
+        p.result = .error(e)
+        p.rule = rule
+        return p
+    }
 }
 
 public struct ScenarioPrediction: Sendable, Equatable {

@@ -39,8 +39,18 @@ public struct OwnershipModel: Sendable {
     /// admin queue): with the device's DMA domain taken away, the unbind never completes.
     public static let removeWaitsOnDMA: Set<String> = ["nvme"]
     var crashed = false
+    /// `vfio.enable_unsafe_noiommu_mode` as vfio was loaded with (only where the kernel builds it).
+    var noiommuMode = false
+    /// VFIO's fake groups of no-IOMMU devices (`vfio_noiommu_group_alloc()`): function → group id.
+    /// Their ids are the model's own (from `noiommuGroupBase`); the guest numbers them from 0.
+    var noiommuGroup: [Int: Int] = [:]
+    static let noiommuGroupBase = 100_000
 
     struct GroupState {
+        /// Opened through the device cdev and iommufd rather than the group fd (`vfio-open via: cdev`).
+        var cdev = false
+        /// The agent's iommufd and IOAS for the group exist (kept until `vfio-close`).
+        var ioas = false
         var open = false
         var containerSet = false
         var iommuSet = false
@@ -77,11 +87,17 @@ public struct OwnershipModel: Sendable {
 
     // MARK: helpers
 
-    func groupID(_ f: PCIFunction) -> Int? { grouping?.groupOf[f.index] }
+    func groupID(_ f: PCIFunction) -> Int? { grouping?.groupOf[f.index] ?? noiommuGroup[f.index] }
 
     func members(of gid: Int) -> [PCIFunction] {
-        grouping?.groups[gid].members.map { fabric.functions[$0] } ?? []
+        if gid >= Self.noiommuGroupBase {
+            return noiommuGroup.filter { $0.value == gid }.map { fabric.functions[$0.key] }
+        }
+        return grouping?.groups[gid].members.map { fabric.functions[$0] } ?? []
     }
+
+    /// Whether `gid` is one of VFIO's no-IOMMU groups.
+    func isNoIOMMUGroup(_ gid: Int) -> Bool { gid >= Self.noiommuGroupBase }
 
     func isKernelDMAUser(_ drv: String) -> Bool { !Self.driverManagedDMA.contains(drv) }
 
@@ -120,7 +136,13 @@ public struct OwnershipModel: Sendable {
                 return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) is a bridge (header type not normal): vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
             }
             if groupID(f) == nil {
-                return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))): vfio_group_find_or_alloc() fails and vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
+                if noiommuMode {
+                    noiommuGroup[f.index] = Self.noiommuGroupBase + f.index
+                    bindNow(f, drv)
+                    return nil
+                }
+                let noiommu = kernel.hasVFIONoIOMMU ? "vfio was loaded without enable_unsafe_noiommu_mode=1" : "the kernel does not build VFIO_NOIOMMU"
+                return (.error(bindErrno(.EINVAL)), Reason("vfio_pci_probe()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))) and \(noiommu): vfio_group_find_or_alloc() fails and vfio-pci's probe returns -EINVAL" + (kernel.bindReportsENODEVForProbeFailure ? ", which bind_store() reports as ENODEV" : "")))
             }
         }
         if let g = groupID(f), kernel.ownership == .dmaOwner, isKernelDMAUser(drv), groups[g]?.userOwned == true {
@@ -138,6 +160,12 @@ public struct OwnershipModel: Sendable {
     mutating func release(_ f: PCIFunction) {
         guard let drv = driver.removeValue(forKey: f.index) else { return }
         guard let g = groupID(f) else { return }
+        if isNoIOMMUGroup(g) {
+            // vfio_device_remove_group(): the fake group goes with its only device.
+            noiommuGroup[f.index] = nil
+            groups[g] = nil
+            return
+        }
         if kernel.ownership == .dmaOwner {
             if isKernelDMAUser(drv) { groups[g, default: GroupState()].kernelUsers -= 1 }
             // ≥6.1: when the last VFIO device of a group goes, the container is detached and the group revoked.

@@ -22,8 +22,8 @@ extension OwnershipModel {
             return done(.blocked, Reason("device_lock()", "\(dev)'s earlier unbind still holds its device lock (it waits on DMA the IOMMU no longer lets through): every sysfs write to it blocks"))
         }
         switch step.action {
-        case .loadDriver(let module):
-            return loadDriver(module, step: step, index: index)
+        case .loadDriver(let module, let options):
+            return loadDriver(module, options: options, step: step, index: index)
         case .bind(let dev, let drv):
             let f = fn(dev)
             return bind(f, drv ?? f.deviceModel?.defaultDriver ?? "pci-stub", step: step, index: index)
@@ -36,8 +36,10 @@ extension OwnershipModel {
             return bind(f, "vfio-pci", step: step, index: index)
         case .unbind(let dev):
             return unbind(fn(dev), step: step, index: index)
-        case .vfioOpen(let dev):
+        case .vfioOpen(let dev, .group):
             return vfioOpen(fn(dev), step: step, index: index)
+        case .vfioOpen(let dev, .cdev):
+            return vfioCdevOpen(fn(dev), step: step, index: index)
         case .vfioClose(let dev):
             return vfioClose(fn(dev), step: step, index: index)
         case .dma(let from, let to, let map):
@@ -48,9 +50,10 @@ extension OwnershipModel {
     /// `modprobe`: registering the driver runs `driver_attach()`, which probes every unbound
     /// function it matches (by its id table, or by `driver_override` naming it). Auto-probing
     /// reports no error (drivers/base/dd.c), so the step succeeds whatever the probes did.
-    mutating func loadDriver(_ module: String, step: Step, index: Int) -> StepPrediction {
+    mutating func loadDriver(_ module: String, options: [String] = [], step: Step, index: Int) -> StepPrediction {
         let drv = String(module.map { $0 == "_" ? "-" : $0 })
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("driver_attach()", "modprobe \(module)"))
+        if drv == "vfio" { return loadVFIO(options: options, p) }
         if loaded.contains(drv) {
             p.rule = Reason("driver_register()", "\(drv) is already loaded: modprobe does nothing and nothing new is probed")
             return p
@@ -151,14 +154,14 @@ extension OwnershipModel {
     /// agent keeps what it opened until `vfio-close`, even after a failed sub-step.
     mutating func vfioOpen(_ f: PCIFunction, step: Step, index: Int) -> StepPrediction {
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("vfio_group_get_device_fd()", "\(f.displayName)'s VFIO device is open"))
-        func fail(_ name: String, _ e: Errno, _ rule: Reason) -> StepPrediction {
-            p.substeps.append(SubstepPrediction(name: name, result: .error(e), detail: nil))
-            p.result = .error(e)
-            p.rule = rule
-            return p
-        }
+        func fail(_ name: String, _ e: Errno, _ rule: Reason) -> StepPrediction { p.failing(name, e, rule) }
         guard let g = groupID(f) else {
             return fail("find-group", .ENOENT, Reason("iommu_group_get()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))): no iommu_group link, no /dev/vfio node"))
+        }
+        if isNoIOMMUGroup(g) { return vfioOpenNoIOMMU(f, group: g, step: step, index: index) }
+        if groups[g]?.cdev == true, groups[g]?.open != true {
+            p.substeps.append(SubstepPrediction(name: "open-container", result: .ok, detail: nil))
+            return fail("open-group", .EBUSY, Reason("vfio_group_fops_open()", "a device of \(f.displayName)'s group is open through its cdev: the group fd may not be opened as well, -EBUSY"))
         }
         var gs = groups[g, default: GroupState()]
         defer { groups[g] = gs }
@@ -224,7 +227,7 @@ extension OwnershipModel {
     /// container (`iommu_group_release_dma_owner()` on ≥5.19). A pending unbind then completes.
     mutating func vfioClose(_ f: PCIFunction, step: Step, index: Int) -> StepPrediction {
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("vfio_group_fops_release()", "closed"))
-        guard let g = groupID(f), var gs = groups[g], gs.open else {
+        guard let g = groupID(f), var gs = groups[g], gs.open || gs.ioas else {
             p.result = .error(.EBADF)
             p.rule = Reason("isolab-agent", "nothing of \(f.displayName)'s group is open")
             return p
@@ -268,31 +271,20 @@ extension OwnershipModel {
             }
             return p
         }
-        let translated = grouping != nil
-        if !translated {
-            switch to {
-            case .memory:
-                p.result = .delivered
-                p.rule = Reason("pci_device_iommu_address_space()", "no IOMMU: \(a.displayName)'s DMA goes straight to guest-physical memory")
-            case .unmapped:
-                p.result = .unsupported
-                p.rule = Reason("isolab", "no IOMMU: there is no IOVA space to leave unmapped")
-            case .device(let b):
-                p.result = .delivered
-                p.rule = Reason("pci_device_iommu_address_space()", "no IOMMU: \(a.displayName)'s write at \(b)'s BAR address lands in \(b)'s registers, whoever drives \(b)")
-            }
-            return p
-        }
+        if grouping == nil { return untranslatedDMA(a, to, map, p) }
         let requester = DMAAlias.requesterPath(of: a, in: fabric)
         guard let g = groupID(a), groups[g]?.openDevices.contains(a.index) == true else {
             p.result = .notRun
             p.rule = Reason("isolab-agent", "\(a.displayName) has no open VFIO device: vfio-open it first")
             return p
         }
+        let cdev = groups[g]?.cdev == true
+        let mapper = cdev ? "iopt_map_user_pages()" : "vfio_iommu_type1_map_dma()"
+        let space = cdev ? "IOAS" : "container"
         switch to {
         case .memory:
             p.result = .delivered
-            p.rule = Reason("vfio_iommu_type1_map_dma()", "the buffer is mapped in \(a.displayName)'s container: the round trip through RAM delivers")
+            p.rule = Reason(mapper, "the buffer is mapped in \(a.displayName)'s \(space): the round trip through RAM delivers")
         case .unmapped:
             p.result = .faulted(requester: requester)
             p.rule = Reason("dmar_fault()", "nothing maps the IOVA in \(a.displayName)'s domain: a DMAR fault from \(requester)")
@@ -304,8 +296,13 @@ extension OwnershipModel {
                     p.rule = Reason("isolab-agent", "\(bID) has no open VFIO device whose BAR could be mapped: vfio-open it first")
                     return p
                 }
+                if cdev {
+                    p.result = .error(.EFAULT)
+                    p.rule = Reason("iopt_map_user_pages()", "IOMMU_IOAS_MAP pins the pages behind the address, and \(bID)'s BAR mmap is VM_PFNMAP memory without struct pages: pin_user_pages() fails, -EFAULT (iommufd maps no MMIO from a user address)")
+                    return p
+                }
                 p.result = .delivered
-                p.rule = Reason("vfio_iommu_type1_map_dma()", "\(bID)'s BAR is mapped into \(a.displayName)'s container: the canary lands")
+                p.rule = Reason(mapper, "\(bID)'s BAR is mapped into \(a.displayName)'s container: the canary lands")
             } else {
                 p.result = .faulted(requester: requester)
                 p.rule = Reason("dmar_fault()", "\(bID)'s BAR address is not mapped in \(a.displayName)'s domain and QEMU routes no DMA peer to peer: a DMAR fault from \(requester)")

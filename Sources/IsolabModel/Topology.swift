@@ -129,13 +129,23 @@ public enum DMAMapping: String, Sendable, Equatable, Codable {
     case peer
 }
 
+/// Which VFIO uAPI a `vfio-open` uses.
+public enum VFIOPath: String, Sendable, Equatable, Codable, CaseIterable {
+    /// `/dev/vfio/vfio` container + `/dev/vfio/<group>` + type1 (or no-IOMMU) backend.
+    case group
+    /// The device cdev `/dev/vfio/devices/vfioN` bound to an iommufd (`/dev/iommu`) and
+    /// attached to an IOAS (v6.6+, `CONFIG_VFIO_DEVICE_CDEV`).
+    case cdev
+}
+
 /// One step of a scenario.
 public enum StepAction: Sendable, Equatable {
-    case loadDriver(String)
+    /// `modprobe MODULE [OPTION...]`.
+    case loadDriver(String, options: [String] = [])
     case bind(device: String, driver: String?)
     case unbind(String)
     case vfioBind(String)
-    case vfioOpen(String)
+    case vfioOpen(String, via: VFIOPath = .group)
     case vfioClose(String)
     case dma(from: String, to: DMATarget, map: DMAMapping)
 
@@ -156,7 +166,7 @@ public enum StepAction: Sendable, Equatable {
     public var device: String? {
         switch self {
         case .loadDriver: return nil
-        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d), .vfioClose(let d): return d
+        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _), .vfioClose(let d): return d
         case .dma(let from, _, _): return from
         }
     }
@@ -164,11 +174,11 @@ public enum StepAction: Sendable, Equatable {
     /// A one-line rendering, e.g. `dma A -> B (map: peer)`.
     public var summary: String {
         switch self {
-        case .loadDriver(let d): return "load-driver \(d)"
+        case .loadDriver(let d, let options): return (["load-driver", d] + options).joined(separator: " ")
         case .bind(let dev, let drv): return "bind \(dev)" + (drv.map { " to \($0)" } ?? "")
         case .unbind(let d): return "unbind \(d)"
         case .vfioBind(let d): return "vfio-bind \(d)"
-        case .vfioOpen(let d): return "vfio-open \(d)"
+        case .vfioOpen(let d, let via): return "vfio-open \(d)" + (via == .cdev ? " (via: cdev)" : "")
         case .vfioClose(let d): return "vfio-close \(d)"
         case .dma(let from, let to, let map):
             let target: String

@@ -97,6 +97,10 @@ public struct PlanStep: Codable, Equatable, Sendable {
     public var target: String?
     /// `dma`: `own` or `peer` (map the peer's BAR into the initiator's container).
     public var map: String?
+    /// `vfio-open`: `cdev` for the device cdev + iommufd path; nil: the group/container path.
+    public var via: String?
+    /// `load-driver`: module options passed to modprobe (`enable_unsafe_noiommu_mode=1`).
+    public var options: [String]?
 
     public init(index: Int, op: Op, device: String? = nil, driver: String? = nil, module: String? = nil,
                 to: DMATarget? = nil, target: String? = nil, map: String? = nil) {

@@ -79,8 +79,8 @@ public struct Inventory: Codable, Equatable, Sendable {
     public var groups: [GroupRecord]
     /// Modules the plan asked to preload that failed (name: message).
     public var preloadFailures: [String: String]
-    /// Whether the kernel offers iommufd (`/dev/iommu`) and VFIO device cdevs; none of the
-    /// catalog kernels does, and the agent drives only the legacy container path.
+    /// Whether the kernel offers iommufd (`/dev/iommu`, after `modprobe iommufd`) and VFIO device
+    /// cdevs (`vfio-open via: cdev`); none of the catalog kernels does.
     public var iommufd: Bool?
     public var vfioCdev: Bool?
 
@@ -209,7 +209,9 @@ public struct SubstepRecord: Codable, Equatable, Sendable {
 
 /// The evidence of a DMA probe: addresses, the pattern, what came back, the fault lines.
 public struct DMAEvidence: Codable, Equatable, Sendable {
-    /// `vfio` (through a container) or `physical` (no IOMMU: sysfs BAR, guest-physical addresses).
+    /// `vfio` (through a type1 container), `iommufd` (a device cdev attached to an IOAS),
+    /// `noiommu` (a no-IOMMU VFIO device, physical addresses) or `physical` (no IOMMU: sysfs
+    /// BAR, guest-physical addresses).
     public var path: String
     /// The bus address edu was told to use.
     public var busAddress: String

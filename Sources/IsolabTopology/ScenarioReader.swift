@@ -10,6 +10,8 @@ struct ScenarioReader {
     /// Modules the guest image carries that bind PCI devices.
     static let modules = ["e1000e", "nvme", "virtio-pci", "virtio_pci", "vfio-pci", "vfio_pci", "pci-stub", "pci_stub"]
     static let drivers = ["e1000e", "nvme", "virtio-pci", "vfio-pci", "pci-stub"]
+    /// Modules a scenario may load with options, and the options isolab passes on.
+    static let optionModules = ["vfio": ["enable_unsafe_noiommu_mode=1"]]
 
     func scenarios(_ node: Yams.Node) throws -> [Scenario] {
         var out: [Scenario] = []
@@ -56,7 +58,26 @@ struct ScenarioReader {
         let action: StepAction
         switch key {
         case "load-driver":
-            action = .loadDriver(try reader.oneOf(value, f, Self.modules))
+            if case .mapping = value {
+                let e = try reader.mapping(value, f, allowed: ["module", "options"])
+                guard let m = e.first(where: { $0.key == "module" }) else {
+                    throw reader.error(value, f, "missing required key 'module'", accepted: "module: NAME, options: [OPTION]")
+                }
+                let module = try reader.oneOf(m.value, f + ".module", Self.modules + Self.optionModules.keys.sorted())
+                var options: [String] = []
+                if let o = e.first(where: { $0.key == "options" }) {
+                    let known = Self.optionModules[module] ?? []
+                    guard !known.isEmpty else {
+                        throw reader.error(o.value, f + ".options", "isolab passes no options to \(module)", accepted: Self.optionModules.map { "\($0.key): \($0.value.joined(separator: ", "))" }.sorted().joined(separator: "; "))
+                    }
+                    let nodes: [Yams.Node]
+                    if case .sequence = o.value { nodes = try reader.sequence(o.value, f + ".options") } else { nodes = [o.value] }
+                    options = try nodes.enumerated().map { i, n in try reader.oneOf(n, f + ".options[\(i)]", known) }
+                }
+                action = .loadDriver(module, options: options)
+            } else {
+                action = .loadDriver(try reader.oneOf(value, f, Self.modules + Self.optionModules.keys.sorted()))
+            }
         case "bind":
             if case .mapping = value {
                 let e = try reader.mapping(value, f, allowed: ["device", "driver"])
@@ -70,7 +91,19 @@ struct ScenarioReader {
             }
         case "unbind": action = .unbind(try node(value, f))
         case "vfio-bind": action = .vfioBind(try node(value, f))
-        case "vfio-open": action = .vfioOpen(try node(value, f))
+        case "vfio-open":
+            if case .mapping = value {
+                let e = try reader.mapping(value, f, allowed: ["device", "via"])
+                guard let d = e.first(where: { $0.key == "device" }) else {
+                    throw reader.error(value, f, "missing required key 'device'", accepted: "device: ID, via: \(VFIOPath.allCases.map(\.rawValue).joined(separator: " or "))")
+                }
+                let via = try e.first(where: { $0.key == "via" }).map {
+                    VFIOPath(rawValue: try reader.oneOf($0.value, f + ".via", VFIOPath.allCases.map(\.rawValue)))!
+                } ?? .group
+                action = .vfioOpen(try node(d.value, f + ".device"), via: via)
+            } else {
+                action = .vfioOpen(try node(value, f))
+            }
         case "vfio-close": action = .vfioClose(try node(value, f))
         default: action = try dma(value, f)
         }

@@ -26,8 +26,10 @@ public enum PlanBuilder {
 
     static func planStep(index: Int, _ action: StepAction, fabric: Fabric) -> PlanStep {
         switch action {
-        case .loadDriver(let module):
-            return PlanStep(index: index, op: .loadDriver, module: module)
+        case .loadDriver(let module, let options):
+            var step = PlanStep(index: index, op: .loadDriver, module: module)
+            step.options = options.isEmpty ? nil : options
+            return step
         case .bind(let device, let driver):
             let resolved = driver ?? fabric.function(of: device)?.deviceModel?.defaultDriver
             return PlanStep(index: index, op: .bind, device: device, driver: resolved)
@@ -35,8 +37,10 @@ public enum PlanBuilder {
             return PlanStep(index: index, op: .unbind, device: d)
         case .vfioBind(let d):
             return PlanStep(index: index, op: .vfioBind, device: d, driver: "vfio-pci")
-        case .vfioOpen(let d):
-            return PlanStep(index: index, op: .vfioOpen, device: d)
+        case .vfioOpen(let d, let via):
+            var step = PlanStep(index: index, op: .vfioOpen, device: d)
+            step.via = via == .group ? nil : via.rawValue
+            return step
         case .vfioClose(let d):
             return PlanStep(index: index, op: .vfioClose, device: d)
         case .dma(let from, let to, let map):

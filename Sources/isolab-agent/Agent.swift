@@ -46,6 +46,21 @@ struct StepDraft {
         record.detail = detail
     }
 
+    /// Set by the first failed `substep`.
+    var substepFailed = false
+
+    /// Records a sub-step (`r` ≥ 0: ok, else -errno); the first failure becomes the step's result.
+    mutating func substep(_ name: String, _ r: Int32, _ detail: String? = nil) {
+        let ok = r >= 0
+        record.substeps.append(SubstepRecord(name: name, result: ok ? "ok" : ErrnoName.name(r),
+                                             errno: ok ? nil : Int(-r), detail: detail))
+        guard !ok, !substepFailed else { return }
+        substepFailed = true
+        record.result = ErrnoName.name(r)
+        record.errno = Int(-r)
+        record.detail = "\(name): \(Posix.errorText(-r))" + (detail.map { " (\($0))" } ?? "")
+    }
+
     mutating func note(_ text: String) {
         record.detail = record.detail.map { "\($0); \(text)" } ?? text
     }
@@ -144,7 +159,7 @@ final class Agent {
     func perform(_ step: PlanStep, _ d: inout StepDraft) {
         if step.op == .loadDriver {
             guard let module = step.module ?? step.driver else { return d.fail("not-run", "load-driver names no module") }
-            return loadDriver(module, &d)
+            return loadDriver(module, options: step.options ?? [], &d)
         }
         guard let id = step.device else { return d.fail("not-run", "the step names no device") }
         guard let bdf = bdfOfNode[id] else {
@@ -158,7 +173,7 @@ final class Agent {
             bind(bdf, driver: step.driver ?? Drivers.defaultDriver(forModel: model), &d)
         case .unbind: unbind(bdf, &d)
         case .vfioBind: vfioBind(bdf, &d)
-        case .vfioOpen: vfioOpen(bdf, &d)
+        case .vfioOpen: step.via == "cdev" ? vfioCdevOpen(bdf, &d) : vfioOpen(bdf, &d)
         case .vfioClose: vfioClose(bdf, &d)
         case .dma: dma(step, from: bdf, &d)
         }
@@ -177,11 +192,11 @@ final class Agent {
         }
     }
 
-    func loadDriver(_ module: String, _ d: inout StepDraft) {
+    func loadDriver(_ module: String, options: [String], _ d: inout StepDraft) {
         _ = Posix.write("/sys/bus/pci/drivers_autoprobe", "1")
         let before = declaredDrivers()
-        let outcome = modprobe(module)
-        d.set(outcome, describe(outcome, "modprobe \(module)"))
+        let outcome = modprobe(module, options: options)
+        d.set(outcome, describe(outcome, (["modprobe", module] + options).joined(separator: " ")))
         d.record.bound = newlyBound(since: before)
     }
 
@@ -243,8 +258,8 @@ final class Agent {
         runChild(["/proc/self/exe", "write", path, value], what: "write \(value) to \(path)")
     }
 
-    func modprobe(_ module: String) -> ChildOutcome {
-        let outcome = runChild(["/sbin/modprobe", module], what: "modprobe \(module)")
+    func modprobe(_ module: String, options: [String] = []) -> ChildOutcome {
+        let outcome = runChild(["/sbin/modprobe", module] + options, what: (["modprobe", module] + options).joined(separator: " "))
         // modprobe exits 1 on any failure; there is no errno to report.
         if case .failed = outcome { return .failed(ENOENT) }
         return outcome

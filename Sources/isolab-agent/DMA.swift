@@ -93,37 +93,43 @@ extension Agent {
     static let peerIOVA: UInt64 = 0x400_0000
 
     /// A `dma` probe from edu `a` (KERNEL-NOTES §5.3–5.6). Under an IOMMU through A's open VFIO
-    /// device and container (`vfio`); with no IOMMU group through sysfs at guest-physical
+    /// device and its container (`vfio`) or IOAS (`iommufd`); a no-IOMMU VFIO device at
+    /// physical addresses (`noiommu`); with no IOMMU group through sysfs at guest-physical
     /// addresses (`physical`).
     func dma(_ step: PlanStep, from a: String, _ d: inout StepDraft) {
         let res = ProbeResources()
         let modelA = plan.nodes.first(where: { bdfOfNode[$0.id] == a })?.model
         guard modelA == nil || modelA == "edu" else { return d.fail("unsupported", "only an edu initiates DMA probes; \(a) is \(modelA!)") }
         let vfioPath = Sysfs.group(of: a) != nil
-        var evidence = DMAEvidence(path: vfioPath ? "vfio" : "physical", busAddress: "", expected: "", observed: "")
+        let opened = vfio.device(a)
+        var evidence = DMAEvidence(path: opened?.space.evidencePath ?? (vfioPath ? "vfio" : "physical"), busAddress: "", expected: "", observed: "")
         defer { d.record.dma = evidence }
 
         // A's registers and a RAM page it can reach.
         let edu: Edu
         let buffer: DMABuffer
-        var container: Int32 = -1
+        var space: DMASpace?
         if vfioPath {
-            guard let (h, fd) = vfio.device(a) else { return d.fail("not-run", "\(a) has no open VFIO device: vfio-open it first") }
-            container = h.container
+            guard let (s, fd) = opened else { return d.fail("not-run", "\(a) has no open VFIO device: vfio-open it first") }
             guard let bar = mapVFIOBar(fd, res) else { return d.fail("unsupported", "cannot mmap \(a)'s BAR0 region: \(Posix.errorText(errno))") }
             enableBusMaster(vfioDevice: fd)
-            guard let page = anonymousPage(res) else { return d.fail("unsupported", "cannot allocate a buffer page") }
-            let r = cvfio_map_dma(container, UInt64(UInt(bitPattern: page)), Self.ownIOVA, UInt64(DMABuffer.size))
-            guard r == 0 else { return d.fail(ErrnoName.name(r), errno: -r, "VFIO_IOMMU_MAP_DMA of the buffer at \(Hex.address(Self.ownIOVA)): \(Posix.errorText(-r))") }
-            res.unmaps.append { _ = cvfio_unmap_dma(container, Self.ownIOVA, UInt64(DMABuffer.size)) }
             edu = Edu(bar: bar)
-            buffer = DMABuffer(base: page, busAddress: Self.ownIOVA)
+            if case .noiommu = s {
+                // Nothing translates: the buffer's bus address is its physical address.
+                guard let (page, pa) = physicalPage(res, below: dmaLimit(a)) else { return d.fail("unsupported", "no buffer page within \(a)'s DMA reach with a known physical address (pagemap)") }
+                buffer = DMABuffer(base: page, busAddress: pa)
+            } else {
+                space = s
+                guard let page = anonymousPage(res) else { return d.fail("unsupported", "cannot allocate a buffer page") }
+                let r = s.map(vaddr: UInt64(UInt(bitPattern: page)), iova: Self.ownIOVA, size: UInt64(DMABuffer.size))
+                guard r == 0 else { return d.fail(ErrnoName.name(r), errno: -r, "\(s.mapCall) of the buffer at \(Hex.address(Self.ownIOVA)): \(Posix.errorText(-r))") }
+                res.unmaps.append { s.unmap(iova: Self.ownIOVA, size: UInt64(DMABuffer.size)) }
+                buffer = DMABuffer(base: page, busAddress: Self.ownIOVA)
+            }
         } else {
             guard let bar = mapSysfsBar(a, res) else { return d.fail("unsupported", "cannot mmap \(a)'s resource0: \(Posix.errorText(errno))") }
             enableCommandBits(sysfs: a, 0x6)
-            let bits = plan.nodes.first(where: { bdfOfNode[$0.id] == a })?.dmaMaskBits ?? 28
-            let limit: UInt64 = bits >= 64 ? UInt64.max : (UInt64(1) << UInt64(bits))
-            guard let (page, pa) = physicalPage(res, below: limit) else { return d.fail("unsupported", "no buffer page within \(bits)-bit DMA reach with a known physical address (pagemap)") }
+            guard let (page, pa) = physicalPage(res, below: dmaLimit(a)) else { return d.fail("unsupported", "no buffer page within \(a)'s DMA reach with a known physical address (pagemap)") }
             edu = Edu(bar: bar)
             buffer = DMABuffer(base: page, busAddress: pa)
         }
@@ -136,13 +142,13 @@ extension Agent {
         case .memory:
             probeMemory(edu, buffer, index: step.index, &evidence, &d)
         case .unmapped:
-            guard vfioPath else { return d.fail("unsupported", "no IOMMU: there is no IOVA space to leave unmapped") }
+            guard space != nil else { return d.fail("unsupported", "no IOMMU: there is no IOVA space to leave unmapped") }
             probeUnmapped(edu, buffer, index: step.index, &evidence, &d)
         case .device:
             guard let target = step.target, let b = bdfOfNode[target] else {
                 return d.fail("not-run", "the probe's target \(step.target ?? "(none)") is not in the guest")
             }
-            probePeer(edu, buffer, from: a, to: b, target: target, peerMap: step.map == "peer", container: container,
+            probePeer(edu, buffer, from: a, to: b, target: target, peerMap: step.map == "peer", space: space,
                       res, index: step.index, &evidence, &d)
         }
     }
@@ -183,7 +189,7 @@ extension Agent {
     }
 
     func probePeer(_ edu: Edu, _ buf: DMABuffer, from a: String, to b: String, target: String, peerMap: Bool,
-                   container: Int32, _ res: ProbeResources, index: Int, _ ev: inout DMAEvidence, _ d: inout StepDraft) {
+                   space: DMASpace?, _ res: ProbeResources, index: Int, _ ev: inout DMAEvidence, _ d: inout StepDraft) {
         let modelB = plan.nodes.first(where: { $0.id == target })?.model
         guard let canary = Canary.forModel(modelB) else {
             return d.fail("unsupported", "no canary register known for \(target) (\(modelB ?? "no model"))")
@@ -204,11 +210,11 @@ extension Agent {
         }
         let busAddress: UInt64
         if peerMap {
-            guard container >= 0 else { return d.fail("unsupported", "map: peer needs an IOMMU container") }
+            guard let space else { return d.fail("unsupported", "map: peer needs an IOVA space (an IOMMU container or IOAS) to map \(target)'s BAR into") }
             guard let region = peerRegion else { return d.fail("not-run", "\(target) has no open VFIO device whose BAR could be mapped: vfio-open it first") }
-            let r = cvfio_map_dma(container, UInt64(UInt(bitPattern: region.base)), Self.peerIOVA, region.size)
-            guard r == 0 else { return d.fail(ErrnoName.name(r), errno: -r, "VFIO_IOMMU_MAP_DMA of \(target)'s BAR0 at \(Hex.address(Self.peerIOVA)): \(Posix.errorText(-r))") }
-            res.unmaps.append { _ = cvfio_unmap_dma(container, Self.peerIOVA, region.size) }
+            let r = space.map(vaddr: UInt64(UInt(bitPattern: region.base)), iova: Self.peerIOVA, size: region.size)
+            guard r == 0 else { return d.fail(ErrnoName.name(r), errno: -r, "\(space.mapCall) of \(target)'s BAR0 mmap at \(Hex.address(Self.peerIOVA)): \(Posix.errorText(-r))") }
+            res.unmaps.append { space.unmap(iova: Self.peerIOVA, size: region.size) }
             busAddress = Self.peerIOVA + UInt64(canary.offset)
         } else {
             guard let bar = Sysfs.barAddress(of: b) else { return d.fail("unsupported", "\(target) has no BAR0 address in its resource file") }
@@ -216,11 +222,11 @@ extension Agent {
         }
         var notes: [String] = []
         if busAddress + UInt64(canary.width) > Edu.defaultMask + 1 {
-            if container < 0, eduClampsAddresses(edu, buf) {
+            if space == nil, eduClampsAddresses(edu, buf) {
                 // Physical addresses are not translated: the clamped address is guest RAM.
                 return d.fail("unsupported", "\(target)'s BAR0 at \(Hex.address(busAddress)) is beyond \(nodeOfBDF[a] ?? a)'s DMA mask (QEMU's edu default: 28 bits), which would redirect the write into guest RAM; give edu a wider dma_mask (e.g. dma_mask=0xffffffffff)")
             }
-            if container >= 0 {
+            if space != nil {
                 notes.append("edu clamps \(Hex.address(busAddress)) to \(Hex.address(busAddress & Edu.defaultMask)) unless it has a wider dma_mask")
             }
         }
@@ -309,6 +315,12 @@ extension Agent {
     }
 
     // MARK: mapping
+
+    /// The end of an edu's DMA reach: its declared `dma_mask` (QEMU's default 28 bits).
+    func dmaLimit(_ bdf: String) -> UInt64 {
+        let bits = plan.nodes.first(where: { bdfOfNode[$0.id] == bdf })?.dmaMaskBits ?? 28
+        return bits >= 64 ? UInt64.max : (UInt64(1) << UInt64(bits))
+    }
 
     func mapVFIOBar(_ fd: Int32, _ res: ProbeResources) -> UnsafeMutableRawPointer? {
         var region = cvfio_region()

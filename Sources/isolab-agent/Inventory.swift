@@ -10,6 +10,10 @@ enum Sysfs {
     static func driver(of bdf: String) -> String? { Posix.linkName("\(device(bdf))/driver") }
 
     static func group(of bdf: String) -> Int? { Posix.linkName("\(device(bdf))/iommu_group").flatMap { Int($0) } }
+    /// A group's `name` attribute (`vfio-noiommu` for VFIO's fake no-IOMMU groups), if it has one.
+    static func groupName(_ id: Int) -> String? {
+        Posix.text("/sys/kernel/iommu_groups/\(id)/name")
+    }
 
     /// Waits until no PCI function's driver or IOMMU group changes for 400 ms (at most 5 s).
     /// A module that registers an IOMMU (virtio_iommu) makes the driver core retry every
@@ -92,10 +96,41 @@ enum Sysfs {
                          iommu: Drivers.iommuKind(classEntries: Posix.list("/sys/class/iommu"),
                                                   vendorOf: { Posix.text("\(device($0))/vendor").flatMap(Hex.parse) }),
                          functions: functions, groups: groups, preloadFailures: preloadFailures)
-        // The iommufd / VFIO cdev path: /dev/iommu exists when IOMMUFD is built in or loaded;
-        // the vfio-dev class (cdev nodes /dev/vfio/devices/vfioN) with VFIO_DEVICE_CDEV.
-        inventory.iommufd = Posix.exists("/dev/iommu") || Posix.exists("/sys/module/iommufd")
+        // The iommufd / VFIO cdev path, without loading anything: /dev/iommu exists when IOMMUFD
+        // is built in or loaded, else the module is on disk; the vfio-dev class (cdev nodes
+        // /dev/vfio/devices/vfioN) appears with a loaded vfio built with VFIO_DEVICE_CDEV, which
+        // makes vfio.ko depend on iommufd.ko.
+        let deps = ModulesIndex(release: Posix.kernelRelease())
+        inventory.iommufd = Posix.exists("/dev/iommu") || Posix.exists("/sys/module/iommufd") || deps.has("iommufd")
         inventory.vfioCdev = Posix.exists("/sys/class/vfio-dev") || Posix.exists("/dev/vfio/devices")
+            || deps.dependencies(of: "vfio").contains("iommufd")
         return inventory
     }
+}
+
+/// The guest's `modules.dep` and `modules.builtin`: which modules exist and what they need.
+struct ModulesIndex {
+    /// Module name → names of the modules it depends on.
+    var dep: [String: [String]] = [:]
+    var builtin: Set<String> = []
+
+    init(release: String) {
+        let dir = "/lib/modules/\(release)"
+        for line in (Posix.text(dir + "/modules.dep") ?? "").split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard let first = parts.first else { continue }
+            let needs = parts.count > 1 ? parts[1].split(separator: " ").map { Self.name(String($0)) } : []
+            dep[Self.name(String(first))] = needs
+        }
+        for line in (Posix.text(dir + "/modules.builtin") ?? "").split(separator: "\n") { builtin.insert(Self.name(String(line))) }
+    }
+
+    /// `kernel/drivers/vfio/vfio.ko.xz` → `vfio` (dashes as underscores, as the kernel names modules).
+    static func name(_ path: String) -> String {
+        let file = path.split(separator: "/").last.map(String.init) ?? path
+        return String(file.prefix(while: { $0 != "." }).map { $0 == "-" ? "_" : $0 })
+    }
+
+    func has(_ module: String) -> Bool { dep[module] != nil || builtin.contains(module) }
+    func dependencies(of module: String) -> [String] { dep[module] ?? [] }
 }

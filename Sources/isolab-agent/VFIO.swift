@@ -32,12 +32,64 @@ final class GroupHandle {
     }
 }
 
+/// Where an open VFIO device's DMA goes and how the agent maps memory for it.
+enum DMASpace {
+    /// A type1 container: `VFIO_IOMMU_MAP_DMA`.
+    case type1(container: Int32)
+    /// An iommufd IOAS: `IOMMU_IOAS_MAP` at a fixed IOVA.
+    case ioas(iommufd: Int32, id: UInt32)
+    /// A no-IOMMU container: nothing translates, the device sees physical addresses.
+    case noiommu
+
+    /// Maps `size` bytes at `vaddr` to `iova`: 0 or -errno (`noiommu`: -ENOTTY, no mappings).
+    func map(vaddr: UInt64, iova: UInt64, size: UInt64) -> Int32 {
+        switch self {
+        case .type1(let c): return cvfio_map_dma(c, vaddr, iova, size)
+        case .ioas(let fd, let id): return cvfio_ioas_map(fd, id, vaddr, iova, size)
+        case .noiommu: return -ENOTTY
+        }
+    }
+
+    func unmap(iova: UInt64, size: UInt64) {
+        switch self {
+        case .type1(let c): _ = cvfio_unmap_dma(c, iova, size)
+        case .ioas(let fd, let id): _ = cvfio_ioas_unmap(fd, id, iova, size)
+        case .noiommu: break
+        }
+    }
+
+    /// The ioctl that maps, for the record.
+    var mapCall: String {
+        switch self {
+        case .type1: return "VFIO_IOMMU_MAP_DMA"
+        case .ioas: return "IOMMU_IOAS_MAP"
+        case .noiommu: return "none (no-IOMMU)"
+        }
+    }
+
+    /// `DMAEvidence.path`: `vfio`, `iommufd` or `noiommu`.
+    var evidencePath: String {
+        switch self {
+        case .type1: return "vfio"
+        case .ioas: return "iommufd"
+        case .noiommu: return "noiommu"
+        }
+    }
+}
+
 struct VFIOState {
     var groups: [Int: GroupHandle] = [:]
+    /// Groups whose devices are open through their cdevs (`vfio-open via: cdev`).
+    var cdevs: [Int: CdevHandle] = [:]
 
-    /// The open device fd of a function and its group handle.
-    func device(_ bdf: String) -> (GroupHandle, Int32)? {
-        for g in groups.values { if let fd = g.devices[bdf] { return (g, fd) } }
+    /// The open device fd of a function and the DMA space it is attached to.
+    func device(_ bdf: String) -> (space: DMASpace, fd: Int32)? {
+        for g in groups.values {
+            if let fd = g.devices[bdf] { return (g.iommuType == CVFIO_NOIOMMU_IOMMU ? .noiommu : .type1(container: g.container), fd) }
+        }
+        for c in cdevs.values {
+            if let fd = c.devices[bdf] { return (.ioas(iommufd: c.iommufd, id: c.ioas), fd) }
+        }
         return nil
     }
 }
@@ -46,21 +98,13 @@ extension Agent {
     /// The legacy VFIO open sequence (KERNEL-NOTES §4), resumed where an earlier `vfio-open` of
     /// the group stopped. Sub-step names follow the model (OwnershipModel.vfioOpen).
     func vfioOpen(_ bdf: String, _ d: inout StepDraft) {
-        var failed = false
-        func sub(_ name: String, _ r: Int32, _ detail: String? = nil) {
-            let ok = r >= 0
-            d.record.substeps.append(SubstepRecord(name: name, result: ok ? "ok" : ErrnoName.name(r),
-                                                   errno: ok ? nil : Int(-r), detail: detail))
-            if !ok && !failed {
-                failed = true
-                d.record.result = ErrnoName.name(r)
-                d.record.errno = Int(-r)
-                d.record.detail = "\(name): \(Posix.errorText(-r))" + (detail.map { " (\($0))" } ?? "")
-            }
-        }
+        func sub(_ name: String, _ r: Int32, _ detail: String? = nil) { d.substep(name, r, detail) }
         guard let gid = Sysfs.group(of: bdf) else {
             return sub("find-group", -ENOENT, "\(bdf) has no iommu_group link")
         }
+        // VFIO names a no-IOMMU group's node noiommu-N (vfio_noiommu_group_alloc()).
+        let noiommu = Sysfs.groupName(gid) == "vfio-noiommu"
+        let node = noiommu ? "/dev/vfio/noiommu-\(gid)" : "/dev/vfio/\(gid)"
         let h = vfio.groups[gid] ?? GroupHandle(id: gid)
         vfio.groups[gid] = h
         if h.container < 0 {
@@ -76,11 +120,11 @@ extension Agent {
             h.container = fd
             sub("open-container", version < 0 ? version : 0,
                 "VFIO_GET_API_VERSION \(version), VFIO_CHECK_EXTENSION(TYPE1v2) \(v2)")
-            if failed { return }
+            if d.substepFailed { return }
         }
         if h.group < 0 {
-            let fd = cvfio_open("/dev/vfio/\(gid)", O_RDWR)
-            sub("open-group", fd < 0 ? fd : 0, "/dev/vfio/\(gid)")
+            let fd = cvfio_open(node, O_RDWR)
+            sub("open-group", fd < 0 ? fd : 0, node)
             guard fd >= 0 else { return }
             h.group = fd
         }
@@ -90,32 +134,35 @@ extension Agent {
         if flags & CVFIO_GROUP_FLAGS_VIABLE != 0 { names.append("VIABLE") }
         if flags & CVFIO_GROUP_FLAGS_CONTAINER_SET != 0 { names.append("CONTAINER_SET") }
         sub("get-status", st, st < 0 ? nil : (names.isEmpty ? "0" : names.joined(separator: "|")))
-        if failed { return }
+        if d.substepFailed { return }
         if !h.containerSet {
             let r = cvfio_group_set_container(h.group, h.container)
             sub("set-container", r)
-            if failed { return }
+            if d.substepFailed { return }
             h.containerSet = true
         }
         if h.iommuType == nil {
-            let type = cvfio_check_extension(h.container, CVFIO_TYPE1v2_IOMMU) > 0 ? CVFIO_TYPE1v2_IOMMU : CVFIO_TYPE1_IOMMU
+            let type = noiommu ? CVFIO_NOIOMMU_IOMMU
+                : cvfio_check_extension(h.container, CVFIO_TYPE1v2_IOMMU) > 0 ? CVFIO_TYPE1v2_IOMMU : CVFIO_TYPE1_IOMMU
             let r = cvfio_set_iommu(h.container, type)
-            sub("set-iommu", r, type == CVFIO_TYPE1v2_IOMMU ? "VFIO_TYPE1v2_IOMMU" : "VFIO_TYPE1_IOMMU")
-            if failed { return }
+            sub("set-iommu", r, type == CVFIO_NOIOMMU_IOMMU ? "VFIO_NOIOMMU_IOMMU" : type == CVFIO_TYPE1v2_IOMMU ? "VFIO_TYPE1v2_IOMMU" : "VFIO_TYPE1_IOMMU")
+            if d.substepFailed { return }
             h.iommuType = type
         }
         if h.devices[bdf] == nil {
             let fd = cvfio_group_get_device_fd(h.group, bdf)
             sub("get-device-fd", fd < 0 ? fd : 0)
-            if failed { return }
+            if d.substepFailed { return }
             h.devices[bdf] = fd
         }
     }
 
     /// Closes the device fd; with the group's last device, the group and the container.
     func vfioClose(_ bdf: String, _ d: inout StepDraft) {
-        guard let gid = Sysfs.group(of: bdf) ?? vfio.device(bdf).map({ $0.0.id }),
+        let closedCdev = cdevClose(bdf, &d)
+        guard let gid = Sysfs.group(of: bdf) ?? vfio.groups.values.first(where: { $0.devices[bdf] != nil })?.id,
               let h = vfio.groups[gid], h.group >= 0 || h.container >= 0 else {
+            if closedCdev { return }
             return d.fail("EBADF", errno: EBADF, "nothing of \(bdf)'s group is open")
         }
         if let fd = h.devices.removeValue(forKey: bdf) { close(fd) }

@@ -4,17 +4,7 @@ import XCTest
 /// DMA ownership: iommu_device_use_default_domain() / iommu_group_claim_dma_owner() (≥5.19)
 /// and VFIO viability with the group notifier's BUG_ON (5.10). KERNEL-NOTES §2–§3.
 final class OwnershipTests: XCTestCase {
-    let mf = """
-    name: t
-    fabric:
-      - root-port: rp1
-        children:
-          - device: nic0
-            model: e1000e
-            function: 0
-          - device: C
-            model: edu
-            function: 1
+    let mf = multifunctionNICAndEdu + """
     scenarios:
       - name: blocks
         steps:

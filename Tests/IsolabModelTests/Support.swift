@@ -21,3 +21,18 @@ extension KernelPrediction {
 
     func hazardPairs() -> Set<String> { Set(hazards.map { "\($0.from)->\($0.to)" }) }
 }
+
+/// nic0 (e1000e) and C (edu) as functions 0 and 1 behind one root port: one group, no ACS.
+let multifunctionNICAndEdu = """
+name: t
+fabric:
+  - root-port: rp1
+    children:
+      - device: nic0
+        model: e1000e
+        function: 0
+      - device: C
+        model: edu
+        function: 1
+
+"""

@@ -9,6 +9,7 @@
 
 #define CVFIO_TYPE1_IOMMU 1
 #define CVFIO_TYPE1v2_IOMMU 3
+#define CVFIO_NOIOMMU_IOMMU 8
 #define CVFIO_GROUP_FLAGS_VIABLE (1u << 0)
 #define CVFIO_GROUP_FLAGS_CONTAINER_SET (1u << 1)
 #define CVFIO_PCI_BAR0_REGION_INDEX 0
@@ -39,6 +40,23 @@ int cvfio_device_get_region_info(int device, uint32_t index, cvfio_region *regio
 int cvfio_map_dma(int container, uint64_t vaddr, uint64_t iova, uint64_t size);
 /// VFIO_IOMMU_UNMAP_DMA: 0 or -errno.
 int cvfio_unmap_dma(int container, uint64_t iova, uint64_t size);
+
+// The iommufd / VFIO device cdev uAPI (uapi/linux/iommufd.h from v6.2, VFIO_DEVICE_BIND_IOMMUFD
+// and VFIO_DEVICE_ATTACH_IOMMUFD_PT in uapi/linux/vfio.h from v6.6). The build host's headers
+// (Debian 12: 6.1) predate them, so CVFIO.c spells the structs and numbers out.
+
+/// VFIO_DEVICE_BIND_IOMMUFD on a /dev/vfio/devices/vfioN fd: writes the iommufd device id; 0 or -errno.
+int cvfio_device_bind_iommufd(int device, int iommufd, uint32_t *devid);
+/// VFIO_DEVICE_ATTACH_IOMMUFD_PT to an IOAS or HWPT id: 0 or -errno.
+int cvfio_device_attach_pt(int device, uint32_t pt_id);
+/// IOMMU_IOAS_ALLOC on /dev/iommu: writes the IOAS id; 0 or -errno.
+int cvfio_ioas_alloc(int iommufd, uint32_t *ioas);
+/// IOMMU_IOAS_MAP at a fixed IOVA, readable and writeable: 0 or -errno.
+int cvfio_ioas_map(int iommufd, uint32_t ioas, uint64_t vaddr, uint64_t iova, uint64_t size);
+/// IOMMU_IOAS_UNMAP: 0 or -errno.
+int cvfio_ioas_unmap(int iommufd, uint32_t ioas, uint64_t iova, uint64_t size);
+/// IOMMU_DESTROY of an iommufd object id: 0 or -errno.
+int cvfio_iommufd_destroy(int iommufd, uint32_t id);
 
 /// open(2) with flags; the fd or -errno.
 int cvfio_open(const char *path, int flags);

@@ -1,0 +1,143 @@
+import IsolabModel
+import XCTest
+
+/// The VFIO device cdev + iommufd path (v6.6+) and VFIO's no-IOMMU mode, where a kernel builds
+/// them (`KernelGeneration.building`); every catalog config leaves both out.
+final class UserspacePathTests: XCTestCase {
+    let iommufd612 = KernelGeneration.v6_12.building(iommufd: true, vfioNoIOMMU: true)
+
+    let mf = multifunctionNICAndEdu + """
+    scenarios:
+      - name: cdev-blocks
+        steps:
+          - load-driver: e1000e
+          - vfio-bind: C
+          - vfio-open: {device: C, via: cdev}
+          - unbind: nic0
+          - vfio-open: {device: C, via: cdev}
+          - bind: nic0
+          - vfio-open: C
+          - vfio-close: C
+          - bind: nic0
+    """
+
+    let twoEdus = """
+    name: t
+    fabric:
+      - root-port: rp0
+        children:
+          - device: A
+            model: edu
+      - root-port: rp1
+        children:
+          - device: B
+            model: edu
+    scenarios:
+      - name: probes
+        steps:
+          - vfio-bind: A
+          - vfio-bind: B
+          - vfio-open: {device: A, via: cdev}
+          - vfio-open: {device: B, via: cdev}
+          - dma: {from: A, to: memory}
+          - dma: {from: A, to: unmapped}
+          - dma: {from: A, to: B}
+          - dma: {from: A, to: B, map: peer}
+    """
+
+    // iommu_device_claim_dma_owner(): -EPERM while a DMA-API driver is bound; once the iommufd
+    // owns the group, e1000e's probe gets -EBUSY and the group fd may not be opened (-EBUSY).
+    func testCdevBindClaimsTheGroupLikeTheContainer() throws {
+        let p = try predict(mf, kernel: iommufd612)
+        XCTAssertEqual(p.results("cdev-blocks"), ["ok", "ok", "EPERM", "ok", "ok", "EBUSY", "EBUSY", "ok", "ok"])
+        let s = p.scenarios[0].steps
+        XCTAssertEqual(s[2].substeps.map(\.name), ["open-iommufd", "alloc-ioas", "open-device", "bind-iommufd"])
+        XCTAssertEqual(s[2].rule.kernelFunction, "iommu_device_claim_dma_owner()")
+        XCTAssertEqual(s[4].substeps.map(\.name), ["open-device", "bind-iommufd", "attach-ioas"], "the iommufd and IOAS stay open")
+        XCTAssertEqual(s[5].rule.kernelFunction, "iommu_device_use_default_domain()")
+        XCTAssertEqual(s[6].rule.kernelFunction, "vfio_group_fops_open()")
+    }
+
+    func testCdevIsUnsupportedWhereTheKernelDoesNotBuildIt() throws {
+        for k in KernelGeneration.catalog {
+            let p = try predict(mf, kernel: k)
+            XCTAssertEqual(p.scenarios[0].steps[2].result, .unsupported, k.id)
+            XCTAssertEqual(p.scenarios[0].steps[2].substeps.map(\.name), ["open-iommufd"], k.id)
+        }
+    }
+
+    // iommufd maps only memory with struct pages: a peer's BAR mmap (VM_PFNMAP) cannot be pinned.
+    func testIOASProbes() throws {
+        let p = try predict(twoEdus, kernel: iommufd612)
+        XCTAssertEqual(p.results("probes"), ["ok", "ok", "ok", "ok", "delivered", "faulted", "faulted", "EFAULT"])
+        XCTAssertEqual(p.scenarios[0].steps[7].rule.kernelFunction, "iopt_map_user_pages()")
+    }
+
+    // iommufd_device_bind(): without isolated MSI (virtio-iommu has no interrupt remapping) -EPERM.
+    func testCdevBindNeedsIsolatedMSI() throws {
+        let yaml = twoEdus.replacingOccurrences(of: "name: t\n", with: "name: t\niommu: virtio\n")
+        let p = try predict(yaml, kernel: iommufd612)
+        XCTAssertEqual(p.results("probes")[2], "EPERM")
+        XCTAssertEqual(p.scenarios[0].steps[2].rule.kernelFunction, "iommufd_device_bind()")
+    }
+
+    let none = """
+    name: t
+    iommu: none
+    fabric:
+      - root-port: rp0
+        children:
+          - device: A
+            model: edu
+      - root-port: rp1
+        children:
+          - device: nic0
+            model: e1000e
+    scenarios:
+      - name: noiommu
+        steps:
+          - load-driver: {module: vfio, options: [enable_unsafe_noiommu_mode=1]}
+          - load-driver: e1000e
+          - vfio-bind: A
+          - dma: {from: A, to: memory}
+          - vfio-open: A
+          - dma: {from: A, to: memory}
+          - dma: {from: A, to: nic0}
+          - dma: {from: A, to: unmapped}
+          - vfio-close: A
+          - unbind: A
+          - vfio-open: A
+      - name: too-late
+        steps:
+          - vfio-bind: nic0
+          - load-driver: {module: vfio, options: [enable_unsafe_noiommu_mode=1]}
+          - vfio-bind: A
+    """
+
+    // vfio_group_find_or_alloc(): with the parameter, a device without a group gets a no-IOMMU
+    // group of its own; its container takes VFIO_NOIOMMU_IOMMU and DMA is untranslated.
+    func testNoIOMMUModeWhereTheKernelBuildsIt() throws {
+        let p = try predict(none, kernel: iommufd612)
+        XCTAssertEqual(p.results("noiommu"), ["ok", "ok", "ok", "not-run", "ok", "delivered", "delivered", "unsupported", "ok", "ok", "ENOENT"])
+        let open = p.scenarios[0].steps[4]
+        XCTAssertEqual(open.substeps.map(\.name), ["open-container", "open-group", "get-status", "set-container", "set-iommu", "get-device-fd"])
+        XCTAssertEqual(open.substeps.first { $0.name == "set-iommu" }?.detail, "VFIO_NOIOMMU_IOMMU")
+        XCTAssertEqual(p.scenarios[0].steps[10].substeps.map(\.name), ["find-group"], "the fake group went with vfio-pci")
+    }
+
+    // The parameter only counts on the load that loads vfio.
+    func testNoIOMMUOptionAfterVFIOIsLoadedDoesNothing() throws {
+        let p = try predict(none, kernel: iommufd612)
+        XCTAssertEqual(p.results("too-late"), ["EINVAL", "ok", "EINVAL"])
+    }
+
+    // Catalog kernels: the parameter is unknown and ignored, vfio-pci refuses the group-less edu,
+    // and the probes go through sysfs.
+    func testNoIOMMUOptionIsIgnoredByCatalogKernels() throws {
+        for k in [KernelGeneration.v6_1, .v6_12, .v7_3] {
+            let p = try predict(none, kernel: k)
+            XCTAssertEqual(p.results("noiommu"), ["ok", "ok", "EINVAL", "delivered", "ENOENT", "delivered", "delivered", "unsupported", "EBADF", "ENOENT", "ENOENT"], k.id)
+            XCTAssertEqual(p.scenarios[0].steps[0].rule.kernelFunction, "unknown_module_param_cb()")
+        }
+    }
+}
