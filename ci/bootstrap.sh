@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from the Debian archive configured on this machine, what isolab
 # needs to build guest images and boot them (QEMU, libvirt, busybox, kmod,
-# cpio, compressors) and to check the HTML report (headless Chromium, a font),
+# cpio, compressors), to compile the source-built catalog kernel (gcc, make,
+# flex, bison, …), to check the HTML report (headless Chromium, a font),
 # and creates the accounts libvirt and the tests expect.
 # Idempotent: when everything is present it only runs dpkg-query and getent.
 set -euo pipefail
@@ -12,6 +13,7 @@ PACKAGES=(
   busybox-static cpio xz-utils zstd kmod
   debian-archive-keyring gpgv ca-certificates
   chromium fonts-dejavu-core   # the HTML report test renders report.html headless
+  gcc make bc flex bison libelf-dev libssl-dev   # the 6.12-iommufd kernel is compiled from source
 )
 # Unprivileged account used by the image tests (`runuser -u isolab-test`) and by the
 # libvirt daemon test (a session-mode libvirtd with private directories runs as it).

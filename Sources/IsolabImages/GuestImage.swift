@@ -40,6 +40,9 @@ public struct ImageMetadata: Codable, Equatable, Sendable {
     public var vmlinux: VmlinuxMetadata?
     /// Why the image has no PVH `vmlinux` (no PVH note, an unsupported payload compression, …).
     public var pvhUnavailable: String?
+    /// The kernel's values of `KernelConfig.modelSymbols` (`CONFIG_IOMMUFD` …) from its config
+    /// file; nil when the kernel tree had none (older images, a local kernel without one).
+    public var kernelConfig: [String: String]?
 }
 
 /// The image's PVH-bootable `vmlinux`.

@@ -65,7 +65,15 @@ public final class ImageBuilder: @unchecked Sendable {
         let key = try imageKey(kernel: kernel, packages: resolved.packages, agent: agent)
         if let image = cached(key) { return image }
         return try buildLocked(key: key) { work in
-            let unpacked = try resolver.unpack(resolved)
+            let unpacked: UnpackedKernel
+            if let fragment = kernel.build {
+                var kbuild = SourceKernelBuild(cache: cache, resolver: resolver)
+                kbuild.log = log
+                let path = URL(fileURLWithPath: recipe.directory).appendingPathComponent(fragment).standardized.path
+                unpacked = try kbuild.build(resolved, fragmentPath: path)
+            } else {
+                unpacked = try resolver.unpack(resolved)
+            }
             return try assemble(key: key, work: work, kernel: try KernelFile(path: unpacked.bzImage),
                                 modulesDirectory: unpacked.modulesDirectory, kernelRelease: unpacked.kernelRelease,
                                 agent: agent, kernelID: kernel.id, origin: .debian, suite: kernel.suite,
@@ -107,7 +115,15 @@ public final class ImageBuilder: @unchecked Sendable {
 
     /// Content key of the image for a catalog kernel built from `packages`.
     func imageKey(kernel: CatalogKernel, packages: [DebPackage], agent: String?) throws -> String {
-        let inputs = try commonInputs(agent: agent) + [
+        var build: [String] = []
+        if let fragment = kernel.build {
+            let path = URL(fileURLWithPath: recipe.directory).appendingPathComponent(fragment).path
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ImagesError.io(path: path, problem: "cannot read kernel \(kernel.id)'s config fragment")
+            }
+            build = ["kbuild: \(SourceKernelBuild.format) \(Hashing.sha256(data))"]
+        }
+        let inputs = try commonInputs(agent: agent) + build + [
             "kernel-id: \(kernel.id)", "generation: \(kernel.generation)",
             "kernel-packages: \(packages.map(\.sha256).sorted().joined(separator: ","))",
         ]
@@ -173,7 +189,22 @@ public final class ImageBuilder: @unchecked Sendable {
             builtinModules: contents.builtin, absentModules: contents.absent,
             agentSha256: try agent.map { try Hashing.sha256(file: $0) },
             busyboxSha256: try Hashing.sha256(file: try Shell.which(busybox)), recipeSha256: recipe.sha256,
-            initramfsBytes: contents.bytes, createdAt: Date(), vmlinux: vmlinux, pvhUnavailable: pvhUnavailable)
+            initramfsBytes: contents.bytes, createdAt: Date(), vmlinux: vmlinux, pvhUnavailable: pvhUnavailable,
+            kernelConfig: Self.modelConfig(modulesDirectory: modulesDirectory, release: kernelRelease))
+    }
+
+    /// The model's `KernelConfig.modelSymbols` from the kernel's `config-R` (Debian's
+    /// `boot/config-R`, a source build's `.config` copy, or `lib/modules/R/config`); nil if none.
+    static func modelConfig(modulesDirectory: String, release: String) -> [String: String]? {
+        let modules = URL(fileURLWithPath: modulesDirectory)
+        var root = modules.deletingLastPathComponent().deletingLastPathComponent()   // …/lib
+        root = root.deletingLastPathComponent()
+        if root.lastPathComponent == "usr" { root = root.deletingLastPathComponent() }
+        let candidates = [root.appendingPathComponent("boot/config-\(release)").path,
+                          modules.appendingPathComponent("config").path]
+        guard let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }),
+              let config = try? KernelConfig(path: path) else { return nil }
+        return Dictionary(uniqueKeysWithValues: KernelConfig.modelSymbols.map { ($0, config[$0]) })
     }
 
     /// The image's PVH `vmlinux` (`work/vmlinux`): unpacked from the bzImage's payload, or the

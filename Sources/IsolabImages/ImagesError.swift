@@ -28,6 +28,8 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     case badAgent(path: String, problem: String)
     /// Any other I/O failure, with the path involved.
     case io(path: String, problem: String)
+    /// Compiling a source-built catalog kernel failed; the whole log is kept at `log`.
+    case kernelBuildFailed(kernel: String, step: String, log: String, output: String)
 
     public var description: String {
         switch self {
@@ -68,6 +70,9 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
             return "agent \(path): \(problem)"
         case let .io(path, problem):
             return "\(path): \(problem)"
+        case let .kernelBuildFailed(kernel, step, log, output):
+            let tail = output.split(separator: "\n").suffix(12).joined(separator: "\n")
+            return "building kernel \(kernel): `\(step)` failed (full log: \(log)); install the build tools with ci/bootstrap.sh if one is missing:\n\(tail)"
         }
     }
 

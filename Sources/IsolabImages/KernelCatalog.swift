@@ -14,10 +14,14 @@ public struct CatalogKernel: Equatable, Sendable, Codable {
     public var generation: String
     /// Pinned version of `package`; nil resolves the newest one the suite serves.
     public var version: String?
+    /// A config fragment (relative to `vm-images/`): `package` is then a Debian kernel source
+    /// package (`linux-source-6.12`) that isolab compiles as `make tinyconfig` plus the fragment.
+    public var build: String?
 
-    public init(id: String, suite: String, package: String, generation: String, version: String? = nil) {
+    public init(id: String, suite: String, package: String, generation: String, version: String? = nil,
+                build: String? = nil) {
         self.id = id; self.suite = suite; self.package = package
-        self.generation = generation; self.version = version
+        self.generation = generation; self.version = version; self.build = build
     }
 
     /// Suites searched for the package: the suite itself plus its security suite
@@ -39,7 +43,7 @@ public struct KernelCatalog: Equatable, Sendable {
         return k
     }
 
-    static let fields = ["id", "suite", "package", "generation", "version"]
+    static let fields = ["id", "suite", "package", "generation", "version", "build"]
     static let required = ["id", "suite", "package", "generation"]
 
     /// Loads and validates a catalog file; errors name the file, line and field.
@@ -98,8 +102,17 @@ public struct KernelCatalog: Equatable, Sendable {
             guard suite.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" }) else {
                 throw fail(map["suite"], "suite", "'\(suite)' is not a Debian suite name", "e.g. bookworm, trixie-backports")
             }
+            if let build = values["build"] {
+                guard !build.hasPrefix("/"), !build.split(separator: "/").contains(".."), build.hasSuffix(".config") else {
+                    throw fail(map["build"], "build", "'\(build)' must be a .config fragment inside vm-images/", "e.g. kernel-configs/iommufd.config")
+                }
+                guard values["package"]!.hasPrefix("linux-source-") else {
+                    throw fail(map["package"], "package", "a kernel with 'build' compiles a kernel source package", "linux-source-X.Y")
+                }
+            }
             kernels.append(CatalogKernel(id: id, suite: suite, package: values["package"]!,
-                                         generation: values["generation"]!, version: values["version"]))
+                                         generation: values["generation"]!, version: values["version"],
+                                         build: values["build"]))
         }
         guard !kernels.isEmpty else { throw fail(listNode, "kernels", "the list is empty") }
         return KernelCatalog(kernels: kernels)

@@ -122,6 +122,14 @@ public struct KernelGeneration: Sendable, Hashable {
         return g
     }
 
+    /// This generation as a kernel's `.config` values build it (`CONFIG_IOMMUFD` and
+    /// `CONFIG_VFIO_DEVICE_CDEV`, `CONFIG_VFIO_NOIOMMU`: `y` or `m`); nil config: unchanged.
+    public func configured(by config: [String: String]?) -> KernelGeneration {
+        guard let config else { return self }
+        let on = { (s: String) in ["y", "m"].contains(config[s] ?? "n") }
+        return building(iommufd: on("CONFIG_IOMMUFD") && on("CONFIG_VFIO_DEVICE_CDEV"), vfioNoIOMMU: on("CONFIG_VFIO_NOIOMMU"))
+    }
+
     /// Whether this kernel drives the vIOMMU: intel and amd are built in (`=y`) everywhere,
     /// virtio-iommu from 6.12 on (KERNEL-NOTES §4).
     public func drives(_ iommu: IOMMUModel) -> Bool {

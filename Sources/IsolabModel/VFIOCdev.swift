@@ -33,20 +33,20 @@ extension OwnershipModel {
         guard driver[f.index] == "vfio-pci" else {
             return fail("open-device", .ENOENT, Reason("vfio_device_add()", "\(f.displayName) is not bound to vfio-pci: it has no vfio-dev/vfioN in sysfs and no /dev/vfio/devices node"))
         }
-        if gs.open {
-            return fail("open-device", .EBUSY, Reason("vfio_device_block_group()", "\(f.displayName)'s group is open through /dev/vfio/<group>: its devices' cdevs may not be opened as well, -EBUSY"))
-        }
         p.substeps.append(SubstepPrediction(name: "open-device", result: .ok, detail: nil))
+        if gs.open {
+            return fail("bind-iommufd", .EBUSY, Reason("vfio_device_block_group()", "\(f.displayName)'s group is open through /dev/vfio/<group>: none of its devices' cdevs may be bound as well, -EBUSY"))
+        }
         if isNoIOMMUGroup(g) {
             return fail("bind-iommufd", .EINVAL, Reason("vfio_df_ioctl_bind_iommufd()", "\(f.displayName) is a no-IOMMU device: its cdev binds only with iommufd -1, not to an iommufd"))
+        }
+        guard interruptRemapping else {
+            return fail("bind-iommufd", .EPERM, Reason("iommufd_device_bind()", "the group has no isolated MSI (virtio-iommu provides no interrupt remapping) and iommufd's allow_unsafe_interrupts is off: -EPERM"))
         }
         if kernel.ownership == .dmaOwner, gs.kernelUsers > 0 {
             let users = members(of: g).filter { driver[$0.index].map(isKernelDMAUser) ?? false }
                 .map { "\($0.displayName) (\(driver[$0.index]!))" }
             return fail("bind-iommufd", .EPERM, Reason("iommu_device_claim_dma_owner()", "a DMA-API driver is bound in the group: \(users.joined(separator: ", ")); the iommufd may not claim it, -EPERM"))
-        }
-        guard interruptRemapping else {
-            return fail("bind-iommufd", .EPERM, Reason("iommufd_device_bind()", "the group has no isolated MSI (virtio-iommu provides no interrupt remapping) and iommufd's allow_unsafe_interrupts is off: -EPERM"))
         }
         gs.cdev = true
         gs.userOwned = true

@@ -4,9 +4,13 @@ import XCTest
 final class KernelCatalogTests: XCTestCase {
     func testRepositoryCatalogHasTheFourKernelsWithTheirGenerations() throws {
         let catalog = try KernelCatalog.load(from: URL(fileURLWithPath: TestSupport.vmImages + "/kernels.yaml"))
-        XCTAssertEqual(catalog.kernels.map(\.id), ["5.10", "6.1", "6.12", "7.3"])
-        XCTAssertEqual(catalog.kernels.map(\.generation), ["5.10", "6.1", "6.12", "7.3"])
-        XCTAssertEqual(catalog.kernels.map(\.suite), ["bullseye", "bookworm", "trixie", "trixie-backports"])
+        XCTAssertEqual(catalog.kernels.map(\.id), ["5.10", "6.1", "6.12", "7.3", "6.12-iommufd"])
+        XCTAssertEqual(catalog.kernels.map(\.generation), ["5.10", "6.1", "6.12", "7.3", "6.12"])
+        XCTAssertEqual(catalog.kernels.map(\.suite), ["bullseye", "bookworm", "trixie", "trixie-backports", "trixie"])
+        let built = try catalog.kernel(id: "6.12-iommufd")
+        XCTAssertEqual(built.package, "linux-source-6.12")
+        XCTAssertEqual(built.build, "kernel-configs/iommufd.config")
+        XCTAssertNil(try catalog.kernel(id: "6.12").build)
         XCTAssertEqual(try catalog.kernel(id: "6.12").suites, ["trixie", "trixie-security"])
         XCTAssertEqual(try catalog.kernel(id: "7.3").suites, ["trixie-backports"])
     }
@@ -38,9 +42,49 @@ final class KernelCatalogTests: XCTestCase {
             flavour: cloud
         """)
         XCTAssertEqual(e, .invalidFile(file: "k.yaml", line: 6, field: "flavour", problem: "unknown field",
-                                       accepted: "id, suite, package, generation, version"))
+                                       accepted: "id, suite, package, generation, version, build"))
         XCTAssertEqual(e?.description,
-                       "k.yaml:6: flavour: unknown field (accepted: id, suite, package, generation, version)")
+                       "k.yaml:6: flavour: unknown field (accepted: id, suite, package, generation, version, build)")
+    }
+
+    func testBuildNeedsAFragmentInsideVMImagesAndASourcePackage() {
+        let outside = error("""
+        kernels:
+          - id: "x"
+            suite: trixie
+            package: linux-source-6.12
+            generation: "6.12"
+            build: ../../etc/passwd.config
+        """)
+        XCTAssertEqual(outside, .invalidFile(file: "k.yaml", line: 6, field: "build", problem: "'../../etc/passwd.config' must be a .config fragment inside vm-images/",
+                                             accepted: "e.g. kernel-configs/iommufd.config"))
+        let binary = error("""
+        kernels:
+          - id: "x"
+            suite: trixie
+            package: linux-image-amd64
+            generation: "6.12"
+            build: kernel-configs/iommufd.config
+        """)
+        XCTAssertEqual(binary, .invalidFile(file: "k.yaml", line: 4, field: "package", problem: "a kernel with 'build' compiles a kernel source package",
+                                            accepted: "linux-source-X.Y"))
+    }
+
+    // The fragment is what the build is checked against after `make olddefconfig`.
+    func testConfigFragmentAndKernelConfig() throws {
+        let f = try ConfigFragment(text: "# a comment\nCONFIG_VFIO=m\n\n# CONFIG_IOMMUFD_VFIO_CONTAINER is not set\nCONFIG_NR_CPUS=8\n", file: "f.config")
+        XCTAssertEqual(f.wanted.map(\.symbol), ["CONFIG_VFIO", "CONFIG_IOMMUFD_VFIO_CONTAINER", "CONFIG_NR_CPUS"])
+        let config = KernelConfig(text: "CONFIG_VFIO=y\nCONFIG_NR_CPUS=8\n")
+        XCTAssertEqual(f.mismatches(in: config).map { "\($0.symbol)=\($0.got)/\($0.wanted)" }, ["CONFIG_VFIO=y/m"])
+        XCTAssertEqual(config["CONFIG_IOMMUFD"], "n", "absent symbols read as n")
+        XCTAssertThrowsError(try ConfigFragment(text: "CONFIG_A=y\nVFIO=m\n", file: "f.config")) { e in
+            XCTAssertEqual((e as? ImagesError)?.description, "f.config:2: 'VFIO=m' is not a config line (accepted: CONFIG_X=y|m|value, # CONFIG_X is not set, or # comments)")
+        }
+        let repo = try ConfigFragment(text: String(contentsOfFile: TestSupport.vmImages + "/kernel-configs/iommufd.config", encoding: .utf8), file: "iommufd.config")
+        let wanted = Dictionary(uniqueKeysWithValues: repo.wanted.map { ($0.symbol, $0.value) })
+        XCTAssertEqual(wanted["CONFIG_VFIO_DEVICE_CDEV"], "y")
+        XCTAssertEqual(wanted["CONFIG_VFIO_NOIOMMU"], "y")
+        XCTAssertEqual(wanted["CONFIG_IOMMUFD_VFIO_CONTAINER"], "n", "the legacy container stays VFIO's own")
     }
 
     func testMissingRequiredFieldIsReportedAtItsKernel() {

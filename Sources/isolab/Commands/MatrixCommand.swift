@@ -101,7 +101,9 @@ struct MatrixCommand: ParsableCommand {
         var inputs: [ResultsDocument.Input] = []
         for (ci, cell) in cells.enumerated() {
             let obs = zip(owner, observations).filter { $0.0 == ci }.map(\.1)
-            inputs.append(ResultsDocument.Input(prediction: Predictor.predict(cell.topology, kernel: cell.generation),
+            // Judged against what the booted kernel's config builds (an image records it).
+            let generation = images[cell.kernel].flatMap(KernelGeneration.of) ?? cell.generation
+            inputs.append(ResultsDocument.Input(prediction: Predictor.predict(cell.topology, kernel: generation),
                                                 kernelLabel: cell.kernel, observations: obs, topologySHA256: cell.sha256))
         }
         let kernels = images.keys.sorted().map { k in
@@ -141,8 +143,9 @@ struct MatrixCommand: ParsableCommand {
         var kernels = matrix.kernels
         if let kernel {
             let chosen = kernel.split(separator: ",").map(String.init)
-            for k in chosen where !KernelGeneration.catalog.contains(where: { $0.id == k }) {
-                throw InputError("--kernel: '\(k)' is not a catalog kernel (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")))")
+            let bootable = KernelOptions.bootableIDs()
+            for k in chosen where !bootable.contains(k) {
+                throw InputError("--kernel: '\(k)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")))")
             }
             kernels = chosen
         }
@@ -173,7 +176,7 @@ struct MatrixCommand: ParsableCommand {
             }
             for v in variants {
                 for k in kernels {
-                    let g = KernelGeneration.resolve(k)!
+                    let g = try KernelOptions.imageCatalogGeneration(k) ?? KernelGeneration.resolve(k)!
                     // An added vIOMMU runs only where the kernel drives it; a declared one everywhere.
                     if v.iommu != t.iommu || v.name != t.name, !g.drives(v.iommu) { continue }
                     cells.append(Cell(topology: v, kernel: k, generation: g, sha256: sha, unrealizable: Realizability.check(v)))

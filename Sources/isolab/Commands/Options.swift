@@ -14,16 +14,42 @@ struct KernelOptions: ParsableArguments {
     @Option(name: .long, help: "Kernel: a catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), 'all', or a developer kernel's version such as 6.8.0.")
     var kernel: String = "all"
 
-    /// The kernels to predict for, each with the label it is reported under.
+    /// The kernels to predict for, each with the label it is reported under: a model catalog
+    /// id, an id of `vm-images/kernels.yaml` (a source-built kernel with what its fragment
+    /// builds), or a version.
     func resolve() throws -> [(label: String, generation: KernelGeneration)] {
         if kernel == "all" { return KernelGeneration.catalog.map { ($0.id, $0) } }
         return try kernel.split(separator: ",").map { part in
             let id = String(part)
+            if let g = try Self.imageCatalogGeneration(id) { return (id, g) }
             guard let g = KernelGeneration.resolve(id) else {
                 throw InputError("--kernel: unknown kernel '\(id)' (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), all, or a version such as 6.8.0)")
             }
             return (id, g)
         }
+    }
+}
+
+extension KernelOptions {
+    /// The generation of a kernels.yaml entry that is not a model catalog id, with what its
+    /// config fragment builds; nil for model catalog ids and unknown ids.
+    static func imageCatalogGeneration(_ id: String) throws -> KernelGeneration? {
+        guard !KernelGeneration.catalog.contains(where: { $0.id == id }),
+              let recipe = try? Recipe(directory: Recipe.locate()), let catalog = try? recipe.catalog(),
+              let entry = catalog.kernels.first(where: { $0.id == id }) else { return nil }
+        guard let g = KernelGeneration.resolve(entry.generation) else {
+            throw InputError("\(recipe.catalogPath): kernel '\(id)': generation '\(entry.generation)' is not a model generation (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")) or a version)")
+        }
+        guard let fragment = entry.build else { return g }
+        let path = (recipe.directory as NSString).appendingPathComponent(fragment)
+        guard let config = try? KernelConfig(path: path) else { return g }
+        return g.configured(by: config.values)
+    }
+
+    /// The kernel ids `run` and `matrix` can boot: the model catalog's and kernels.yaml's.
+    static func bootableIDs() -> [String] {
+        let images = (try? Recipe(directory: Recipe.locate()).catalog().kernels.map(\.id)) ?? []
+        return KernelGeneration.catalog.map(\.id) + images.filter { id in !KernelGeneration.catalog.contains { $0.id == id } }
     }
 }
 

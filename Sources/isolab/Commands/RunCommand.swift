@@ -176,8 +176,9 @@ struct RunCommand: ParsableCommand {
             throw InputError("--scenario: no scenario '\(name)' in \(files.joined(separator: ", ")) (accepted: \(names.sorted().joined(separator: ", ")))")
         }
         let kernels = try KernelOptions.parse(["--kernel", kernel]).resolve()
-        for k in kernels where !KernelGeneration.catalog.contains(where: { $0.id == k.label }) {
-            throw InputError("--kernel: '\(k.label)' is not a catalog kernel (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), all)")
+        let bootable = KernelOptions.bootableIDs()
+        for k in kernels where !bootable.contains(k.label) {
+            throw InputError("--kernel: '\(k.label)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")), all)")
         }
         guard ["tcg", "kvm", "auto"].contains(accel) else {
             throw InputError("--accel: unknown accelerator '\(accel)' (accepted: tcg, kvm, auto)")
