@@ -3,7 +3,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <termios.h>
 #include <linux/vfio.h>
 
@@ -128,6 +131,19 @@ int cvfio_iommufd_destroy(int iommufd, uint32_t id) {
 }
 
 int cvfio_open(const char *path, int flags) { return result(open(path, flags | O_CLOEXEC)); }
+
+int cvfio_pidfd_open(int pid) {
+#ifdef SYS_pidfd_open
+    return result((int)syscall(SYS_pidfd_open, pid, 0));
+#else
+    return result((int)syscall(434, pid, 0));
+#endif
+}
+
+int cvfio_wait_readable(int fd, int milliseconds) {
+    struct pollfd p = { .fd = fd, .events = POLLIN };
+    return result(poll(&p, 1, milliseconds));
+}
 
 int cvfio_tty_raw(int fd) {
     struct termios t;

@@ -63,11 +63,13 @@ public enum ChildReaper {
 
     /// Kills the adopted QEMU of the domain `name` and reaps it at once, before libvirt's
     /// monitor-EOF handling looks for the process (a zombie still answers `kill(pid, 0)`, and
-    /// libvirt then waits 200 ms). Returns false when there is no such process here.
+    /// libvirt then waits 200 ms); then releases `holding`, QEMU's sockets held for exactly
+    /// that (``SocketHold``). Returns false when there is no such process here.
     @discardableResult
-    public static func endAdoptedQEMU(domain name: String) -> Bool {
-        guard let pid = adoptedQEMU(domain: name) else { return false }
-        kill(pid, SIGKILL)
+    public static func endAdoptedQEMU(domain name: String, holding: SocketHold? = nil) -> Bool {
+        defer { holding?.release() }
+        guard let pid = holding?.pid ?? adoptedQEMU(domain: name) else { return false }
+        guard kill(pid, SIGKILL) == 0 else { return false }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         return true

@@ -201,10 +201,11 @@ extension GuestRunner {
     /// (or, with `stopAtGoal`, as soon as the goal is reached), a deadline passes, the stream
     /// turns bad, QEMU stops, or the run is cancelled. At the goal an adopted QEMU is ended
     /// at once, and the watch ends then too unless `waitForStop` (a restored copy's name is
-    /// used again: libvirt must be done with it first).
+    /// used again: libvirt must be done with it first). `hold`, the QEMU's sockets held open,
+    /// makes that wait short (``SocketHold``); it is released once QEMU is gone.
     func supervise(_ name: String, req: RunRequest, cancel: Cancellation, stream: inout RecordStreamParser,
                    console: inout FileTail, records: inout FileTail, stopAtGoal: Bool = false, waitForStop: Bool = false,
-                   goal: (RecordStreamParser) -> Bool = { $0.complete }) -> Supervision {
+                   hold: SocketHold? = nil, goal: (RecordStreamParser) -> Bool = { $0.complete }) -> Supervision {
         let running = Date()
         var firstRecordAt: Date?
         var goalAt: Date?
@@ -230,12 +231,17 @@ extension GuestRunner {
                     // Everything the run observes is in. The guest's own poweroff costs libvirt
                     // a SIGTERM and a 200 ms wait (virProcessKillPainfully); a QEMU already gone
                     // and reaped costs it none, so an adopted one is ended at once.
-                    if !stopAtGoal { endedHere = ChildReaper.endAdoptedQEMU(domain: name) }
+                    if !stopAtGoal { endedHere = ChildReaper.endAdoptedQEMU(domain: name, holding: hold) }
                 }
             }
             _ = console.poll()
+            // A QEMU that exited on its own: libvirt must see its sockets close now.
+            if let hold, hold.processEnded { hold.release() }
             let now = Date()
             if (stopAtGoal || (endedHere && !waitForStop)), goalAt != nil, stream.error == nil {
+                end = .finished
+            } else if endedHere, stream.error == nil, watch.waitStopped(name, seconds: req.afterDoneGrace) {
+                // Killed and reaped here: libvirt's stop event follows in some 10 ms; wake on it.
                 end = .finished
             } else if let stop = watch.stopped(name) {
                 end = goalAt != nil ? .finished : .stopped(stop)
@@ -253,7 +259,9 @@ extension GuestRunner {
                       now.timeIntervalSince(lastProgress) > req.stepTimeout + req.stepGrace {
                 end = .deadline("the agent went quiet for \(Int(req.stepTimeout + req.stepGrace)) s")
             } else {
-                Thread.sleep(forTimeInterval: 0.03)
+                // Every 10 ms: `done` noticed 15 ms sooner on average than at 30 ms, for reading two
+                // small files a few hundred times per guest.
+                Thread.sleep(forTimeInterval: 0.01)
             }
         }
         return Supervision(end: end!, firstRecordAt: firstRecordAt, goalAt: goalAt, endedHere: endedHere)

@@ -190,8 +190,10 @@ extension GuestRunner {
         // destroy it right after.
         var quick = req
         quick.afterDoneGrace = min(req.afterDoneGrace, 0.05)
+        let hold = SocketHold.adoptedQEMU(domain: saved.name)
         var watched = supervise(saved.name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console,
-                                records: &run.records, waitForStop: true)
+                                records: &run.records, waitForStop: true, hold: hold)
+        hold?.release()
         if let f = watched.firstRecordAt {
             run.timing.restore = f.timeIntervalSince(restored)
             run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)

@@ -77,4 +77,10 @@ case .success(let plan):
     Agent(plan: plan, channel: channel, kmsg: kmsg).run()
 }
 channel.finish()
+// A restored copy is ended by the host at `done`. Its own poweroff would race that: when the
+// guest stops first, libvirt finds QEMU's zombie and waits 200 ms before it calls the domain
+// stopped (virProcessKillPainfully), which the next copy, of the same name, must wait for.
+if repairedAfterRestore != nil {
+    while true { pause() }
+}
 exit(0)

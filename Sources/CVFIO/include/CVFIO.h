@@ -60,6 +60,10 @@ int cvfio_iommufd_destroy(int iommufd, uint32_t id);
 
 /// open(2) with flags; the fd or -errno.
 int cvfio_open(const char *path, int flags);
+/// pidfd_open(2) (Linux 5.3+): a descriptor that turns readable when the process `pid` ends; the fd or -errno.
+int cvfio_pidfd_open(int pid);
+/// poll(2) for POLLIN on `fd` for up to `milliseconds`: 1 readable, 0 timed out, or -errno.
+int cvfio_wait_readable(int fd, int milliseconds);
 /// Puts a tty into raw mode (cfmakeraw, 115200 baud); 0 or -errno.
 int cvfio_tty_raw(int fd);
 
