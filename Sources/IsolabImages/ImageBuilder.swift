@@ -69,8 +69,7 @@ public final class ImageBuilder: @unchecked Sendable {
             if let fragment = kernel.build {
                 var kbuild = SourceKernelBuild(cache: cache, resolver: resolver)
                 kbuild.log = log
-                let path = URL(fileURLWithPath: recipe.directory).appendingPathComponent(fragment).standardized.path
-                unpacked = try kbuild.build(resolved, fragmentPath: path)
+                unpacked = try kbuild.build(resolved, fragmentPath: fragmentPath(fragment))
             } else {
                 unpacked = try resolver.unpack(resolved)
             }
@@ -117,7 +116,7 @@ public final class ImageBuilder: @unchecked Sendable {
     func imageKey(kernel: CatalogKernel, packages: [DebPackage], agent: String?) throws -> String {
         var build: [String] = []
         if let fragment = kernel.build {
-            let path = URL(fileURLWithPath: recipe.directory).appendingPathComponent(fragment).path
+            let path = fragmentPath(fragment)
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ImagesError.io(path: path, problem: "cannot read kernel \(kernel.id)'s config fragment")
             }
@@ -131,6 +130,11 @@ public final class ImageBuilder: @unchecked Sendable {
     }
 
     // MARK: - Internals
+
+    /// A catalog entry's `build:` fragment, absolute (merge_config.sh runs inside the source tree).
+    private func fragmentPath(_ fragment: String) -> String {
+        URL(fileURLWithPath: recipe.directory).appendingPathComponent(fragment).standardized.path
+    }
 
     private func commonInputs(agent: String?) throws -> [String] {
         var agentSha = "none"
@@ -196,9 +200,9 @@ public final class ImageBuilder: @unchecked Sendable {
     /// The model's `KernelConfig.modelSymbols` from the kernel's `config-R` (Debian's
     /// `boot/config-R`, a source build's `.config` copy, or `lib/modules/R/config`); nil if none.
     static func modelConfig(modulesDirectory: String, release: String) -> [String: String]? {
+        // modulesDirectory is <root>/lib/modules/R or <root>/usr/lib/modules/R.
         let modules = URL(fileURLWithPath: modulesDirectory)
-        var root = modules.deletingLastPathComponent().deletingLastPathComponent()   // …/lib
-        root = root.deletingLastPathComponent()
+        var root = modules.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         if root.lastPathComponent == "usr" { root = root.deletingLastPathComponent() }
         let candidates = [root.appendingPathComponent("boot/config-\(release)").path,
                           modules.appendingPathComponent("config").path]

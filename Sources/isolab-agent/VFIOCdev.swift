@@ -31,29 +31,23 @@ extension Agent {
     /// `VFIO_DEVICE_BIND_IOMMUFD`, `VFIO_DEVICE_ATTACH_IOMMUFD_PT`. Sub-step names follow the
     /// model (OwnershipModel.vfioCdevOpen). A kernel without iommufd gives `unsupported`.
     func vfioCdevOpen(_ bdf: String, _ d: inout StepDraft) {
-        func sub(_ name: String, _ r: Int32, _ detail: String? = nil) { d.substep(name, r, detail) }
-        func unsupported(_ why: String) {
-            d.record.result = "unsupported"
-            d.record.errno = nil
-            d.record.detail = why
-        }
         if vfio.cdevs.isEmpty, !Posix.exists("/dev/iommu") { _ = modprobe("iommufd") }
         guard Posix.exists("/dev/iommu") else {
-            sub("open-iommufd", -ENOENT, "/dev/iommu")
-            return unsupported("the kernel offers no iommufd: no /dev/iommu, and modprobe iommufd found no module (CONFIG_IOMMUFD is not set)")
+            d.substep("open-iommufd", -ENOENT, "/dev/iommu")
+            return d.fail("unsupported", "the kernel offers no iommufd: no /dev/iommu, and modprobe iommufd found no module (CONFIG_IOMMUFD is not set)")
         }
         guard let key = Sysfs.group(of: bdf) else {
-            return sub("open-device", -ENOENT, "\(bdf) has no iommu_group link, so no VFIO device and no cdev")
+            return d.substep("open-device", -ENOENT, "\(bdf) has no iommu_group link, so no VFIO device and no cdev")
         }
         let h = vfio.cdevs[key] ?? CdevHandle(id: key)
         vfio.cdevs[key] = h
         if h.iommufd < 0 {
             let fd = cvfio_open("/dev/iommu", O_RDWR)
-            sub("open-iommufd", fd < 0 ? fd : 0, "/dev/iommu")
+            d.substep("open-iommufd", fd < 0 ? fd : 0, "/dev/iommu")
             guard fd >= 0 else { vfio.cdevs[key] = nil; return }
             var ioas: UInt32 = 0
             let r = cvfio_ioas_alloc(fd, &ioas)
-            sub("alloc-ioas", r, r < 0 ? nil : "IOAS \(ioas)")
+            d.substep("alloc-ioas", r, r < 0 ? nil : "IOAS \(ioas)")
             guard r == 0 else { close(fd); vfio.cdevs[key] = nil; return }
             h.iommufd = fd
             h.ioas = ioas
@@ -64,21 +58,21 @@ extension Agent {
         }
         guard let name = Posix.list(Sysfs.device(bdf) + "/vfio-dev").first(where: { $0.hasPrefix("vfio") }) else {
             if Sysfs.driver(of: bdf) == "vfio-pci", !Posix.exists("/dev/vfio/devices") {
-                sub("open-device", -ENOENT, "no \(bdf)/vfio-dev")
-                return unsupported("vfio-pci drives \(bdf) but the kernel makes no device cdevs (CONFIG_VFIO_DEVICE_CDEV is not set)")
+                d.substep("open-device", -ENOENT, "no \(bdf)/vfio-dev")
+                return d.fail("unsupported", "vfio-pci drives \(bdf) but the kernel makes no device cdevs (CONFIG_VFIO_DEVICE_CDEV is not set)")
             }
-            return sub("open-device", -ENOENT, "\(bdf) has no vfio-dev/vfioN in sysfs (bound to \(Sysfs.driver(of: bdf) ?? "no driver"))")
+            return d.substep("open-device", -ENOENT, "\(bdf) has no vfio-dev/vfioN in sysfs (bound to \(Sysfs.driver(of: bdf) ?? "no driver"))")
         }
         let path = "/dev/vfio/devices/\(name)"
         let fd = cvfio_open(path, O_RDWR)
-        sub("open-device", fd < 0 ? fd : 0, path)
+        d.substep("open-device", fd < 0 ? fd : 0, path)
         guard fd >= 0 else { return }
         var devid: UInt32 = 0
         let b = cvfio_device_bind_iommufd(fd, h.iommufd, &devid)
-        sub("bind-iommufd", b, b < 0 ? nil : "device id \(devid)")
+        d.substep("bind-iommufd", b, b < 0 ? nil : "device id \(devid)")
         guard b == 0 else { close(fd); return }
         let a = cvfio_device_attach_pt(fd, h.ioas)
-        sub("attach-ioas", a, a < 0 ? nil : "IOAS \(h.ioas)")
+        d.substep("attach-ioas", a, a < 0 ? nil : "IOAS \(h.ioas)")
         guard a == 0 else { close(fd); return }
         h.devices[bdf] = fd
     }

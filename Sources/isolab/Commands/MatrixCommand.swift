@@ -162,6 +162,9 @@ struct MatrixCommand: ParsableCommand {
         do { files = try matrix.expandFabrics() } catch let e as TopologyError { throw InputError(e.description) }
         let topologies = try loadTopologies(files)
         var cells: [Cell] = []
+        // Once per kernel: a kernels.yaml id reads the catalog and its config fragment.
+        var generations: [String: KernelGeneration] = [:]
+        for k in kernels { generations[k] = try KernelOptions.imageCatalogGeneration(k) ?? KernelGeneration.resolve(k)! }
         for t in topologies {
             let text = FileManager.default.contents(atPath: t.file) ?? Data()
             let sha = SHA256.hash(data: text).map { String(format: "%02x", $0) }.joined()
@@ -176,7 +179,7 @@ struct MatrixCommand: ParsableCommand {
             }
             for v in variants {
                 for k in kernels {
-                    let g = try KernelOptions.imageCatalogGeneration(k) ?? KernelGeneration.resolve(k)!
+                    let g = generations[k]!
                     // An added vIOMMU runs only where the kernel drives it; a declared one everywhere.
                     if v.iommu != t.iommu || v.name != t.name, !g.drives(v.iommu) { continue }
                     cells.append(Cell(topology: v, kernel: k, generation: g, sha256: sha, unrealizable: Realizability.check(v)))
