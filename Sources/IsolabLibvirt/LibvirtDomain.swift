@@ -48,6 +48,40 @@ public final class LibvirtDomain: @unchecked Sendable {
         guard virDomainSave(pointer, path) == 0 else { throw LibvirtError.last("virDomainSave(\(name))") }
     }
 
+    /// Runs `command` on QEMU's human monitor (`virDomainQemuMonitorCommand` with the HMP
+    /// flag, from libvirt-qemu; libvirt marks the domain tainted: custom-monitor) and returns
+    /// what it printed.
+    public func humanMonitorCommand(_ command: String) throws -> String {
+        var result: UnsafeMutablePointer<CChar>?
+        guard virDomainQemuMonitorCommand(pointer, command, &result,
+                                          UInt32(VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP.rawValue)) == 0 else {
+            throw LibvirtError.last("virDomainQemuMonitorCommand(\(name), \(command))")
+        }
+        defer { free(result) }
+        return result.map { String(cString: $0) } ?? ""
+    }
+
+    /// Saves the running guest as QEMU's internal snapshot `tag` (HMP `savevm`): its RAM and
+    /// device state go into the first snapshot-capable drive, and it keeps running. libvirt
+    /// keeps no metadata of such a snapshot. HMP answers an error with text, success with none.
+    public func saveInternalSnapshot(tag: String) throws {
+        try monitorCommandWithoutOutput("savevm \(tag)")
+    }
+
+    /// Puts the guest back into internal snapshot `tag` in the same QEMU process (HMP
+    /// `loadvm`: QEMU stops the vCPUs, resets the machine, loads the state and runs on).
+    public func loadInternalSnapshot(tag: String) throws {
+        try monitorCommandWithoutOutput("loadvm \(tag)")
+    }
+
+    private func monitorCommandWithoutOutput(_ command: String) throws {
+        let output = try humanMonitorCommand(command).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard output.isEmpty else {
+            throw LibvirtError(code: Int32(VIR_ERR_OPERATION_FAILED.rawValue), domain: Int32(VIR_FROM_QEMU.rawValue),
+                               message: "QEMU refused `\(command)` for \(name): \(output.replacingOccurrences(of: "\r\n", with: "; "))")
+        }
+    }
+
     /// QEMU's process id, from the driver's `<name>.pid` file when it is on this machine
     /// (embedded root or `qemu:///system`); nil if unknown or no longer running.
     public func qemuPID() -> Int32? {

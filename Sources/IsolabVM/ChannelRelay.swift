@@ -6,7 +6,7 @@ import Foundation
 /// plans the other way.
 final class ChannelRelay: @unchecked Sendable {
     private let fd: Int32
-    private let output: FileHandle
+    private var output: FileHandle
     private let lock = NSLock()
     private var closed = false
     private let finished = DispatchSemaphore(value: 0)
@@ -70,9 +70,23 @@ final class ChannelRelay: @unchecked Sendable {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
+            lock.lock()
             output.write(Data(buf[0..<n]))
+            lock.unlock()
         }
         finished.signal()
+    }
+
+    /// From now on, appends what the agent writes to `recordsPath` (a guest put back into its
+    /// snapshot in the same QEMU starts a new stream there). What came before stays where it was.
+    func redirect(to recordsPath: String) throws {
+        guard let out = FileHandle(forWritingAtPath: recordsPath) else { throw RelayError.output(path: recordsPath) }
+        out.seekToEndOfFile()
+        lock.lock()
+        let old = output
+        output = out
+        lock.unlock()
+        try? old.close()
     }
 
     /// Sends `line` and a newline.
@@ -101,6 +115,8 @@ final class ChannelRelay: @unchecked Sendable {
             _ = finished.wait(timeout: .now() + 2)
         }
         Glibc.close(fd)
+        lock.lock()
         try? output.close()
+        lock.unlock()
     }
 }

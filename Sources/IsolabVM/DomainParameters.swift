@@ -48,6 +48,12 @@ public struct DomainParameters: Sendable, Equatable {
     /// listens on, so the host can also send plans (snapshot mode); the host relays what the
     /// agent writes into `recordsPath`.
     public var channelSocketPath: String?
+    /// Snapshot mode: a qcow2 file QEMU opens as a drive no guest device uses (`-drive
+    /// if=none`), where `savevm` keeps the saved guest. It adds nothing the guest can see.
+    public var vmstateDrivePath: String?
+    /// Starts QEMU from this internal snapshot of `vmstateDrivePath` (`-loadvm`) instead of
+    /// booting the kernel.
+    public var loadSnapshotTag: String?
 
     public init(name: String, kernelPath: String, initrdPath: String, kernelCommandLine: String,
                 memoryMiB: Int? = nil, vcpus: Int = 1, consoleLogPath: String, recordsPath: String,

@@ -79,10 +79,14 @@ public struct RunRequest: Sendable {
 public final class GuestRunner: @unchecked Sendable {
     public let connection: LibvirtConnection
     let watch: LifecycleWatch
+    /// Where snapshot mode keeps a fabric's saved guest: in its QEMU on the embedded driver,
+    /// in a state file on a daemon's connection (whose QEMU may run as another user, or elsewhere).
+    public var snapshotStore: SnapshotStore
 
     public init(connection: LibvirtConnection) throws {
         self.connection = connection
         self.watch = try LifecycleWatch(connection: connection)
+        snapshotStore = connection.isEmbedded ? .inQEMU : .stateFile
     }
 
     deinit { watch.stop() }

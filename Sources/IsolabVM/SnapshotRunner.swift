@@ -1,4 +1,5 @@
 import Foundation
+import IsolabImages
 import IsolabLibvirt
 import IsolabModel
 import IsolabProtocol
@@ -7,11 +8,14 @@ import IsolabProtocol
 ///
 /// The fabric boots with a plan that says `serve`: the agent reports its inventory, says
 /// `ready` and waits on the channel (a Unix socket here, serial port 1 in the guest). The
-/// guest is saved (`virDomainSave`). Each scenario restores that state with its own console
-/// file and socket, sends the scenario's plan, and is watched exactly like a booted run. The
-/// inventory each restored agent reports must equal the saved one, or the run is an
-/// infrastructure failure: the snapshot did not give the freshly booted state TOPOLOGY.md
-/// promises. A scenario that crashes or hangs its guest costs only its own restore.
+/// guest is saved where `snapshotStore` says: inside its QEMU (``SnapshotStore/inQEMU``,
+/// `InPlaceSnapshot.swift`), each scenario putting that QEMU back with `loadvm`; or in a
+/// state file (`virDomainSave`), each scenario restoring a new QEMU with its own console file
+/// and socket. Either way the scenario's plan goes over the channel and the run is watched
+/// exactly like a booted one. The inventory each restored agent reports must equal the saved
+/// one, or the run is an infrastructure failure: the snapshot did not give the freshly booted
+/// state TOPOLOGY.md promises. A scenario that crashes or hangs its guest costs only its own
+/// restore.
 extension GuestRunner {
     /// Runs `requests`, which must share their topology, kernel, image and guest options, from
     /// one saved boot; `starting(i)` is called before request `i` runs and `finished(i, obs)`
@@ -21,10 +25,16 @@ extension GuestRunner {
                                 finished: (Int, VMObservation) -> Void = { _, _ in }) {
         guard let base = requests.first else { return }
         let bootDirectory = base.directory + "/snapshot"
-        let snapshot: SavedGuest
-        switch bootSnapshot(base, directory: bootDirectory, cancel: cancel) {
-        case .success(let saved):
-            snapshot = saved
+        let saved: SavedBase
+        var booted = bootSnapshot(base, directory: bootDirectory, store: snapshotStore, cancel: cancel)
+        if snapshotStore == .inQEMU, case .failure(let why) = booted, why.mayBeTheStore {
+            // A QEMU that cannot open the vmstate drive (no io_uring, say) or refuses `savevm`.
+            FileHandle.standardError.write(Data("isolab: \(base.topology.name) on \(base.kernelLabel): cannot keep the snapshot in QEMU (\(why)); saving it to a file\n".utf8))
+            booted = bootSnapshot(base, directory: bootDirectory, store: .stateFile, cancel: cancel)
+        }
+        switch booted {
+        case .success(let s):
+            saved = s
         case .failure(let why):
             // The boot that would be saved failed: every scenario boots on its own, so each
             // reports what really happens to it (a crash at boot shows as each one's crash).
@@ -37,16 +47,32 @@ extension GuestRunner {
             return
         }
         defer {
-            // The saved state (tens of MB) and the boot's initramfs serve only these restores.
-            try? FileManager.default.removeItem(atPath: snapshot.statePath)
+            // The saved state (tens of MB) and the boot's initramfs serve only these scenarios.
+            switch saved {
+            case .inQEMU(let live): finish(live)
+            case .file(let snapshot): try? FileManager.default.removeItem(atPath: snapshot.statePath)
+            }
             try? FileManager.default.removeItem(atPath: RunFiles(directory: bootDirectory).initramfs)
         }
         for (i, req) in requests.enumerated() {
             starting(i)
-            var obs = restore(snapshot, req, cancel: cancel)
-            if i == 0 { obs.timing.snapshot = snapshot.seconds }
+            var obs: VMObservation
+            switch saved {
+            case .inQEMU(let live):
+                obs = revert(live, req, cancel: cancel)
+                if i == 0 { obs.timing.snapshot = live.seconds }
+            case .file(let snapshot):
+                obs = restore(snapshot, req, cancel: cancel)
+                if i == 0 { obs.timing.snapshot = snapshot.seconds }
+            }
             finished(i, obs)
         }
+    }
+
+    /// The booted, saved fabric the scenarios start from.
+    enum SavedBase {
+        case inQEMU(LiveGuest)
+        case file(SavedGuest)
     }
 
     /// A saved guest whose agent waits for a plan.
@@ -69,8 +95,9 @@ extension GuestRunner {
         return dir + "/" + UUID().uuidString.prefix(12).lowercased() + ".sock"
     }
 
-    /// Boots `req`'s fabric with a serving plan, waits for `ready`, saves the guest.
-    func bootSnapshot(_ req: RunRequest, directory: String, cancel: Cancellation) -> Result<SavedGuest, SnapshotError> {
+    /// Boots `req`'s fabric with a serving plan, waits for `ready`, saves the guest in `store`.
+    func bootSnapshot(_ req: RunRequest, directory: String, store: SnapshotStore,
+                      cancel: Cancellation) -> Result<SavedBase, SnapshotError> {
         let start = Date()
         let files = RunFiles(directory: directory)
         var plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: nil,
@@ -84,12 +111,18 @@ extension GuestRunner {
         var parameters = req.domainParameters(name: name, files: files)
         parameters.channelSocketPath = socket
         do {
+            if store == .inQEMU {
+                parameters.vmstateDrivePath = directory + "/vmstate.qcow2"
+                try files.prepare()
+                try VMStateDrive.create(at: directory + "/vmstate.qcow2")
+            }
             xml = try files.writeBoot(req, plan: plan, parameters: parameters)
         } catch {
             return .failure(.prepare("\(error)"))
         }
         watch.expect(name)
-        defer { watch.forget(name) }
+        var keepWatching = false   // an in-QEMU snapshot's scenarios run under this name
+        defer { if !keepWatching { watch.forget(name) } }
         let domain: LibvirtDomain
         do {
             domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
@@ -117,6 +150,20 @@ extension GuestRunner {
             try? FileManager.default.removeItem(atPath: socket)
             return .failure(.boot("\(watched.end)"))
         }
+        if store == .inQEMU {
+            let saved = saveInPlace(domain, name: name, request: req, directory: directory, xml: xml, parameters: parameters,
+                                    inventory: inventory, relay: relay, started: start)
+            guard case .success(let live) = saved else {
+                relay.close(waiting: 0)
+                var end = VMEnd.finished
+                tearDown(domain, name, &end)
+                try? FileManager.default.removeItem(atPath: socket)
+                try? FileManager.default.removeItem(atPath: directory + "/vmstate.qcow2")
+                return saved.map { .inQEMU($0) }
+            }
+            keepWatching = true   // until `finish(live)`
+            return .success(.inQEMU(live))
+        }
         let statePath = directory + "/guest.save"
         do {
             try domain.save(to: statePath)
@@ -126,8 +173,8 @@ extension GuestRunner {
             relay.close()
             try? FileManager.default.removeItem(atPath: socket)
             let saved = try connection.savedDomainXML(at: statePath)
-            return .success(SavedGuest(name: name, statePath: statePath, xml: saved, consolePath: files.console,
-                                       socketPath: socket, inventory: inventory, seconds: Date().timeIntervalSince(start)))
+            return .success(.file(SavedGuest(name: name, statePath: statePath, xml: saved, consolePath: files.console,
+                                             socketPath: socket, inventory: inventory, seconds: Date().timeIntervalSince(start))))
         } catch {
             relay.close(waiting: 0)
             var end = VMEnd.finished
@@ -194,21 +241,26 @@ extension GuestRunner {
         var watched = supervise(saved.name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console,
                                 records: &run.records, waitForStop: true, hold: hold)
         hold?.release()
-        if let f = watched.firstRecordAt {
-            run.timing.restore = f.timeIntervalSince(restored)
-            run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)
-        }
-        // The restored guest must be the fabric as booted: its agent enumerates it again.
-        if case .finished = watched.end,
-           let again = run.stream.records.first(where: { $0.type == .inventory })?.inventory, again != saved.inventory {
-            watched.end = .infrastructure("the restored guest's inventory differs from the saved one: \(Self.inventoryDifference(saved.inventory, again))")
-        }
+        Self.account(&watched, &run, restoredAt: restored, saved: saved.inventory)
         let teardown = Date()
         tearDown(domain, saved.name, &watched.end)
         // Everything up to `done` (or the end) has been read: no need to wait for QEMU's EOF.
         relay.close(waiting: 0)
         run.timing.teardown = Date().timeIntervalSince(teardown)
         return finish(watched.end)
+    }
+
+    /// A restored run's restore and steps times, and its check: the restored guest must be the
+    /// fabric as booted (its agent enumerates it again and must find the `saved` inventory).
+    static func account(_ watched: inout Supervision, _ run: inout RunBook, restoredAt: Date, saved: Inventory) {
+        if let f = watched.firstRecordAt {
+            run.timing.restore = f.timeIntervalSince(restoredAt)
+            run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)
+        }
+        if case .finished = watched.end,
+           let again = run.stream.records.first(where: { $0.type == .inventory })?.inventory, again != saved {
+            watched.end = .infrastructure("the restored guest's inventory differs from the saved one: \(inventoryDifference(saved, again))")
+        }
     }
 
     /// A short account of how two inventories differ, for the failure message.
@@ -229,6 +281,14 @@ public enum SnapshotError: Error, CustomStringConvertible {
     case libvirt(String)
     case boot(String)
     case save(String)
+
+    /// The failure may come from where the guest was to be saved, not from the guest.
+    var mayBeTheStore: Bool {
+        switch self {
+        case .prepare, .libvirt, .save: return true
+        case .boot: return false
+        }
+    }
 
     public var description: String {
         switch self {

@@ -6,30 +6,39 @@ import IsolabProtocol
 import IsolabTopology
 import IsolabVM
 
-/// `isolab-bench restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]…`: the second bar of issue 8,
+/// `isolab-bench restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store in-qemu|state-file]…`:
+/// the second bar of issue 8,
 /// "each further scenario on the same fabric ≤ 1.0 s wall, restore included". For every
 /// fabric of the catalog with several scenarios (or the ones named), one saved boot per
 /// kernel; then each scenario restored `rounds` times, one guest at a time. Prints, per
 /// kernel, the medians of each restored scenario's own stages: prepare (its files), restore
 /// (libvirt restore to the agent's first record), steps (to `done`), teardown (to the domain
 /// gone) and wall (its whole run, from the start of its preparation to its observation), and the
-/// saved state's size. `--kernel-arg` adds a kernel command-line word to every guest.
+/// saved state's size. `--kernel-arg` adds a kernel command-line word to every guest. Each
+/// store (``SnapshotStore``; both by default, side by side) is measured in turn.
 enum RestoreBench {
     static func run(_ args: [String]) {
         var kernels: [String] = [], fabrics: [String] = [], kernelArguments: [String] = [], rounds = 3
+        var stores: [SnapshotStore] = []
         var i = 0
         while i < args.count {
             switch args[i] {
             case "--fabric" where i + 1 < args.count: fabrics.append(args[i + 1]); i += 1
             case "--rounds" where i + 1 < args.count: rounds = max(1, Int(args[i + 1]) ?? 3); i += 1
             case "--kernel-arg" where i + 1 < args.count: kernelArguments.append(args[i + 1]); i += 1
+            case "--store" where i + 1 < args.count:
+                guard let store = SnapshotStore(rawValue: args[i + 1]) else {
+                    FileHandle.standardError.write(Data("isolab-bench restore: --store: \(args[i + 1]) is not a store (accepted: in-qemu, state-file)\n".utf8))
+                    exit(2)
+                }
+                stores.append(store); i += 1
             default: kernels.append(args[i])
             }
             i += 1
         }
         do {
             let lines = try measure(kernels: kernels.isEmpty ? ["6.1"] : kernels, fabrics: fabrics, rounds: rounds,
-                                    kernelArguments: kernelArguments)
+                                    kernelArguments: kernelArguments, stores: stores.isEmpty ? [.inQEMU, .stateFile] : stores)
             print(lines.joined(separator: "\n"))
         } catch {
             FileHandle.standardError.write(Data("isolab-bench restore: \(error)\n".utf8))
@@ -40,13 +49,15 @@ enum RestoreBench {
     /// The restored scenarios' stages of one kernel.
     struct Figures {
         var kernel: String
+        var store: SnapshotStore
         var timings: [Timing] = []
         /// Size of each fabric's saved state file.
         var stateBytes: [Double] = []
         var failures: [String] = []
     }
 
-    static func measure(kernels: [String], fabrics: [String], rounds: Int, kernelArguments: [String] = []) throws -> [String] {
+    static func measure(kernels: [String], fabrics: [String], rounds: Int, kernelArguments: [String] = [],
+                        stores: [SnapshotStore] = [.inQEMU]) throws -> [String] {
         let recipe = try Recipe(directory: Recipe.locate())
         let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: recipe)
         let agent = try AgentBinary.locate()
@@ -62,33 +73,42 @@ enum RestoreBench {
         var all: [Figures] = []
         for kernel in kernels {
             let image = try builder.build(kernel: try builder.catalog.kernel(id: kernel), agent: agent)
-            var figures = Figures(kernel: kernel)
-            for topology in topologies where topology.scenarios.count > 0 {
-                // Every scenario `rounds` times, from one saved boot.
-                var requests: [RunRequest] = []
-                for round in 0..<rounds {
-                    for scenario in topology.scenarios {
-                        var req = RunRequest(topology: topology, fabric: Fabric(topology), scenario: scenario, image: image,
-                                             kernelLabel: kernel, directory: "\(scratch)/\(kernel)-\(topology.name)-\(scenario.name)-\(round)")
-                        req.extraKernelArguments = kernelArguments
-                        requests.append(req)
-                    }
-                }
-                runner.runFromSnapshot(requests) { _, obs in
-                    guard obs.restoredFrom != nil, obs.outcome == .completed else {
-                        figures.failures.append("\(topology.name) \(obs.scenario ?? ""): \(obs.outcome.rawValue) \(obs.problem ?? "")")
-                        return
-                    }
-                    figures.timings.append(obs.timing)
-                    if obs.timing.snapshot > 0, let path = obs.restoredFrom,
-                       let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int {
-                        figures.stateBytes.append(Double(size))
-                    }
-                }
+            for store in stores {
+                runner.snapshotStore = store
+                all.append(figures(runner, image: image, kernel: kernel, store: store, topologies: topologies, rounds: rounds,
+                                   kernelArguments: kernelArguments, scratch: scratch))
             }
-            all.append(figures)
         }
         return report(all, fabrics: topologies.map(\.name), rounds: rounds)
+    }
+
+    /// Every scenario of `topologies` `rounds` times, each fabric from one saved boot in `store`.
+    static func figures(_ runner: GuestRunner, image: GuestImage, kernel: String, store: SnapshotStore, topologies: [Topology],
+                        rounds: Int, kernelArguments: [String], scratch: String) -> Figures {
+        var figures = Figures(kernel: kernel, store: store)
+        for topology in topologies where topology.scenarios.count > 0 {
+            var requests: [RunRequest] = []
+            for round in 0..<rounds {
+                for scenario in topology.scenarios {
+                    var req = RunRequest(topology: topology, fabric: Fabric(topology), scenario: scenario, image: image, kernelLabel: kernel,
+                                         directory: "\(scratch)/\(kernel)-\(store.rawValue)-\(topology.name)-\(scenario.name)-\(round)")
+                    req.extraKernelArguments = kernelArguments
+                    requests.append(req)
+                }
+            }
+            runner.runFromSnapshot(requests, finished: { _, obs in
+                guard obs.restoredFrom != nil, obs.outcome == .completed else {
+                    figures.failures.append("\(topology.name) \(obs.scenario ?? ""): \(obs.outcome.rawValue) \(obs.problem ?? "")")
+                    return
+                }
+                figures.timings.append(obs.timing)
+                if obs.timing.snapshot > 0, let path = obs.restoredFrom,
+                   let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int {
+                    figures.stateBytes.append(Double(size))
+                }
+            })
+        }
+        return figures
     }
 
     /// The catalog fabrics with more than one scenario (the ones snapshot mode restores).
@@ -102,17 +122,19 @@ enum RestoreBench {
         func f(_ x: Double) -> String { String(format: "%.2f", x) }
         func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(1, n - s.count)) + s }
         var lines = ["isolab-bench restore: \(fabrics.joined(separator: ", ")); every scenario \(rounds)× from one saved boot, one guest at a time, TCG",
-                     "  kernel   runs   prepare   restore    steps   teardown     wall    p90 wall   state MB   (medians, s; goal: wall ≤ 1.00)"]
+                     "  kernel  store        runs   prepare   restore    steps   teardown     wall    p90 wall   state MB   (medians, s; goal: wall ≤ 1.00)"]
         for fig in all {
             let ts = fig.timings
             let stages: [(Timing) -> Double] = [\.prepare, \.restore, \.steps, \.teardown, \.total]
             let cols = [String(ts.count)] + stages.map { stage in f(MatrixBench.median(ts.map(stage))) }
                 + [f(percentile(ts.map(\.total), 0.9)), String(format: "%.0f", MatrixBench.median(fig.stateBytes) / 1_048_576)]
-            lines.append("  " + fig.kernel.padding(toLength: 6, withPad: " ", startingAt: 0)
+            lines.append("  " + fig.kernel.padding(toLength: 8, withPad: " ", startingAt: 0)
+                         + fig.store.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
                          + zip(cols, [7, 10, 10, 9, 11, 9, 12, 11]).map { pad($0, $1) }.joined())
             for failure in fig.failures { lines.append("    not counted: \(failure)") }
         }
-        lines.append("  (prepare: the run's files; restore: libvirt restore to the agent's first record; steps: to done;")
+        lines.append("  (prepare: the run's files; restore: loadvm in the guest's QEMU (in-qemu) or libvirt restore (state-file)")
+        lines.append("   to the agent's first record; steps: to done;")
         lines.append("   teardown: done to the domain gone; wall: the restored scenario's own run, preparation to observation)")
         return lines
     }

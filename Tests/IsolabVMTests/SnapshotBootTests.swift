@@ -39,7 +39,9 @@ final class SnapshotBootTests: XCTestCase {
         }
         // The saved states are removed once their fabric's scenarios are done.
         for r in restored {
-            XCTAssertFalse(FileManager.default.fileExists(atPath: r.directory + "/snapshot/guest.save"), r.directory)
+            for state in ["guest.save", "vmstate.qcow2"] {
+                XCTAssertFalse(FileManager.default.fileExists(atPath: r.directory + "/snapshot/" + state), r.directory)
+            }
         }
         let snapshots = fromSnapshot.map(\.timing.snapshot).filter { $0 > 0 }
         XCTAssertEqual(snapshots.count, Self.fabrics.count, "one saved boot per fabric")
@@ -53,6 +55,48 @@ final class SnapshotBootTests: XCTestCase {
 
     func testRestoredScenariosObserveWhatFreshBootsDoOn5_10() throws {
         try assertRestoredScenariosObserveWhatFreshBootsDo(kernel: "5.10")
+    }
+
+    /// Both stores give the fresh boot's state: the same QEMU put back by `loadvm` (whose QEMU
+    /// is killed after the first scenario here, so the next ones start a new QEMU from the
+    /// snapshot), and a new QEMU restored from a state file for each scenario.
+    func testBothStoresAndAQEMUStartedAgainObserveTheSame() throws {
+        let topology = try BootSupport.topology("multifunction-e1000e-edu")
+        func requests() throws -> [RunRequest] {
+            try topology.scenarios.map { try BootSupport.request(topology, kernel: "6.1", scenario: $0) }
+        }
+        let runner = try BootSupport.runner()
+        XCTAssertEqual(runner.snapshotStore, .inQEMU, "the embedded driver keeps the saved guest in its QEMU")
+        var inQEMU: [VMObservation] = [], killed: pid_t?, startedAgain: pid_t?
+        runner.runFromSnapshot(try requests(), finished: { i, obs in
+            inQEMU.append(obs)
+            if i == 1 { startedAgain = ChildReaper.livingQEMUChildren().first }
+            if i == 0, let pid = ChildReaper.livingQEMUChildren().first {
+                killed = pid
+                kill(pid, SIGKILL)
+            }
+        })
+        runner.snapshotStore = .stateFile
+        defer { runner.snapshotStore = .inQEMU }
+        var fromFile: [VMObservation] = []
+        runner.runFromSnapshot(try requests(), finished: { _, obs in fromFile.append(obs) })
+        XCTAssertEqual(ChildReaper.livingQEMUChildren(), [], "an adopted QEMU still runs")
+        XCTAssertNotNil(killed)
+        XCTAssertNotNil(startedAgain)
+        XCTAssertNotEqual(killed, startedAgain, "the guest's QEMU was not started again after it was killed")
+        XCTAssertEqual(inQEMU.count, topology.scenarios.count)
+        XCTAssertEqual(fromFile.count, topology.scenarios.count)
+        for (q, f) in zip(inQEMU, fromFile) {
+            let what = "\(q.scenario ?? "")"
+            XCTAssertEqual(q.outcome, .completed, "\(what): \(q.problem ?? "")")
+            XCTAssertEqual(f.outcome, .completed, "\(what): \(f.problem ?? "")")
+            XCTAssertEqual(q.restoredFrom.map { ($0 as NSString).lastPathComponent }, "vmstate.qcow2", what)
+            XCTAssertEqual(f.restoredFrom.map { ($0 as NSString).lastPathComponent }, "guest.save", what)
+            XCTAssertEqual(BootPathBootTests.Facts(q), BootPathBootTests.Facts(f), "\(what): the stores observed different things")
+            // Each scenario's console is its own part of the guest's console.
+            let console = try String(contentsOfFile: try XCTUnwrap(q.consolePath), encoding: .utf8)
+            XCTAssertFalse(console.contains("Run /init as init process"), "\(what): the console holds the boot's part")
+        }
     }
 
     /// edu has no migration state in QEMU: a restored edu is in its reset state until the

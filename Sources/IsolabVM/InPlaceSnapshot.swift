@@ -1,0 +1,169 @@
+import Foundation
+import IsolabImages
+import IsolabLibvirt
+import IsolabProtocol
+
+/// Where snapshot mode keeps the saved guest.
+public enum SnapshotStore: String, Sendable {
+    /// In the guest's own QEMU, as an internal snapshot in a scratch qcow2 drive the guest
+    /// cannot see (HMP `savevm`): each scenario puts the same QEMU back into it (`loadvm`: a
+    /// machine reset, then the saved RAM and devices) and nothing is started again. A QEMU that
+    /// ended (a guest that powered off or reset) is started again from the snapshot (`-loadvm`).
+    /// Needs QEMU to open a file isolab made, so the embedded driver's (the default there).
+    case inQEMU = "in-qemu"
+    /// In a state file (`virDomainSave`); each scenario restores a new QEMU from it
+    /// (`virDomainRestoreFlags`). Works on any connection (the default on a daemon's).
+    case stateFile = "state-file"
+}
+
+extension GuestRunner {
+    /// The internal snapshot's name in the vmstate drive.
+    static let snapshotTag = "isolab-ready"
+
+    /// A booted fabric whose agent waits for a plan, saved inside its running QEMU.
+    final class LiveGuest {
+        let name: String
+        let request: RunRequest
+        let directory: String
+        /// The boot's domain XML (each run keeps a copy) and parameters (for starting again).
+        let xml: String
+        let parameters: DomainParameters
+        let vmstatePath: String
+        let inventory: Inventory
+        /// Boot to `ready` plus the `savevm`.
+        let seconds: Double
+        var domain: LibvirtDomain
+        var relay: ChannelRelay
+        var socketPath: String
+        var consolePath: String
+        /// QEMUs started so far (1: the boot's).
+        var starts = 1
+
+        init(name: String, request: RunRequest, directory: String, xml: String, parameters: DomainParameters,
+             inventory: Inventory, seconds: Double, domain: LibvirtDomain, relay: ChannelRelay) {
+            self.name = name
+            self.request = request
+            self.directory = directory
+            self.xml = xml
+            self.parameters = parameters
+            self.vmstatePath = parameters.vmstateDrivePath ?? ""
+            self.inventory = inventory
+            self.seconds = seconds
+            self.domain = domain
+            self.relay = relay
+            self.socketPath = parameters.channelSocketPath ?? ""
+            self.consolePath = parameters.consoleLogPath
+        }
+    }
+
+    /// Saves the booted `domain`, whose agent said `ready`, as the internal snapshot.
+    func saveInPlace(_ domain: LibvirtDomain, name: String, request: RunRequest, directory: String, xml: String,
+                     parameters: DomainParameters, inventory: Inventory, relay: ChannelRelay,
+                     started: Date) -> Result<LiveGuest, SnapshotError> {
+        do {
+            try domain.saveInternalSnapshot(tag: Self.snapshotTag)
+        } catch {
+            return .failure(.save("\(error)"))
+        }
+        return .success(LiveGuest(name: name, request: request, directory: directory, xml: xml, parameters: parameters,
+                                  inventory: inventory, seconds: Date().timeIntervalSince(started), domain: domain,
+                                  relay: relay))
+    }
+
+    /// One scenario on `live`, put back into its snapshot first.
+    func revert(_ live: LiveGuest, _ req: RunRequest, cancel: Cancellation) -> VMObservation {
+        var run = RunBook(req)
+        run.restoredFrom = live.vmstatePath
+        run.connection = connection.uri
+        let plan = run.plan, files = run.files
+        guard !cancel.isCancelled else { return run.finish(.interrupted) }
+        let planLine: Data
+        do {
+            try files.prepare()
+            planLine = try JSONEncoder().encode(plan)
+            try planLine.write(to: URL(fileURLWithPath: files.plan))
+            try live.xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+        } catch {
+            return run.finish(.infrastructure("cannot prepare the run: \(error)"))
+        }
+        let restoring = Date()
+        run.timing.prepare = restoring.timeIntervalSince(run.start)
+        if let problem = putBack(live) {
+            return run.finish(.infrastructure(problem))
+        }
+        // This run's console is what the shared console file gains from now on.
+        let offset = (try? FileManager.default.attributesOfItem(atPath: live.consolePath)[.size] as? UInt64) ?? 0
+        run.console = FileTail(path: live.consolePath, from: offset)
+        do {
+            try live.relay.redirect(to: files.records)
+            try live.relay.send(planLine)
+        } catch {
+            return run.finish(.infrastructure("\(error)"))
+        }
+        var watched = supervise(live.name, req: req, cancel: cancel, stream: &run.stream, console: &run.console,
+                                records: &run.records, stopAtGoal: true)
+        Self.account(&watched, &run, restoredAt: restoring, saved: live.inventory)
+        var obs = run.finish(watched.end)
+        try? run.console.bytes.write(to: URL(fileURLWithPath: files.console))
+        obs.consolePath = files.console
+        return obs
+    }
+
+    /// Puts `live` back into its snapshot: `loadvm` in its QEMU, or, when that QEMU has ended
+    /// or refuses, a new QEMU started from the snapshot. Returns why neither worked.
+    func putBack(_ live: LiveGuest) -> String? {
+        if live.domain.isActive(), watch.stopped(live.name) == nil {
+            do {
+                try live.domain.loadInternalSnapshot(tag: Self.snapshotTag)
+                return nil
+            } catch {
+                FileHandle.standardError.write(Data("isolab: \(live.name): \(error); starting it again from its snapshot\n".utf8))
+            }
+        }
+        return startAgain(live)
+    }
+
+    /// Ends `live`'s QEMU if it still runs and starts a new one from the snapshot, with a new
+    /// console file and channel socket.
+    func startAgain(_ live: LiveGuest) -> String? {
+        var end = VMEnd.finished
+        tearDown(live.domain, live.name, &end)
+        live.relay.close(waiting: 0)
+        try? FileManager.default.removeItem(atPath: live.socketPath)
+        live.starts += 1
+        let console = "\(live.directory)/console-\(live.starts).log"
+        let socket = Self.socketPath()
+        _ = FileManager.default.createFile(atPath: console, contents: nil)
+        var parameters = live.parameters
+        parameters.consoleLogPath = console
+        parameters.channelSocketPath = socket
+        parameters.loadSnapshotTag = Self.snapshotTag
+        let xml: String
+        do {
+            xml = try DomainXML.render(live.request.topology, fabric: live.request.fabric, parameters: parameters)
+        } catch {
+            return "cannot start the guest again from its snapshot: \(error)"
+        }
+        watch.forget(live.name)
+        watch.expect(live.name)
+        do {
+            live.domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
+            live.socketPath = socket
+            live.consolePath = console
+            live.relay = try ChannelRelay(socketPath: socket, recordsPath: "\(live.directory)/records.jsonl")
+        } catch {
+            return "cannot start the guest again from its snapshot: \(error)"
+        }
+        return nil
+    }
+
+    /// Ends `live` for good: its QEMU, channel and scratch files.
+    func finish(_ live: LiveGuest) {
+        var end = VMEnd.finished
+        tearDown(live.domain, live.name, &end)
+        watch.forget(live.name)
+        live.relay.close(waiting: 0)
+        try? FileManager.default.removeItem(atPath: live.socketPath)
+        try? FileManager.default.removeItem(atPath: live.vmstatePath)
+    }
+}
