@@ -113,6 +113,30 @@ final class DomainXMLContentTests: XCTestCase {
         XCTAssertEqual(kvm, tcg.replacingOccurrences(of: #"type="qemu">"#, with: #"type="kvm">"#))
     }
 
+    /// Snapshot mode's vmstate drive has no device (so no `<disk>`, nothing on a guest bus) and
+    /// only adds QEMU arguments after the fabric's own; `-loadvm` names the snapshot to start from.
+    func testVMStateDriveAndLoadVMOnlyAddQEMUArgumentsAfterTheFabrics() throws {
+        let plain = try render("switch-no-acs")
+        let saved = try render("switch-no-acs") { $0.vmstateDrivePath = "/isolab/run/snap,1/vmstate.qcow2" }
+        let again = try render("switch-no-acs") {
+            $0.vmstateDrivePath = "/isolab/run/snap,1/vmstate.qcow2"
+            $0.loadSnapshotTag = "isolab-ready"
+        }
+        let drive = #"""
+            <qemu:arg value="-drive"/>
+            <qemu:arg value="if=none,id=isolab-vmstate,format=qcow2,cache=unsafe,aio=io_uring,file=/isolab/run/snap,,1/vmstate.qcow2"/>
+
+        """#
+        let loadvm = #"""
+            <qemu:arg value="-loadvm"/>
+            <qemu:arg value="isolab-ready"/>
+
+        """#
+        XCTAssertEqual(saved, plain.replacingOccurrences(of: "  </qemu:commandline>", with: drive + "  </qemu:commandline>"))
+        XCTAssertEqual(again, saved.replacingOccurrences(of: "  </qemu:commandline>", with: loadvm + "  </qemu:commandline>"))
+        XCTAssertFalse(again.contains("<disk"))
+    }
+
     func testSwitchPortsAndEndpointsSitAtTheModelsPaths() throws {
         let t = try VMTestSupport.topology("switch-no-acs")
         let layout = DomainLayout(topology: t, fabric: Fabric(t))
