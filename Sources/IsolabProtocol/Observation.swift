@@ -84,13 +84,19 @@ public struct BootRecord: Codable, Equatable, Sendable {
     public var fallback: String?
     /// The firmware QEMU ran before the kernel (`seabios`: libvirt's q35 default, no `<loader>`).
     public var firmware: String
+    /// The guest's clock: nil, the host's (TCG's default); `icount` (`--clock icount`), counted
+    /// in executed instructions and jumping to the next timer whenever the guest idles
+    /// (`-icount shift=auto,sleep=off`).
+    public var clock: String?
 
-    public init(kernel: String, entry: String, requested: String, fallback: String? = nil, firmware: String) {
+    public init(kernel: String, entry: String, requested: String, fallback: String? = nil, firmware: String,
+                clock: String? = nil) {
         self.kernel = kernel
         self.entry = entry
         self.requested = requested
         self.fallback = fallback
         self.firmware = firmware
+        self.clock = clock
     }
 }
 

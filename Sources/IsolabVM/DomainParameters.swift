@@ -17,6 +17,18 @@ public enum Accelerator: String, Sendable, CaseIterable {
     }
 }
 
+/// The guest's clock under TCG.
+public enum GuestClock: String, Sendable, CaseIterable {
+    /// The host's (TCG's default): a guest second is a wall-clock second, and so are the
+    /// steps' `milliseconds`.
+    case host
+    /// Counted in executed instructions, and jumping to the next timer deadline whenever the
+    /// guest idles (`-icount shift=auto,sleep=off`): a wait on a device timer (edu's DMA takes
+    /// 100 ms) or an `msleep` costs no wall time, but a busy boot runs about 1.5× longer and
+    /// the steps' `milliseconds` are guest time.
+    case icount
+}
+
 /// What one boot of a topology needs besides the topology itself.
 public struct DomainParameters: Sendable, Equatable {
     /// The libvirt domain name (unique among running domains of the connection).
@@ -54,6 +66,8 @@ public struct DomainParameters: Sendable, Equatable {
     /// Starts QEMU from this internal snapshot of `vmstateDrivePath` (`-loadvm`) instead of
     /// booting the kernel.
     public var loadSnapshotTag: String?
+    /// The guest's clock (`-icount` for ``GuestClock/icount``).
+    public var clock: GuestClock = .host
 
     public init(name: String, kernelPath: String, initrdPath: String, kernelCommandLine: String,
                 memoryMiB: Int? = nil, vcpus: Int = 1, consoleLogPath: String, recordsPath: String,

@@ -204,8 +204,13 @@ public enum DomainXML {
             args += ["-drive", "if=none,id=\(vmstateDriveID),format=qcow2,cache=unsafe,aio=io_uring,file=\(path.replacingOccurrences(of: ",", with: ",,"))"]
         }
         if let tag = p.loadSnapshotTag { args += ["-loadvm", tag] }
+        if p.clock == .icount { args += ["-icount", instructionCountedClock] }
         return args
     }
+
+    /// `-icount`'s options for ``GuestClock/icount``: the shift adapts so that busy guest time
+    /// keeps up with the host's; idle time is skipped.
+    public static let instructionCountedClock = "shift=auto,sleep=off"
 
     /// The id of the vmstate drive.
     public static let vmstateDriveID = "isolab-vmstate"

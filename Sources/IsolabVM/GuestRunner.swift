@@ -31,6 +31,8 @@ public struct RunRequest: Sendable {
     public var extraKernelArguments: [String] = []
     /// How to enter the kernel: the PVH `vmlinux` by default, the bzImage when the image has none.
     public var boot: BootPath = .pvh
+    /// The guest's clock: the host's by default.
+    public var clock: GuestClock = .host
 
     /// The kernel file this run boots (`boot`, or the fallback the image allows).
     public var bootKernel: BootKernel { image.bootKernel(boot) }
@@ -38,16 +40,18 @@ public struct RunRequest: Sendable {
     /// The domain parameters of this run (`name`, the run's files, the chosen kernel).
     func domainParameters(name: String, files: RunFiles) -> DomainParameters {
         let kernel = bootKernel
-        return DomainParameters(name: name, kernelPath: kernel.path, initrdPath: files.initramfs,
-                                kernelCommandLine: kernelCommandLine, consoleLogPath: files.console,
-                                recordsPath: files.records, accelerator: accel, emulator: emulator, boot: kernel.boot)
+        var p = DomainParameters(name: name, kernelPath: kernel.path, initrdPath: files.initramfs,
+                                 kernelCommandLine: kernelCommandLine, consoleLogPath: files.console,
+                                 recordsPath: files.records, accelerator: accel, emulator: emulator, boot: kernel.boot)
+        p.clock = clock
+        return p
     }
 
     /// What the observation records of the boot.
     var bootRecord: BootRecord {
         let k = bootKernel
         return BootRecord(kernel: k.path, entry: k.boot.rawValue, requested: k.requested.rawValue,
-                          fallback: k.fallback, firmware: DomainXML.firmware)
+                          fallback: k.fallback, firmware: DomainXML.firmware, clock: clock == .host ? nil : clock.rawValue)
     }
 
     public init(topology: Topology, fabric: Fabric, scenario: Scenario?, image: GuestImage, kernelLabel: String,

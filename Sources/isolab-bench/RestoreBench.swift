@@ -6,7 +6,7 @@ import IsolabProtocol
 import IsolabTopology
 import IsolabVM
 
-/// `isolab-bench restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store in-qemu|state-file]…`:
+/// `isolab-bench restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store in-qemu|state-file]… [--clock host|icount]`:
 /// the second bar of issue 8,
 /// "each further scenario on the same fabric ≤ 1.0 s wall, restore included". For every
 /// fabric of the catalog with several scenarios (or the ones named), one saved boot per
@@ -15,17 +15,19 @@ import IsolabVM
 /// (libvirt restore to the agent's first record), steps (to `done`), teardown (to the domain
 /// gone) and wall (its whole run, from the start of its preparation to its observation), and the
 /// saved state's size. `--kernel-arg` adds a kernel command-line word to every guest. Each
-/// store (``SnapshotStore``; both by default, side by side) is measured in turn.
+/// store (``SnapshotStore``; both by default, side by side) is measured in turn; `--clock icount`
+/// runs the guests on the instruction-counted clock (``GuestClock``).
 enum RestoreBench {
     static func run(_ args: [String]) {
         var kernels: [String] = [], fabrics: [String] = [], kernelArguments: [String] = [], rounds = 3
-        var stores: [SnapshotStore] = []
+        var stores: [SnapshotStore] = [], clock = GuestClock.host
         var i = 0
         while i < args.count {
             switch args[i] {
             case "--fabric" where i + 1 < args.count: fabrics.append(args[i + 1]); i += 1
             case "--rounds" where i + 1 < args.count: rounds = max(1, Int(args[i + 1]) ?? 3); i += 1
             case "--kernel-arg" where i + 1 < args.count: kernelArguments.append(args[i + 1]); i += 1
+            case "--clock" where i + 1 < args.count: clock = GuestClock(rawValue: args[i + 1]) ?? .host; i += 1
             case "--store" where i + 1 < args.count:
                 guard let store = SnapshotStore(rawValue: args[i + 1]) else {
                     FileHandle.standardError.write(Data("isolab-bench restore: --store: \(args[i + 1]) is not a store (accepted: in-qemu, state-file)\n".utf8))
@@ -38,7 +40,8 @@ enum RestoreBench {
         }
         do {
             let lines = try measure(kernels: kernels.isEmpty ? ["6.1"] : kernels, fabrics: fabrics, rounds: rounds,
-                                    kernelArguments: kernelArguments, stores: stores.isEmpty ? [.inQEMU, .stateFile] : stores)
+                                    kernelArguments: kernelArguments, stores: stores.isEmpty ? [.inQEMU, .stateFile] : stores,
+                                    clock: clock)
             print(lines.joined(separator: "\n"))
         } catch {
             FileHandle.standardError.write(Data("isolab-bench restore: \(error)\n".utf8))
@@ -57,7 +60,7 @@ enum RestoreBench {
     }
 
     static func measure(kernels: [String], fabrics: [String], rounds: Int, kernelArguments: [String] = [],
-                        stores: [SnapshotStore] = [.inQEMU]) throws -> [String] {
+                        stores: [SnapshotStore] = [.inQEMU], clock: GuestClock = .host) throws -> [String] {
         let recipe = try Recipe(directory: Recipe.locate())
         let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: recipe)
         let agent = try AgentBinary.locate()
@@ -76,15 +79,15 @@ enum RestoreBench {
             for store in stores {
                 runner.snapshotStore = store
                 all.append(figures(runner, image: image, kernel: kernel, store: store, topologies: topologies, rounds: rounds,
-                                   kernelArguments: kernelArguments, scratch: scratch))
+                                   kernelArguments: kernelArguments, clock: clock, scratch: scratch))
             }
         }
-        return report(all, fabrics: topologies.map(\.name), rounds: rounds)
+        return report(all, fabrics: topologies.map(\.name), rounds: rounds, clock: clock)
     }
 
     /// Every scenario of `topologies` `rounds` times, each fabric from one saved boot in `store`.
     static func figures(_ runner: GuestRunner, image: GuestImage, kernel: String, store: SnapshotStore, topologies: [Topology],
-                        rounds: Int, kernelArguments: [String], scratch: String) -> Figures {
+                        rounds: Int, kernelArguments: [String], clock: GuestClock, scratch: String) -> Figures {
         var figures = Figures(kernel: kernel, store: store)
         for topology in topologies where topology.scenarios.count > 0 {
             var requests: [RunRequest] = []
@@ -93,6 +96,7 @@ enum RestoreBench {
                     var req = RunRequest(topology: topology, fabric: Fabric(topology), scenario: scenario, image: image, kernelLabel: kernel,
                                          directory: "\(scratch)/\(kernel)-\(store.rawValue)-\(topology.name)-\(scenario.name)-\(round)")
                     req.extraKernelArguments = kernelArguments
+                    req.clock = clock
                     requests.append(req)
                 }
             }
@@ -118,10 +122,10 @@ enum RestoreBench {
             .filter { (try? TopologyLoader.load(path: "\(dir)/\($0).yaml"))?.scenarios.count ?? 0 > 1 }
     }
 
-    static func report(_ all: [Figures], fabrics: [String], rounds: Int) -> [String] {
+    static func report(_ all: [Figures], fabrics: [String], rounds: Int, clock: GuestClock) -> [String] {
         func f(_ x: Double) -> String { String(format: "%.2f", x) }
         func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(1, n - s.count)) + s }
-        var lines = ["isolab-bench restore: \(fabrics.joined(separator: ", ")); every scenario \(rounds)× from one saved boot, one guest at a time, TCG",
+        var lines = ["isolab-bench restore: \(fabrics.joined(separator: ", ")); every scenario \(rounds)× from one saved boot, one guest at a time, TCG, \(clock.rawValue) clock",
                      "  kernel  store        runs   prepare   restore    steps   teardown     wall    p90 wall   overhead   ≤ 1.00 s   state MB",
                      "                                (medians, s; goal: wall ≤ 1.00; overhead: wall − steps, the snapshot's own cost)"]
         for fig in all {

@@ -63,6 +63,14 @@ final class CLITests: XCTestCase {
         }
     }
 
+    func testUnknownClockExitsTwoNamingTheAcceptedOnes() throws {
+        for cmd in [["run", "topologies/switch-no-acs.yaml"], ["matrix", "ci/matrix.yaml"]] {
+            let r = try isolab(cmd + ["--clock", "slow"])
+            XCTAssertEqual(r.status, 2, cmd.joined(separator: " "))
+            XCTAssertEqual(r.err, "isolab: --clock: unknown clock 'slow' (accepted: host, icount)\n")
+        }
+    }
+
     func testPredictJSONHasGroupsWithNullNodesForChipsetPerKernel() throws {
         let r = try isolab(["predict", "topologies/switch-no-acs.yaml", "--kernel", "all", "--format", "json"])
         XCTAssertEqual(r.status, 0, r.err)

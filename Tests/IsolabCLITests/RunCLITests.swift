@@ -6,26 +6,59 @@ final class RunCLITests: XCTestCase {
     func binary() throws -> URL { try CLISupport.binary() }
     func qemuCount() -> Int { CLISupport.qemuCount() }
 
-    func testRunPrintsObservedGroupsInPredictsShape() throws {
+    /// `isolab ARGUMENTS` from the repository, its exit status and the first run's `observed`.
+    func runJSON(_ arguments: [String]) throws -> (status: Int32, observed: [String: Any]?) {
         let p = Process()
         p.executableURL = try binary()
-        p.arguments = ["run", "topologies/switch-no-acs.yaml", "--kernel", "6.1", "--format", "json"]
+        p.arguments = arguments
         p.currentDirectoryURL = CLITests.root
         let out = Pipe()
         p.standardOutput = out
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
-        let doc = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-        let run = (doc?["runs"] as? [[String: Any]])?.first
-        let observed = run?["observed"] as? [String: Any]
+        let doc = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        return (p.terminationStatus, (doc?["runs"] as? [[String: Any]])?.first?["observed"] as? [String: Any])
+    }
+
+    func testRunPrintsObservedGroupsInPredictsShape() throws {
+        let (status, observed) = try runJSON(["run", "topologies/switch-no-acs.yaml", "--kernel", "6.1", "--format", "json"])
+        XCTAssertEqual(status, 0)
         let groups = observed?["groups"] as? [[String: Any]] ?? []
         let members = groups.map { ($0["members"] as? [[String: Any]] ?? []).compactMap { $0["node"] as? String } }
         XCTAssertTrue(members.contains(["dp0", "A"]), "\(members)")
         XCTAssertTrue(members.contains(["dp1", "B"]), "\(members)")
         let scenarios = observed?["scenarios"] as? [[String: Any]] ?? []
         XCTAssertEqual(scenarios.first?["outcome"] as? String, "completed")
+        XCTAssertEqual(qemuCount(), 0)
+    }
+
+    /// `--clock icount` changes how long waits take, not what the kernel does: the same groups
+    /// and step results as on the host's clock, and the observations say which clock ran.
+    func testICountClockObservesWhatTheHostClockDoes() throws {
+        func run(_ extra: [String]) throws -> [String: Any] {
+            let (status, observed) = try runJSON(["run", "topologies/switch-no-acs.yaml", "--kernel", "6.1", "--format", "json"] + extra)
+            XCTAssertEqual(status, 0, "\(extra)")
+            return try XCTUnwrap(observed)
+        }
+        func facts(_ observed: [String: Any]) -> [String] {
+            let groups = (observed["groups"] as? [[String: Any]] ?? []).map {
+                ($0["members"] as? [[String: Any]] ?? []).compactMap { $0["node"] as? String }.joined(separator: "+")
+            }
+            let steps = (observed["scenarios"] as? [[String: Any]] ?? []).flatMap { s in
+                (s["steps"] as? [[String: Any]] ?? []).map { "\(s["scenario"] ?? "") \($0["index"] ?? "") \($0["result"] ?? "")" }
+            }
+            return groups + steps
+        }
+        let host = try run([]), icount = try run(["--clock", "icount"])
+        XCTAssertEqual(facts(icount), facts(host))
+        XCTAssertGreaterThan(facts(host).count, 6)
+        for (observed, clock) in [(host, nil), (icount, "icount")] as [([String: Any], String?)] {
+            for s in observed["scenarios"] as? [[String: Any]] ?? [] {
+                XCTAssertEqual(s["outcome"] as? String, "completed")
+                XCTAssertEqual((s["boot"] as? [String: Any])?["clock"] as? String, clock)
+            }
+        }
         XCTAssertEqual(qemuCount(), 0)
     }
 

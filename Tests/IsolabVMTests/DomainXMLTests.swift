@@ -135,6 +135,13 @@ final class DomainXMLContentTests: XCTestCase {
         XCTAssertEqual(saved, plain.replacingOccurrences(of: "  </qemu:commandline>", with: drive + "  </qemu:commandline>"))
         XCTAssertEqual(again, saved.replacingOccurrences(of: "  </qemu:commandline>", with: loadvm + "  </qemu:commandline>"))
         XCTAssertFalse(again.contains("<disk"))
+        let counted = try render("switch-no-acs") { $0.clock = .icount }
+        let icount = #"""
+            <qemu:arg value="-icount"/>
+            <qemu:arg value="shift=auto,sleep=off"/>
+
+        """#
+        XCTAssertEqual(counted, plain.replacingOccurrences(of: "  </qemu:commandline>", with: icount + "  </qemu:commandline>"))
     }
 
     func testSwitchPortsAndEndpointsSitAtTheModelsPaths() throws {

@@ -40,8 +40,8 @@ struct MatrixCommand: ParsableCommand {
 
     func run() throws {
         var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?)!
-        var boot = BootPath.pvh
-        try reportingInputErrors { plan = try validated(); boot = try bootOptions.resolve() }
+        var boot = BootPath.pvh, clock = GuestClock.host
+        try reportingInputErrors { plan = try validated(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
         let cells = plan.cells.enumerated().filter { $0.offset % plan.shard.1 == plan.shard.0 - 1 }.map(\.element)
         log("matrix \(file): \(plan.cells.count) cells, shard \(plan.shard.0)/\(plan.shard.1) runs \(cells.count)")
@@ -65,6 +65,7 @@ struct MatrixCommand: ParsableCommand {
                     var r = RunRequest(topology: cell.topology, fabric: Fabric(cell.topology), scenario: s,
                                        image: images[cell.kernel]!, kernelLabel: cell.kernel, directory: dir)
                     r.boot = boot
+                    r.clock = clock
                     requests.append(r)
                     owner.append(ci)
                 }

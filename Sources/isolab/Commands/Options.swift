@@ -3,6 +3,7 @@ import Foundation
 import IsolabImages
 import IsolabModel
 import IsolabTopology
+import IsolabVM
 
 /// Output formats shared by the commands.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
@@ -57,6 +58,16 @@ extension KernelOptions {
 struct BootOptions: ParsableArguments {
     @Option(help: "Kernel entry: pvh (the uncompressed vmlinux at its PVH entry; the bzImage when the kernel has no PVH note) or bzimage.")
     var boot: String = "pvh"
+    @Option(help: "Guest clock: host, or icount (counted in instructions, idle time skipped: device timers and sleeps cost no wall time, a busy boot takes about 1.5× as long, step milliseconds are guest time).")
+    var clock: String = "host"
+
+    /// The clock asked for; bad input is an `InputError`.
+    func resolveClock() throws -> GuestClock {
+        guard let c = GuestClock(rawValue: clock) else {
+            throw InputError("--clock: unknown clock '\(clock)' (accepted: \(GuestClock.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return c
+    }
 
     /// The boot path asked for; bad input is an `InputError`.
     func resolve() throws -> BootPath {

@@ -53,8 +53,8 @@ struct RunCommand: ParsableCommand {
 
     func run() throws {
         var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)])!
-        var boot = BootPath.pvh
-        try reportingInputErrors { inputs = try validatedInputs(); boot = try bootOptions.resolve() }
+        var boot = BootPath.pvh, clock = GuestClock.host
+        try reportingInputErrors { inputs = try validatedInputs(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
         let kernels = inputs.kernels
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
         var topologies: [Topology] = []
@@ -89,6 +89,7 @@ struct RunCommand: ParsableCommand {
                     r.stepTimeout = stepTimeout
                     r.extraKernelArguments = kernelArgs
                     r.boot = boot
+                    r.clock = clock
                     requests.append(r)
                 }
                 }
