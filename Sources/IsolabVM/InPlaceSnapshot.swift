@@ -126,8 +126,7 @@ extension GuestRunner {
     /// Ends `live`'s QEMU if it still runs and starts a new one from the snapshot, with a new
     /// console file and channel socket.
     func startAgain(_ live: LiveGuest) -> String? {
-        var end = VMEnd.finished
-        tearDown(live.domain, live.name, &end)
+        end(live)
         live.relay.close(waiting: 0)
         try? FileManager.default.removeItem(atPath: live.socketPath)
         live.starts += 1
@@ -157,10 +156,19 @@ extension GuestRunner {
         return nil
     }
 
-    /// Ends `live` for good: its QEMU, channel and scratch files.
-    func finish(_ live: LiveGuest) {
+    /// Ends `live`'s QEMU: killed and reaped here when it is this process's (libvirt's own
+    /// destroy waits 200 ms for the process it finds a zombie), else destroyed through libvirt.
+    func end(_ live: LiveGuest) {
+        if live.domain.isActive(), ChildReaper.endAdoptedQEMU(domain: live.name, holding: SocketHold.adoptedQEMU(domain: live.name)) {
+            _ = watch.waitStopped(live.name, seconds: 2)
+        }
         var end = VMEnd.finished
         tearDown(live.domain, live.name, &end)
+    }
+
+    /// Ends `live` for good: its QEMU, channel and scratch files.
+    func finish(_ live: LiveGuest) {
+        end(live)
         watch.forget(live.name)
         live.relay.close(waiting: 0)
         try? FileManager.default.removeItem(atPath: live.socketPath)
