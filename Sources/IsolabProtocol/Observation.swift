@@ -121,6 +121,9 @@ public struct Timing: Codable, Equatable, Sendable {
     /// agent's first record.
     public var restore: Double
 
+    /// The VM time this run accounts for: its own, plus the saved boot it carries (`snapshot`).
+    public var vmSeconds: Double { total + snapshot }
+
     public init(prepare: Double = 0, create: Double = 0, boot: Double = 0, steps: Double = 0, teardown: Double = 0,
                 total: Double = 0, snapshot: Double = 0, restore: Double = 0) {
         self.prepare = prepare

@@ -294,6 +294,8 @@ public struct RunFiles: Sendable {
     public var plan: String { directory + "/plan.json" }
     public var initramfs: String { directory + "/initramfs.cpio" }
     public var domainXML: String { directory + "/domain.xml" }
+    /// Snapshot mode, in QEMU: the scratch qcow2 of a fabric's saved boot.
+    public var vmstate: String { directory + "/vmstate.qcow2" }
 
     public init(directory: String) { self.directory = directory }
 
@@ -307,6 +309,16 @@ public struct RunFiles: Sendable {
         let xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
         try xml.write(toFile: domainXML, atomically: true, encoding: .utf8)
         return xml
+    }
+
+    /// Prepares the folder and writes a restored run's files: its plan and the domain XML it
+    /// runs under. Returns the plan as the line to send on the agent's channel.
+    func writeRestore(plan: GuestPlan, xml: String) throws -> Data {
+        try prepare()
+        let line = try JSONEncoder().encode(plan)
+        try line.write(to: URL(fileURLWithPath: self.plan))
+        try xml.write(toFile: domainXML, atomically: true, encoding: .utf8)
+        return line
     }
 
     func prepare() throws {

@@ -22,42 +22,40 @@ extension GuestRunner {
 
     /// A booted fabric whose agent waits for a plan, saved inside its running QEMU.
     final class LiveGuest {
-        let name: String
         let request: RunRequest
         let directory: String
-        /// The boot's domain XML (each run keeps a copy) and parameters (for starting again).
+        /// The boot's domain XML (each run keeps a copy of it).
         let xml: String
-        let parameters: DomainParameters
-        let vmstatePath: String
+        /// The parameters of the QEMU that runs now (the boot's, then a start from the snapshot's).
+        var parameters: DomainParameters
         let inventory: Inventory
         /// Boot to `ready` plus the `savevm`.
         let seconds: Double
         var domain: LibvirtDomain
         var relay: ChannelRelay
-        var socketPath: String
-        var consolePath: String
         /// QEMUs started so far (1: the boot's).
         var starts = 1
 
-        init(name: String, request: RunRequest, directory: String, xml: String, parameters: DomainParameters,
+        var name: String { parameters.name }
+        var vmstatePath: String { parameters.vmstateDrivePath ?? "" }
+        var socketPath: String { parameters.channelSocketPath ?? "" }
+        var consolePath: String { parameters.consoleLogPath }
+
+        init(request: RunRequest, directory: String, xml: String, parameters: DomainParameters,
              inventory: Inventory, seconds: Double, domain: LibvirtDomain, relay: ChannelRelay) {
-            self.name = name
             self.request = request
             self.directory = directory
             self.xml = xml
             self.parameters = parameters
-            self.vmstatePath = parameters.vmstateDrivePath ?? ""
             self.inventory = inventory
             self.seconds = seconds
             self.domain = domain
             self.relay = relay
-            self.socketPath = parameters.channelSocketPath ?? ""
-            self.consolePath = parameters.consoleLogPath
         }
     }
 
     /// Saves the booted `domain`, whose agent said `ready`, as the internal snapshot.
-    func saveInPlace(_ domain: LibvirtDomain, name: String, request: RunRequest, directory: String, xml: String,
+    func saveInPlace(_ domain: LibvirtDomain, request: RunRequest, directory: String, xml: String,
                      parameters: DomainParameters, inventory: Inventory, relay: ChannelRelay,
                      started: Date) -> Result<LiveGuest, SnapshotError> {
         do {
@@ -65,7 +63,7 @@ extension GuestRunner {
         } catch {
             return .failure(.save("\(error)"))
         }
-        return .success(LiveGuest(name: name, request: request, directory: directory, xml: xml, parameters: parameters,
+        return .success(LiveGuest(request: request, directory: directory, xml: xml, parameters: parameters,
                                   inventory: inventory, seconds: Date().timeIntervalSince(started), domain: domain,
                                   relay: relay))
     }
@@ -79,10 +77,7 @@ extension GuestRunner {
         guard !cancel.isCancelled else { return run.finish(.interrupted) }
         let planLine: Data
         do {
-            try files.prepare()
-            planLine = try JSONEncoder().encode(plan)
-            try planLine.write(to: URL(fileURLWithPath: files.plan))
-            try live.xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+            planLine = try files.writeRestore(plan: plan, xml: live.xml)
         } catch {
             return run.finish(.infrastructure("cannot prepare the run: \(error)"))
         }
@@ -130,13 +125,11 @@ extension GuestRunner {
         live.relay.close(waiting: 0)
         try? FileManager.default.removeItem(atPath: live.socketPath)
         live.starts += 1
-        let console = "\(live.directory)/console-\(live.starts).log"
-        let socket = Self.socketPath()
-        _ = FileManager.default.createFile(atPath: console, contents: nil)
         var parameters = live.parameters
-        parameters.consoleLogPath = console
-        parameters.channelSocketPath = socket
+        parameters.consoleLogPath = "\(live.directory)/console-\(live.starts).log"
+        parameters.channelSocketPath = Self.socketPath()
         parameters.loadSnapshotTag = Self.snapshotTag
+        _ = FileManager.default.createFile(atPath: parameters.consoleLogPath, contents: nil)
         let xml: String
         do {
             xml = try DomainXML.render(live.request.topology, fabric: live.request.fabric, parameters: parameters)
@@ -147,9 +140,8 @@ extension GuestRunner {
         watch.expect(live.name)
         do {
             live.domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
-            live.socketPath = socket
-            live.consolePath = console
-            live.relay = try ChannelRelay(socketPath: socket, recordsPath: "\(live.directory)/records.jsonl")
+            live.parameters = parameters
+            live.relay = try ChannelRelay(socketPath: live.socketPath, recordsPath: "\(live.directory)/records.jsonl")
         } catch {
             return "cannot start the guest again from its snapshot: \(error)"
         }

@@ -112,9 +112,9 @@ extension GuestRunner {
         parameters.channelSocketPath = socket
         do {
             if store == .inQEMU {
-                parameters.vmstateDrivePath = directory + "/vmstate.qcow2"
-                try files.prepare()
-                try VMStateDrive.create(at: directory + "/vmstate.qcow2")
+                parameters.vmstateDrivePath = files.vmstate
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try VMStateDrive.create(at: files.vmstate)
             }
             xml = try files.writeBoot(req, plan: plan, parameters: parameters)
         } catch {
@@ -151,14 +151,14 @@ extension GuestRunner {
             return .failure(.boot("\(watched.end)"))
         }
         if store == .inQEMU {
-            let saved = saveInPlace(domain, name: name, request: req, directory: directory, xml: xml, parameters: parameters,
+            let saved = saveInPlace(domain, request: req, directory: directory, xml: xml, parameters: parameters,
                                     inventory: inventory, relay: relay, started: start)
             guard case .success(let live) = saved else {
                 relay.close(waiting: 0)
                 var end = VMEnd.finished
                 tearDown(domain, name, &end)
                 try? FileManager.default.removeItem(atPath: socket)
-                try? FileManager.default.removeItem(atPath: directory + "/vmstate.qcow2")
+                try? FileManager.default.removeItem(atPath: files.vmstate)
                 return saved.map { .inQEMU($0) }
             }
             keepWatching = true   // until `finish(live)`
@@ -198,10 +198,7 @@ extension GuestRunner {
         let xml = saved.xml.replacingOccurrences(of: saved.consolePath, with: files.console)
             .replacingOccurrences(of: saved.socketPath, with: socket)
         do {
-            try files.prepare()
-            planLine = try JSONEncoder().encode(plan)
-            try planLine.write(to: URL(fileURLWithPath: files.plan))
-            try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+            planLine = try files.writeRestore(plan: plan, xml: xml)
         } catch {
             return finish(.infrastructure("cannot prepare the run: \(error)"))
         }

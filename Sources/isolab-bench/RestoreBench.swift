@@ -27,7 +27,12 @@ enum RestoreBench {
             case "--fabric" where i + 1 < args.count: fabrics.append(args[i + 1]); i += 1
             case "--rounds" where i + 1 < args.count: rounds = max(1, Int(args[i + 1]) ?? 3); i += 1
             case "--kernel-arg" where i + 1 < args.count: kernelArguments.append(args[i + 1]); i += 1
-            case "--clock" where i + 1 < args.count: clock = GuestClock(rawValue: args[i + 1]) ?? .host; i += 1
+            case "--clock" where i + 1 < args.count:
+                guard let c = GuestClock(rawValue: args[i + 1]) else {
+                    FileHandle.standardError.write(Data("isolab-bench restore: --clock: \(args[i + 1]) is not a clock (accepted: host, icount)\n".utf8))
+                    exit(2)
+                }
+                clock = c; i += 1
             case "--store" where i + 1 < args.count:
                 guard let store = SnapshotStore(rawValue: args[i + 1]) else {
                     FileHandle.standardError.write(Data("isolab-bench restore: --store: \(args[i + 1]) is not a store (accepted: in-qemu, state-file)\n".utf8))

@@ -118,10 +118,9 @@ struct MatrixCommand: ParsableCommand {
             log("cannot write the reports: \(error)")
             throw ExitCode(3)
         }
-        // VM-seconds: every run's own time plus the saved boots its restores share.
         func sum(_ stage: (Timing) -> Double) -> Double { observations.reduce(0) { $0 + stage($1.timing) } }
         log(String(format: "%d VMs in %.0f s wall, %.0f VM-seconds (boot %.0f, snapshot %.0f, restore %.0f, steps %.0f, create %.0f, teardown %.0f); reports in %@",
-                   observations.count, Date().timeIntervalSince(started), sum { $0.total + $0.snapshot }, sum(\.boot), sum(\.snapshot),
+                   observations.count, Date().timeIntervalSince(started), sum(\.vmSeconds), sum(\.boot), sum(\.snapshot),
                    sum(\.restore), sum(\.steps), sum(\.create), sum(\.teardown), output))
         print(MarkdownRenderer.summaryTable(doc), terminator: "")
         if fleet.cancellation.isCancelled { throw ExitCode(130) }
