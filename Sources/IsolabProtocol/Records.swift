@@ -222,14 +222,22 @@ public struct DMAEvidence: Codable, Equatable, Sendable {
     public var faultLines: [String]
     /// The requester the fault names, as a guest path, when the line could be attributed.
     public var faultRequester: String?
+    /// edu transfers the probe ran. QEMU's edu completes each one on a fixed 100 ms timer of
+    /// the virtual clock (`edu_dma_timer` in hw/misc/edu.c), so on the host's clock the step
+    /// waits at least ``eduTransferSeconds`` × this. Absent from agents before it was counted.
+    public var eduTransfers: Int?
+
+    /// Virtual time edu's DMA timer needs per transfer.
+    public static let eduTransferSeconds = 0.1
 
     public init(path: String, busAddress: String, expected: String, observed: String,
-                faultLines: [String] = [], faultRequester: String? = nil) {
+                faultLines: [String] = [], faultRequester: String? = nil, eduTransfers: Int? = nil) {
         self.path = path
         self.busAddress = busAddress
         self.expected = expected
         self.observed = observed
         self.faultLines = faultLines
         self.faultRequester = faultRequester
+        self.eduTransfers = eduTransfers
     }
 }

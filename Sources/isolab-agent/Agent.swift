@@ -80,7 +80,7 @@ final class Agent {
     var busPaths: [Int: String] = [:]
     var vfio = VFIOState()
     /// Children still running after their step (blocked writes), with what they do.
-    var leftBehind: [(pid: pid_t, what: String)] = []
+    var leftBehind: [(child: RunningChild, what: String)] = []
     /// Kernel log lines seen outside any step (they go into the next step's record).
     var pendingLog: [String] = []
     /// Seconds the end of the current step waits for left-behind children (set by `vfio-close`).
@@ -101,10 +101,11 @@ final class Agent {
         var preloadFailures: [String: String] = [:]
         var loadedNow = false
         for module in plan.preload {
-            let already = Posix.exists("/sys/module/\(module)")
+            // A restored copy finds its preload loaded already: modprobe would do nothing.
+            if Posix.exists("/sys/module/\(module)") { continue }
             let outcome = modprobe(module)
             if outcome != .ok { preloadFailures[module] = describe(outcome, "modprobe \(module)") }
-            loadedNow = loadedNow || (outcome == .ok && !already)
+            loadedNow = loadedNow || outcome == .ok
         }
         if loadedNow { Sysfs.waitForProbesToSettle() }
         let inventory = Sysfs.inventory(preloadFailures: preloadFailures)
@@ -253,9 +254,10 @@ final class Agent {
 
     // MARK: - children
 
-    /// Writes through the agent's `write` helper in a child, with the step timeout.
+    /// Writes in a child (``Child/write(_:_:seconds:)``), with the step timeout.
     func write(_ path: String, _ value: String) -> ChildOutcome {
-        runChild(["/proc/self/exe", "write", path, value], what: "write \(value) to \(path)")
+        let (running, end) = Child.write(path, value, seconds: timeout)
+        return outcome(end, running, what: "write \(value) to \(path)")
     }
 
     func modprobe(_ module: String, options: [String] = []) -> ChildOutcome {
@@ -267,13 +269,18 @@ final class Agent {
 
     func runChild(_ argv: [String], what: String) -> ChildOutcome {
         let (pid, end) = Child.run(argv, seconds: timeout)
+        return outcome(end, pid.map { p in RunningChild(pid: p, poll: { Child.poll(p) }) }, what: what)
+    }
+
+    /// A child's end as a step reports it; a child still running is left behind.
+    func outcome(_ end: ChildEnd, _ running: RunningChild?, what: String) -> ChildOutcome {
         switch end {
         case .exited(0): return .ok
         case .exited(let code): return .failed(HelperExit.errno(forCode: code))
         case .signaled(let sig): return .killed(sig)
         case .spawnFailed(let e): return .failed(e)
         case .running:
-            if let pid { leftBehind.append((pid, what)) }
+            if let running { leftBehind.append((running, what)) }
             return .blocked
         }
     }
@@ -292,10 +299,10 @@ final class Agent {
         let deadline = ContinuousClock.now + .milliseconds(Int(leftBehindGrace * 1000))
         leftBehindGrace = 0
         leftBehind.removeAll { child in
-            var end = Child.poll(child.pid)
+            var end = child.child.poll()
             while end == nil, ContinuousClock.now < deadline {
                 Posix.sleep(milliseconds: 10)
-                end = Child.poll(child.pid)
+                end = child.child.poll()
             }
             guard let end else { return false }
             switch end {

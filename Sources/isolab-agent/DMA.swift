@@ -7,11 +7,15 @@ import IsolabProtocol
 
 /// An edu's BAR0 mapped into the agent (KERNEL-NOTES §5.4): DMA registers 0x80 src, 0x88 dst,
 /// 0x90 count, 0x98 command (bit 0 run, bit 1 device→RAM). Its buffer is 0x40000–0x40FFF.
-struct Edu {
+final class Edu {
     static let buffer: UInt64 = 0x40000
     /// QEMU's default `dma_mask` for edu: the RAM-side address is ANDed with it.
     static let defaultMask: UInt64 = (1 << 28) - 1
     let bar: UnsafeMutableRawPointer
+    /// Transfers started so far (``DMAEvidence/eduTransfers``).
+    private(set) var transfers = 0
+
+    init(bar: UnsafeMutableRawPointer) { self.bar = bar }
 
     /// 0x00 reads `0x010000ed` (major 1, minor 0) on QEMU's edu.
     var identification: UInt32 { cvfio_mmio_read32(bar, 0) }
@@ -24,6 +28,7 @@ struct Edu {
         cvfio_mmio_write64(bar, 0x88, dst)
         cvfio_mmio_write64(bar, 0x90, count)
         cvfio_mmio_write64(bar, 0x98, deviceToRAM ? 0x3 : 0x1)
+        transfers += 1
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         while cvfio_mmio_read64(bar, 0x98) & 1 != 0 {
             if ContinuousClock.now >= deadline { return false }
@@ -133,6 +138,7 @@ extension Agent {
             edu = Edu(bar: bar)
             buffer = DMABuffer(base: page, busAddress: pa)
         }
+        defer { evidence.eduTransfers = edu.transfers }
         guard edu.identification & 0xff == 0xed else {
             return d.fail("unsupported", "\(a)'s BAR0 does not read as an edu (0x00 = \(Hex.address(UInt64(edu.identification))))")
         }

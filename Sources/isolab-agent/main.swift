@@ -12,7 +12,8 @@ import IsolabProtocol
 //
 // Hidden helper: `isolab-agent write PATH VALUE` writes VALUE to PATH in one write(2) and exits
 // with the errno (HelperExit), so that a sysfs write that blocks or whose task the kernel kills
-// happens in a child the agent can abandon.
+// happens in a child the agent can abandon. Sysfs writes use CVFIO's clone(2)d writer instead
+// (Child.write); this helper is its fallback where that clone is refused.
 
 let arguments = CommandLine.arguments
 if arguments.count == 4, arguments[1] == "write" {

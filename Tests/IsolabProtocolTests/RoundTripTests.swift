@@ -28,4 +28,19 @@ final class RoundTripTests: XCTestCase {
         XCTAssertEqual(parser.records.count, 1)
         XCTAssertEqual(parser.error, .notJSON(line: 2, excerpt: "{\"seq\":1,\"ty"))
     }
+
+    /// A probe's edu transfer count travels with its evidence; an older agent's record, which
+    /// has none, still decodes (the count is nil).
+    func testDMAEvidenceCarriesItsEduTransfers() throws {
+        let evidence = DMAEvidence(path: "vfio", busAddress: "0x1000000", expected: "aa", observed: "aa", eduTransfers: 2)
+        let step = StepRecord(index: 5, op: .dma, result: "delivered", dma: evidence)
+        let line = try RecordEncoder().line(Record(seq: 0, type: .step, step: step))
+        var parser = RecordStreamParser()
+        parser.feed(line)
+        parser.finish()
+        XCTAssertNil(parser.error)
+        XCTAssertEqual(parser.records.first?.step?.dma?.eduTransfers, 2)
+        let old = #"{"path":"vfio","busAddress":"0x1","expected":"","observed":"","faultLines":[]}"#
+        XCTAssertNil(try JSONDecoder().decode(DMAEvidence.self, from: Data(old.utf8)).eduTransfers)
+    }
 }

@@ -30,20 +30,26 @@ final class DMAProbeBootTests: XCTestCase {
                 XCTAssertNotEqual(peer.observed, peer.expected, label)
                 XCTAssertEqual(peer.faultRequester, aPath, "\(label): \(peer.faultLines)")
                 XCTAssertTrue(peer.faultLines.contains { $0.contains("DMA Write") }, "\(label): \(peer.faultLines)")
+                // Each probe counts its edu transfers (100 ms of edu's timer each): load the
+                // pattern and read it back, then send it (B's BAR has a CPU view: no read-back).
+                XCTAssertEqual(peer.eduTransfers, 3, label)
                 // 5: memory round trip delivered, byte for byte.
                 let mem = try XCTUnwrap(probe(5)?.dma, label)
                 XCTAssertEqual(probe(5)?.result, "delivered", label)
                 XCTAssertEqual(mem.observed, mem.expected, label)
                 XCTAssertEqual(mem.faultLines, [], label)
+                XCTAssertEqual(mem.eduTransfers, 2, label)
                 // 6: unmapped IOVA faults (a read: RAM -> device).
                 let unmapped = try XCTUnwrap(probe(6)?.dma, label)
                 XCTAssertEqual(probe(6)?.result, "faulted", label)
                 XCTAssertEqual(unmapped.faultRequester, aPath, label)
                 XCTAssertTrue(unmapped.faultLines.contains { $0.contains("DMA Read") }, "\(label): \(unmapped.faultLines)")
+                XCTAssertEqual(unmapped.eduTransfers, 3, label)
                 // 7: B's BAR mapped into A's container: the canary lands in B.
                 let mapped = try XCTUnwrap(probe(7)?.dma, label)
                 XCTAssertEqual(probe(7)?.result, "delivered", label)
                 XCTAssertEqual(mapped.observed, mapped.expected, label)
+                XCTAssertEqual(mapped.eduTransfers, 3, label)
             } else {
                 // Behind the pcie-pci-bridge both edus share one context: E's fault names the alias.
                 XCTAssertEqual(probe(4)?.result, "delivered", label)

@@ -1,6 +1,7 @@
 import Foundation
 import IsolabModel
 import IsolabProtocol
+import IsolabTopology
 import IsolabVM
 import XCTest
 
@@ -60,5 +61,46 @@ final class OwnershipBootTests: XCTestCase {
         XCTAssertTrue(generation.hasIOMMUFD && generation.hasVFIONoIOMMU, "the image records its config")
         let m = try runCatalog(kernel: "6.12-iommufd", generation: generation)
         XCTAssertTrue(m.isEmpty, m.joined(separator: "\n"))
+    }
+
+    /// An unbind of a device VFIO holds open blocks in its writer child until the device is
+    /// closed (vfio_pci_core's release waits for the last user); the child, which holds none of
+    /// the agent's descriptors, then finishes, the next step says so, and the device binds
+    /// again. The model predicts `blocked` and the later steps.
+    func testUnbindOfAnOpenDeviceBlocksUntilItIsClosed() throws {
+        let t = try TopologyLoader.parse("""
+            name: unbind-open-device
+            description: an unbind of an open vfio-pci device blocks until the device is closed
+            fabric:
+              - root-port: rp0
+                children:
+                  - device: A
+                    model: edu
+            scenarios:
+              - name: unbind-while-open
+                description: blocked, finished at close, then bound again
+                steps:
+                  - vfio-bind: A
+                  - vfio-open: A
+                  - unbind: A
+                  - vfio-close: A
+                  - vfio-bind: A
+                  - vfio-open: A
+            """, file: "unbind-open-device.yaml")
+        let kernels: [(String, KernelGeneration)] = [("5.10", .v5_10), ("6.1", .v6_1)]
+        let requests = try kernels.map { k, _ -> RunRequest in
+            var r = try BootSupport.request(t, kernel: k, scenario: t.scenarios[0])
+            r.stepTimeout = 2
+            return r
+        }
+        for ((kernel, generation), obs) in zip(kernels, try BootSupport.run(requests)) {
+            XCTAssertEqual(obs.outcome, .completed, "\(kernel): \(obs.problem ?? "")")
+            let predicted = Predictor.predict(t, kernel: generation).scenarios[0].steps.map(\.result.token)
+            XCTAssertEqual(obs.steps.map(\.result), predicted, kernel)
+            XCTAssertEqual(obs.steps.map(\.result), ["ok", "ok", "blocked", "ok", "ok", "ok"], kernel)
+            XCTAssertTrue(obs.steps[3].detail?.contains("earlier blocked write") == true
+                          && obs.steps[3].detail?.hasSuffix("finished: ok") == true, "\(kernel): \(obs.steps[3].detail ?? "")")
+        }
+        XCTAssertEqual(BootSupport.leftoverQEMU(), [])
     }
 }

@@ -67,6 +67,17 @@ int cvfio_wait_readable(int fd, int milliseconds);
 /// Puts a tty into raw mode (cfmakeraw, 115200 baud); 0 or -errno.
 int cvfio_tty_raw(int fd);
 
+/// A sysfs write running in a clone(2)d child (ChildWrite.c): shares the agent's memory,
+/// holds none of its descriptors, never execs.
+struct cvfio_write_job;
+/// Starts a child that writes `length` bytes of `value` to `path` in one write(2); its pid
+/// (reap it with waitpid) and the job in `out`, or -errno (-ENOSYS where unsupported).
+int cvfio_write_start(const char *path, const char *value, size_t length, struct cvfio_write_job **out);
+/// After the child is reaped: 0 or the errno of its open or write (EIO if it did not finish).
+int cvfio_write_result(const struct cvfio_write_job *job);
+/// Frees the job's memory, the child's stack among it: only once the child is reaped.
+void cvfio_write_free(struct cvfio_write_job *job);
+
 /// Volatile MMIO accessors for mapped BARs (edu takes only 4- and 8-byte accesses).
 uint32_t cvfio_mmio_read32(const volatile void *base, size_t offset);
 uint64_t cvfio_mmio_read64(const volatile void *base, size_t offset);
