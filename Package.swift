@@ -30,7 +30,8 @@ let package = Package(
         ]),
         // Plan (host -> guest) and records (guest -> host), shared by both; bounded stream parser.
         .target(name: "IsolabProtocol"),
-        // C shim: the legacy VFIO ioctls of <linux/vfio.h>, termios raw mode, MMIO accessors; -errno results.
+        // C shim: the legacy VFIO ioctls of <linux/vfio.h>, termios raw mode, MMIO accessors, the
+        // clone(2)d sysfs writer (ChildWrite.c); -errno results.
         .target(name: "CVFIO"),
         // The agent's pure parts (guest paths, kmsg and DMAR fault lines, config space, errno
         // names), testable on the host. FoundationEssentials at most.
