@@ -223,7 +223,7 @@ public struct DMAEvidence: Codable, Equatable, Sendable {
     /// The requester the fault names, as a guest path, when the line could be attributed.
     public var faultRequester: String?
     /// edu transfers the probe ran. QEMU's edu completes each one on a fixed 100 ms timer of
-    /// the virtual clock (`edu_dma_timer` in hw/misc/edu.c), so on the host's clock the step
+    /// the virtual clock (`edu_dma_rw` arms `dma_timer`, hw/misc/edu.c), so on the host's clock the step
     /// waits at least ``eduTransferSeconds`` × this. Absent from agents before it was counted.
     public var eduTransfers: Int?
 
