@@ -169,7 +169,7 @@ enum Child {
         let pid = value.withCString { cvfio_write_start(path, $0, value.utf8.count, &job) }
         guard pid > 0, let job else {
             let (spawned, end) = run(["/proc/self/exe", "write", path, value], seconds: seconds)
-            return (spawned.map { p in RunningChild(pid: p, poll: { poll(p) }) }, end)
+            return (spawned.map { p in RunningChild { poll(p) } }, end)
         }
         // The job holds the child's stack: it is freed only once the child is reaped.
         let finished = { (end: ChildEnd) -> ChildEnd in
@@ -178,14 +178,13 @@ enum Child {
             return end
         }
         let end = wait(pid, seconds: seconds)
-        if end == .running { return (RunningChild(pid: pid, poll: { poll(pid).map(finished) }), .running) }
+        if end == .running { return (RunningChild { poll(pid).map(finished) }, .running) }
         return (nil, finished(end))
     }
 }
 
-/// A child still running at its deadline: its pid, and its end once it has one (reaped).
+/// A child still running at its deadline: its end once it has one (reaping it), else nil.
 struct RunningChild {
-    var pid: pid_t
     var poll: () -> ChildEnd?
 }
 
