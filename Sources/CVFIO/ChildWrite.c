@@ -24,7 +24,7 @@
 #define JOB_TEXT_MAX 8192
 
 struct cvfio_write_job {
-    volatile int done;
+    /// EIO until the child stores the errno of its open or write (0: written).
     volatile int result;
     size_t length;
     char *path;
@@ -57,7 +57,7 @@ static long raw_syscall(long n, long a, long b, long c, long d) {
 
 static int write_child(void *arg) {
     struct cvfio_write_job *job = arg;
-    if (raw_syscall(SYS_close_range, 0, ~0L & 0xffffffffL, 0, 0) < 0) {
+    if (raw_syscall(SYS_close_range, 0, (long)~0U, 0, 0) < 0) {
         for (long fd = 0; fd < 4096; fd++) raw_syscall(SYS_close, fd, 0, 0, 0);
     }
     long fd = raw_syscall(SYS_openat, AT_FDCWD, (long)job->path, O_WRONLY | O_CLOEXEC, 0);
@@ -67,7 +67,6 @@ static int write_child(void *arg) {
         long n = raw_syscall(SYS_write, fd, (long)job->value, (long)job->length, 0);
         job->result = n < 0 ? (int)-n : 0;
     }
-    job->done = 1;
     raw_syscall(SYS_exit, 0, 0, 0, 0);
     return 0;
 }
@@ -78,7 +77,6 @@ int cvfio_write_start(const char *path, const char *value, size_t length, struct
     char *region = mmap(NULL, JOB_REGION, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (region == MAP_FAILED) return -errno;
     struct cvfio_write_job *job = (struct cvfio_write_job *)region;
-    job->done = 0;
     job->result = EIO;
     job->length = length;
     job->path = region + sizeof *job;
@@ -103,6 +101,6 @@ int cvfio_write_start(const char *path, const char *value, size_t length, struct
 }
 #endif
 
-int cvfio_write_result(const struct cvfio_write_job *job) { return job->done ? job->result : EIO; }
+int cvfio_write_result(const struct cvfio_write_job *job) { return job->result; }
 
 void cvfio_write_free(struct cvfio_write_job *job) { munmap(job, JOB_REGION); }

@@ -268,8 +268,8 @@ final class Agent {
     }
 
     func runChild(_ argv: [String], what: String) -> ChildOutcome {
-        let (pid, end) = Child.run(argv, seconds: timeout)
-        return outcome(end, pid.map { p in RunningChild { Child.poll(p) } }, what: what)
+        let (running, end) = Child.run(argv, seconds: timeout)
+        return outcome(end, running, what: what)
     }
 
     /// A child's end as a step reports it; a child still running is left behind.

@@ -151,11 +151,13 @@ enum Child {
         return sig == 0 ? .exited((status >> 8) & 0xff) : .signaled(sig)
     }
 
-    /// Runs `argv` to its end or the deadline.
-    static func run(_ argv: [String], seconds: Double) -> (pid: pid_t?, end: ChildEnd) {
+    /// Runs `argv` to its end or the deadline; a child still running comes back to be looked at later.
+    static func run(_ argv: [String], seconds: Double) -> (running: RunningChild?, end: ChildEnd) {
         switch spawn(argv) {
         case .failure(let e): return (nil, .spawnFailed(e.errno))
-        case .success(let pid): return (pid, wait(pid, seconds: seconds))
+        case .success(let pid):
+            let end = wait(pid, seconds: seconds)
+            return (end == .running ? RunningChild { poll(pid) } : nil, end)
         }
     }
 
@@ -167,10 +169,7 @@ enum Child {
     static func write(_ path: String, _ value: String, seconds: Double) -> (running: RunningChild?, end: ChildEnd) {
         var job: OpaquePointer?
         let pid = value.withCString { cvfio_write_start(path, $0, value.utf8.count, &job) }
-        guard pid > 0, let job else {
-            let (spawned, end) = run(["/proc/self/exe", "write", path, value], seconds: seconds)
-            return (spawned.map { p in RunningChild { poll(p) } }, end)
-        }
+        guard pid > 0, let job else { return run(["/proc/self/exe", "write", path, value], seconds: seconds) }
         // The job holds the child's stack: it is freed only once the child is reaped.
         let finished = { (end: ChildEnd) -> ChildEnd in
             defer { cvfio_write_free(job) }

@@ -56,15 +56,21 @@ enum RestoreBench {
         }
     }
 
+    /// One restored scenario's run.
+    struct Run {
+        /// `fabric/scenario`.
+        var name: String
+        var timing: Timing
+        /// Seconds its DMA probes waited on edu's 100 ms transfer timer.
+        var eduWait: Double
+    }
+
     /// The restored scenarios' stages of one kernel.
     struct Figures {
         var kernel: String
         var store: SnapshotStore
-        var timings: [Timing] = []
-        /// Per timing: seconds its DMA probes waited on edu's 100 ms transfer timer.
-        var eduWaits: [Double] = []
-        /// Per timing: `fabric/scenario`.
-        var names: [String] = []
+        var runs: [Run] = []
+        var timings: [Timing] { runs.map(\.timing) }
         /// Size of each fabric's saved state file.
         var stateBytes: [Double] = []
         var failures: [String] = []
@@ -116,9 +122,7 @@ enum RestoreBench {
                     figures.failures.append("\(topology.name) \(obs.scenario ?? ""): \(obs.outcome.rawValue) \(obs.problem ?? "")")
                     return
                 }
-                figures.timings.append(obs.timing)
-                figures.eduWaits.append(eduWait(obs))
-                figures.names.append("\(topology.name)/\(obs.scenario ?? "")")
+                figures.runs.append(Run(name: "\(topology.name)/\(obs.scenario ?? "")", timing: obs.timing, eduWait: eduWait(obs)))
                 if obs.timing.snapshot > 0, let path = obs.restoredFrom,
                    let size = (try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int {
                     figures.stateBytes.append(Double(size))
@@ -152,11 +156,11 @@ enum RestoreBench {
             let stages: [(Timing) -> Double] = [\.prepare, \.restore, \.steps, \.teardown, \.total]
             let within = ts.filter { $0.total <= 1.0 }.count
             // Scenarios that cannot finish within 1.0 s: their restore plus edu's timers exceed it.
-            let bound = zip(ts, fig.eduWaits).filter { $0.restore + $1 > 1.0 }.count
+            let bound = fig.runs.filter { $0.timing.restore + $0.eduWait > 1.0 }.count
             let cols = [String(ts.count)] + stages.map { stage in f(MatrixBench.median(ts.map(stage))) }
                 + [f(percentile(ts.map(\.total), 0.9)), f(MatrixBench.median(ts.map { $0.total - $0.steps })),
                    "\(within)/\(ts.count)", String(format: "%.0f", MatrixBench.median(fig.stateBytes) / 1_048_576),
-                   f(MatrixBench.median(fig.eduWaits)), "\(bound)/\(ts.count)"]
+                   f(MatrixBench.median(fig.runs.map(\.eduWait))), "\(bound)/\(ts.count)"]
             lines.append("  " + fig.kernel.padding(toLength: 8, withPad: " ", startingAt: 0)
                          + fig.store.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
                          + zip(cols, [7, 10, 10, 9, 11, 9, 12, 11, 11, 11, 11, 8]).map { pad($0, $1) }.joined())
@@ -174,15 +178,15 @@ enum RestoreBench {
     /// One line per scenario of a row: its median wall, restore, steps and edu wait.
     static func scenarioLines(_ fig: Figures) -> [String] {
         var order: [String] = []
-        var byName: [String: [(Timing, Double)]] = [:]
-        for (name, (t, edu)) in zip(fig.names, zip(fig.timings, fig.eduWaits)) {
-            if byName[name] == nil { order.append(name) }
-            byName[name, default: []].append((t, edu))
+        var byName: [String: [Run]] = [:]
+        for run in fig.runs {
+            if byName[run.name] == nil { order.append(run.name) }
+            byName[run.name, default: []].append(run)
         }
         return order.map { name in
             let runs = byName[name]!
-            func m(_ f: ((Timing, Double)) -> Double) -> String { String(format: "%5.2f", MatrixBench.median(runs.map(f))) }
-            return "    \(name): wall \(m { $0.0.total }), restore \(m { $0.0.restore }), steps \(m { $0.0.steps }), edu wait \(m { $0.1 })"
+            func m(_ f: (Run) -> Double) -> String { String(format: "%5.2f", MatrixBench.median(runs.map(f))) }
+            return "    \(name): wall \(m { $0.timing.total }), restore \(m { $0.timing.restore }), steps \(m { $0.timing.steps }), edu wait \(m(\.eduWait))"
         }
     }
 
