@@ -150,12 +150,16 @@ extension GuestRunner {
 
     /// Ends `live`'s QEMU: killed and reaped here when it is this process's (libvirt's own
     /// destroy waits 200 ms for the process it finds a zombie), else destroyed through libvirt.
+    /// Returns once its stop event is in: the watch keys events by name, and a QEMU that ended
+    /// on its own (killed, crashed) may deliver its event after libvirt has dropped the domain,
+    /// late enough for `startAgain`'s new QEMU of the same name to take it for its own stop.
     func end(_ live: LiveGuest) {
         if live.domain.isActive(), ChildReaper.endAdoptedQEMU(domain: live.name, holding: SocketHold.adoptedQEMU(domain: live.name)) {
             _ = watch.waitStopped(live.name, seconds: 2)
         }
         var end = VMEnd.finished
         tearDown(live.domain, live.name, &end)
+        _ = watch.waitStopped(live.name, seconds: 2)
     }
 
     /// Ends `live` for good: its QEMU, channel and scratch files.
