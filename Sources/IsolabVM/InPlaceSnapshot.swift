@@ -150,16 +150,19 @@ extension GuestRunner {
 
     /// Ends `live`'s QEMU: killed and reaped here when it is this process's (libvirt's own
     /// destroy waits 200 ms for the process it finds a zombie), else destroyed through libvirt.
-    /// Returns once its stop event is in: the watch keys events by name, and a QEMU that ended
-    /// on its own (killed, crashed) may deliver its event after libvirt has dropped the domain,
-    /// late enough for `startAgain`'s new QEMU of the same name to take it for its own stop.
+    /// Returns once libvirt has dropped the domain and its stop event is in (at most 10 s), as
+    /// `startAgain`'s new QEMU of the same name needs: a QEMU that ended on its own (killed,
+    /// crashed) can leave libvirt seconds behind ("domain … already exists"), and the watch
+    /// keys events by name, so a late stop event would be taken for the new QEMU's.
     func end(_ live: LiveGuest) {
         if live.domain.isActive(), ChildReaper.endAdoptedQEMU(domain: live.name, holding: SocketHold.adoptedQEMU(domain: live.name)) {
             _ = watch.waitStopped(live.name, seconds: 2)
         }
         var end = VMEnd.finished
         tearDown(live.domain, live.name, &end)
-        _ = watch.waitStopped(live.name, seconds: 2)
+        let until = Date().addingTimeInterval(10)
+        _ = watch.waitStopped(live.name, seconds: 10)
+        while (try? connection.domain(named: live.name)) != nil, Date() < until { Thread.sleep(forTimeInterval: 0.01) }
     }
 
     /// Ends `live` for good: its QEMU, channel and scratch files.
