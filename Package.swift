@@ -19,10 +19,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
     ],
     targets: [
-        // Pure model: topology tree, guest paths, grouping, reachability, ownership. No I/O.
-        .target(name: "IsolabModel"),
+        // Pure model: topology tree, guest paths, grouping, reachability, ownership. No I/O. Shares
+        // the step and sub-step vocabulary of IsolabProtocol (pure as well) with the agent.
+        .target(name: "IsolabModel", dependencies: ["IsolabProtocol"]),
         // YAML topology files -> validated IsolabModel.Topology, errors with file:line:column.
-        .target(name: "IsolabTopology", dependencies: ["IsolabModel", .product(name: "Yams", package: "Yams")]),
+        .target(name: "IsolabTopology", dependencies: ["IsolabModel", "IsolabProtocol", .product(name: "Yams", package: "Yams")]),
         // Kernel catalog, apt fetch into a private cache, initramfs recipe, content-addressed image cache.
         .target(name: "IsolabImages", dependencies: [
             .product(name: "Yams", package: "Yams"),
@@ -35,7 +36,7 @@ let package = Package(
         .target(name: "CVFIO"),
         // The agent's pure parts (guest paths, kmsg and DMAR fault lines, config space, errno
         // names), testable on the host. FoundationEssentials at most.
-        .target(name: "IsolabAgentCore"),
+        .target(name: "IsolabAgentCore", dependencies: ["IsolabProtocol"]),
         // Runs inside the guest: inventory, driver binds, VFIO, edu DMA probes; JSON-line records.
         // Imports FoundationEssentials only, so it links with -static-executable.
         .executableTarget(name: "isolab-agent", dependencies: ["IsolabProtocol", "IsolabAgentCore", "CVFIO"]),
@@ -61,7 +62,7 @@ let package = Package(
         .testTarget(name: "IsolabCLITests", dependencies: []),
         .testTarget(name: "IsolabReportTests", dependencies: ["IsolabReport", "IsolabModel", "IsolabProtocol", "IsolabTopology"]),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
-        .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore"]),
+        .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore", "IsolabProtocol"]),
         .testTarget(name: "IsolabLibvirtTests", dependencies: ["IsolabLibvirt"]),
         .testTarget(name: "IsolabVMTests", dependencies: ["IsolabVM", "IsolabLibvirt", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol"],
                     exclude: ["golden"]),

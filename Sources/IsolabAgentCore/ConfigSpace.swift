@@ -1,3 +1,5 @@
+import IsolabProtocol
+
 /// What the agent reads from a function's config space (the sysfs `config` file; root sees
 /// all 4 KiB of a PCIe function, 256 bytes of a conventional one).
 public struct ConfigSpace: Sendable {
@@ -55,23 +57,7 @@ public struct ConfigSpace: Sendable {
     /// The PCIe capability's device/port type name; nil for conventional PCI.
     public var pcieType: String? {
         guard let cap = capability(0x10), let flags = u16(cap + 2) else { return nil }
-        return Self.pcieTypeName((flags >> 4) & 0xf)
-    }
-
-    /// `PCI_EXP_TYPE_*` (include/uapi/linux/pci_regs.h) by the names isolab reports.
-    public static func pcieTypeName(_ type: Int) -> String {
-        switch type {
-        case 0x0: return "endpoint"
-        case 0x1: return "legacy-endpoint"
-        case 0x4: return "root-port"
-        case 0x5: return "upstream-port"
-        case 0x6: return "downstream-port"
-        case 0x7: return "pcie-pci-bridge"   // PCI_EXP_TYPE_PCI_BRIDGE: PCIe to PCI/PCI-X
-        case 0x8: return "pci-pcie-bridge"   // PCI_EXP_TYPE_PCIE_BRIDGE: PCI/PCI-X to PCIe
-        case 0x9: return "rc-endpoint"
-        case 0xa: return "rc-event-collector"
-        default: return "type-\(type)"
-        }
+        return PCIExpressType.name(code: (flags >> 4) & 0xf)
     }
 
     /// The ACS capability (offset, capability register, control register), or nil.

@@ -1,23 +1,11 @@
 /// Driver and module names the agent needs: sysfs knows drivers (`pci-stub`), modprobe knows
 /// modules (`pci_stub`).
 public enum Drivers {
-    /// The module that registers a PCI driver; nil for drivers built into every catalog kernel
-    /// (`virtio-pci`, `pcieport`, `shpchp`).
-    public static func module(forDriver driver: String) -> String? {
-        switch driver {
-        case "virtio-pci", "pcieport", "shpchp": return nil
-        default: return String(driver.map { $0 == "-" ? "_" : $0 })
-        }
-    }
-
-    /// The driver a device model gets when a plan's `bind` names none (the model's default).
-    public static func defaultDriver(forModel model: String?) -> String {
-        switch model {
-        case "e1000e": return "e1000e"
-        case "nvme": return "nvme"
-        case "virtio-net": return "virtio-pci"
-        default: return "pci-stub"
-        }
+    /// The module that would register a PCI driver. Whether the kernel builds it in is the
+    /// kernel's answer, not a list here: a driver already in /sys/bus/pci/drivers needs no
+    /// module, and a module the image lacks fails modprobe.
+    public static func module(forDriver driver: String) -> String {
+        String(driver.map { $0 == "-" ? "_" : $0 })
     }
 
     /// The active IOMMU driver from the names in /sys/class/iommu: `dmar0` → intel, `ivhd0` →

@@ -22,20 +22,6 @@ public struct KmsgRecord: Equatable, Sendable {
     }
 }
 
-/// Lines that mean the kernel hit a BUG, an oops or a panic.
-public enum KernelCrash {
-    public static let markers = ["kernel BUG at", "Oops", "general protection fault", "Kernel panic",
-                                 "BUG: unable to handle", "invalid opcode:"]
-
-    /// The line that best names the crash (a `kernel BUG at …` line first), or nil.
-    public static func find(in lines: [String]) -> String? {
-        for marker in markers {
-            if let line = lines.first(where: { $0.contains(marker) }) { return line }
-        }
-        return nil
-    }
-}
-
 /// A DMA remapping fault as the guest kernel logs it.
 public struct DMAFault: Equatable, Sendable {
     /// The source-id of the fault (the requester, after QEMU's alias rewriting).
@@ -53,6 +39,10 @@ public struct DMAFault: Equatable, Sendable {
     /// - 6.1, 6.12: `DMAR: [DMA Write NO_PASID] Request device [02:00.0] fault addr 0x1000000 [fault reason 0x05] …`
     /// - 7.3: as 6.12 with `[0000:02:00.0]`.
     public static func parse(_ line: String) -> DMAFault? {
+        parseDMAR(line) ?? parseVirtio(line) ?? parseAMD(line)
+    }
+
+    static func parseDMAR(_ line: String) -> DMAFault? {
         guard let kind = line.firstRange(of: "[DMA "), let req = line.firstRange(of: "Request device [") else { return nil }
         let isRead = line[kind.upperBound...].hasPrefix("Read")
         guard let close = line[req.upperBound...].firstIndex(of: "]"),
@@ -71,6 +61,49 @@ public struct DMAFault: Equatable, Sendable {
         }
         guard let reason else { return nil }
         return DMAFault(requester: requester, address: address, reason: reason, isRead: isRead, line: line)
+    }
+
+    /// virtio-iommu's `viommu_fault_handler()` (drivers/iommu/virtio-iommu.c, 6.12 and 7.3):
+    /// `virtio_iommu virtio0: page fault from EP 256 at 0x1000000 []` (`domain`, `page` or
+    /// `unknown`; `[RWX]` flags). The endpoint is the PCI requester ID QEMU presents,
+    /// `bus << 8 | devfn`, in decimal. QEMU sends R_MAPPING for an unmapped IOVA.
+    static func parseVirtio(_ line: String) -> DMAFault? {
+        guard let ep = line.firstRange(of: "from EP ") else { return nil }
+        let idText = line[ep.upperBound...].prefix { $0.isNumber }
+        guard let id = Int(idText), id <= 0xffff else { return nil }
+        var address: UInt64 = 0
+        if let at = line[ep.upperBound...].firstRange(of: " at ") {
+            address = Hex.parse(line[at.upperBound...].prefix { $0 != " " }) ?? 0
+        }
+        let reason = 0
+        let flags = line.lastIndex(of: "[").map { line[$0...] } ?? ""
+        return DMAFault(requester: PCIAddress(bus: id >> 8, slot: (id >> 3) & 0x1f, function: id & 7),
+                        address: address, reason: reason, isRead: flags.contains("R"), line: line)
+    }
+
+    /// AMD-Vi's `amd_iommu_report_page_fault()` (drivers/iommu/amd/iommu.c): with the device
+    /// known, `vfio-pci 0000:01:00.0: AMD-Vi: Event logged [IO_PAGE_FAULT domain=0x0002
+    /// address=0x1000 flags=0x0000]`; without, `AMD-Vi: Event logged [IO_PAGE_FAULT
+    /// device=0000:01:00.0 domain=…` (5.10: `device=01:00.0`).
+    static func parseAMD(_ line: String) -> DMAFault? {
+        guard let event = line.firstRange(of: "IO_PAGE_FAULT ") else { return nil }
+        let fields = line[event.upperBound...].prefix { $0 != "]" }
+        func field(_ name: String) -> Substring? {
+            fields.split(separator: " ").first { $0.hasPrefix(name + "=") }.map { $0.dropFirst(name.count + 1) }
+        }
+        let requester: PCIAddress?
+        if let d = field("device") {
+            requester = PCIAddress(d)
+        } else {
+            // dev_err's prefix: `<driver> <device>: AMD-Vi: Event logged …`.
+            let head = line[..<event.lowerBound]
+            requester = head.split(separator: " ").lazy.map { $0.hasSuffix(":") ? $0.dropLast() : $0 }.compactMap { PCIAddress($0) }.first
+        }
+        guard let requester else { return nil }
+        let flags = field("flags").flatMap { Hex.parse($0) } ?? 0
+        // EVENT_FLAG_RW (bit 5) set: a write.
+        return DMAFault(requester: requester, address: field("address").flatMap { Hex.parse($0) } ?? 0, reason: 0,
+                        isRead: flags & 0x20 == 0, line: line)
     }
 
     /// Whether a kernel log line is about a DMA remapping or virtio-iommu fault (the

@@ -10,6 +10,19 @@ public enum PCIeType: String, Sendable, Codable {
     /// PCI_EXP_TYPE_RC_END: root-complex integrated endpoint.
     case rcEndpoint = "rc-endpoint"
     case conventional
+
+    /// The `PCI_EXP_TYPE_*` code of the function's PCIe capability; nil for conventional PCI.
+    public var expressTypeCode: Int? {
+        switch self {
+        case .endpoint: return 0x0
+        case .rootPort: return 0x4
+        case .upstream: return 0x5
+        case .downstream: return 0x6
+        case .pciBridge: return 0x7
+        case .rcEndpoint: return 0x9
+        case .conventional: return nil
+        }
+    }
 }
 
 /// What put a function on the bus: the topology author, the q35 chipset, or the vIOMMU.
@@ -55,6 +68,10 @@ public struct PCIFunction: Sendable, Equatable {
         if case .device(let m, _)? = kind { return m }
         return nil
     }
+
+    /// The driver a `bind` step without a driver uses: the device model's
+    /// (`DeviceModel.defaultDriver`), `pci-stub` for a function without one (ports, bridges).
+    public var defaultDriver: String { deviceModel?.defaultDriver ?? "pci-stub" }
 
     /// A readable name: the node id, or what the chipset device is.
     public var displayName: String {

@@ -69,8 +69,13 @@ public struct KernelGeneration: Sendable, Hashable {
     public var hasIOMMUFD: Bool
     /// Whether the kernel builds VFIO's no-IOMMU mode (`CONFIG_VFIO_NOIOMMU`); no catalog config does.
     public var hasVFIONoIOMMU: Bool = false
-    /// `VIRTIO_PCI=y`: virtio-pci binds virtio devices at boot, without udev (6.12, 7.3; a module before).
-    public var virtioPCIBuiltIn: Bool = false
+    /// PCI drivers built into the kernel (`=y`), which bind at boot without udev and need no
+    /// `modprobe`: `pcieport` (PCIEPORTBUS) and `shpchp` (HOTPLUG_PCI_SHPC) in every Debian
+    /// config, `virtio-pci` (VIRTIO_PCI) from 6.12. A build's `.config` replaces the guess
+    /// (``configured(by:)``).
+    public var builtInDrivers: Set<String> = ["pcieport", "shpchp"]
+    /// `VIRTIO_PCI=y`: virtio-pci binds virtio devices at boot, without udev.
+    public var virtioPCIBuiltIn: Bool { builtInDrivers.contains("virtio-pci") }
     /// Where virtio-iommu (ACPI VIOT) probes PCI functions into groups: at each driver probe
     /// (6.12) or all at once when it registers (7.3 and, by `resolve`, later kernels).
     public var viotProbe: VIOTProbePath = .atRegistration
@@ -90,14 +95,15 @@ public struct KernelGeneration: Sendable, Hashable {
                                                bindReportsENODEVForProbeFailure: false,
                                                setContainerNonContainerErrno: .EBADFD,
                                                virtioIOMMU: .module, hasIOMMUFD: false,
-                                               virtioPCIBuiltIn: true, viotProbe: .atDriverProbe)
+                                               builtInDrivers: ["pcieport", "shpchp", "virtio-pci"],
+                                               viotProbe: .atDriverProbe)
     /// Debian trixie-backports 7.3.4: as 6.12 for everything the model covers (grouping is unchanged:
     /// the "Fix incorrect iommu_groups with PCIe ACS" series is not in 7.3.4).
     public static let v7_3 = KernelGeneration(id: "7.3", ownership: .dmaOwner,
                                               bindReportsENODEVForProbeFailure: false,
                                               setContainerNonContainerErrno: .EBADFD,
                                               virtioIOMMU: .module, hasIOMMUFD: false,
-                                              virtioPCIBuiltIn: true)
+                                              builtInDrivers: ["pcieport", "shpchp", "virtio-pci"])
 
     /// The generations of the kernel catalog (`vm-images/kernels.yaml`).
     public static let catalog: [KernelGeneration] = [.v5_10, .v6_1, .v6_12, .v7_3]
@@ -122,12 +128,33 @@ public struct KernelGeneration: Sendable, Hashable {
         return g
     }
 
-    /// This generation as a kernel's `.config` values build it (`CONFIG_IOMMUFD` and
-    /// `CONFIG_VFIO_DEVICE_CDEV`, `CONFIG_VFIO_NOIOMMU`: `y` or `m`); nil config: unchanged.
+    /// Config symbols of PCI drivers the model follows, by driver name (built in when `=y`).
+    public static let driverSymbols: [String: String] = [
+        "pcieport": "CONFIG_PCIEPORTBUS", "shpchp": "CONFIG_HOTPLUG_PCI_SHPC", "virtio-pci": "CONFIG_VIRTIO_PCI",
+        "pci-stub": "CONFIG_PCI_STUB", "vfio-pci": "CONFIG_VFIO_PCI", "e1000e": "CONFIG_E1000E", "nvme": "CONFIG_BLK_DEV_NVME",
+    ]
+
+    /// Every config symbol ``configured(by:)`` reads.
+    public static let configSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU"]
+        + driverSymbols.values.sorted()
+
+    /// This generation as a kernel's `.config` values build it: iommufd and VFIO cdevs
+    /// (`CONFIG_IOMMUFD` and `CONFIG_VFIO_DEVICE_CDEV`), `CONFIG_VFIO_NOIOMMU`, virtio-iommu
+    /// (`CONFIG_VIRTIO_IOMMU`: `y` built in, `m` module) and which drivers are built in. A
+    /// symbol the values do not carry (an image recorded before isolab read it) leaves the
+    /// generation's own answer; nil config: unchanged.
     public func configured(by config: [String: String]?) -> KernelGeneration {
         guard let config else { return self }
         let on = { (s: String) in ["y", "m"].contains(config[s] ?? "n") }
-        return building(iommufd: on("CONFIG_IOMMUFD") && on("CONFIG_VFIO_DEVICE_CDEV"), vfioNoIOMMU: on("CONFIG_VFIO_NOIOMMU"))
+        var g = building(iommufd: on("CONFIG_IOMMUFD") && on("CONFIG_VFIO_DEVICE_CDEV"), vfioNoIOMMU: on("CONFIG_VFIO_NOIOMMU"))
+        if let v = config["CONFIG_VIRTIO_IOMMU"] {
+            g.virtioIOMMU = v == "y" ? .builtIn : v == "m" ? .module : .unavailable
+        }
+        for (driver, symbol) in Self.driverSymbols {
+            guard let v = config[symbol] else { continue }
+            if v == "y" { g.builtInDrivers.insert(driver) } else { g.builtInDrivers.remove(driver) }
+        }
+        return g
     }
 
     /// Whether this kernel drives the vIOMMU: intel and amd are built in (`=y`) everywhere,

@@ -1,3 +1,5 @@
+import IsolabProtocol
+
 /// The outcome of one scenario step, as the model predicts it and the agent reports it.
 public enum StepResult: Sendable, Equatable, CustomStringConvertible {
     case ok
@@ -44,7 +46,7 @@ public enum StepResult: Sendable, Equatable, CustomStringConvertible {
 
 /// A sub-step of `vfio-open` (container, group, ioctls) with its own result.
 public struct SubstepPrediction: Sendable, Equatable {
-    public var name: String
+    public var name: Substep
     public var result: StepResult
     public var detail: String?
 }
@@ -63,7 +65,7 @@ public struct StepPrediction: Sendable, Equatable {
     public var refused: [String] = []
 
     /// This prediction ending at a failed sub-step: the sub-step's errno becomes the step's.
-    func failing(_ substep: String, _ e: Errno, _ rule: Reason) -> StepPrediction {
+    func failing(_ substep: Substep, _ e: Errno, _ rule: Reason) -> StepPrediction {
         var p = self
         p.substeps.append(SubstepPrediction(name: substep, result: .error(e), detail: nil))
         p.result = .error(e)

@@ -25,12 +25,9 @@ public struct OwnershipModel: Sendable {
     public static let driverManagedDMA: Set<String> = ["vfio-pci", "pci-stub", "pcieport"]
     /// Drivers that VFIO's 5.10 viability check allows next to a VFIO device (`vfio_driver_allowed[]`).
     public static let viabilityAllowed: Set<String> = ["pci-stub"]
-    /// Drivers built into every catalog kernel (not modules).
-    public static let builtIn: Set<String> = ["pcieport", "shpchp"]
-
     var driver: [Int: String] = [:]
     var override: [Int: String] = [:]
-    var loaded: Set<String> = OwnershipModel.builtIn
+    var loaded: Set<String>
     var groups: [Int: GroupState] = [:]
     var pendingUnbind: Set<Int> = []
     /// Devices whose unbind never returns, holding the device lock (every later write blocks).
@@ -69,6 +66,7 @@ public struct OwnershipModel: Sendable {
         self.virtio = virtio
         self.acs = acs ?? ACSEvaluator(fabric: fabric, acsEnabledByKernel: grouping != nil)
         self.interruptRemapping = iommu == .intel || iommu == .amd
+        self.loaded = kernel.builtInDrivers
         // 7.3 with a failed virtio-iommu registration: every boot probe stays deferred.
         guard virtio?.registrationFailed != true else { return }
         for f in fabric.functions {
@@ -79,7 +77,8 @@ public struct OwnershipModel: Sendable {
     /// The driver bound to `f` when the guest has booted (before any step), if any.
     public static func bootDriver(_ f: PCIFunction, kernel: KernelGeneration) -> String? {
         switch f.kind {
-        case .rootPort?, .switchUpstream?, .downstreamPort?: return "pcieport"
+        case .rootPort?, .switchUpstream?, .downstreamPort?:
+            return kernel.builtInDrivers.contains("pcieport") ? "pcieport" : nil
         case .device(.virtioNet, _)? where kernel.virtioPCIBuiltIn: return "virtio-pci"
         default: return nil
         }

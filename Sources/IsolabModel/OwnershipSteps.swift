@@ -1,3 +1,5 @@
+import IsolabProtocol
+
 extension OwnershipModel {
     /// Predicts every step of a scenario from the freshly booted state.
     public static func predict(_ scenario: Scenario, fabric: Fabric, grouping: IOMMUGrouping?,
@@ -26,7 +28,7 @@ extension OwnershipModel {
             return loadDriver(module, options: options, step: step, index: index)
         case .bind(let dev, let drv):
             let f = fn(dev)
-            return bind(f, drv ?? f.deviceModel?.defaultDriver ?? "pci-stub", step: step, index: index)
+            return bind(f, drv ?? f.defaultDriver, step: step, index: index)
         case .vfioBind(let dev):
             let f = fn(dev)
             if driver[f.index] == "vfio-pci" {
@@ -154,49 +156,49 @@ extension OwnershipModel {
     /// agent keeps what it opened until `vfio-close`, even after a failed sub-step.
     mutating func vfioOpen(_ f: PCIFunction, step: Step, index: Int) -> StepPrediction {
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("vfio_group_get_device_fd()", "\(f.displayName)'s VFIO device is open"))
-        func fail(_ name: String, _ e: Errno, _ rule: Reason) -> StepPrediction { p.failing(name, e, rule) }
+        func fail(_ name: Substep, _ e: Errno, _ rule: Reason) -> StepPrediction { p.failing(name, e, rule) }
         guard let g = groupID(f) else {
-            return fail("find-group", .ENOENT, Reason("iommu_group_get()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))): no iommu_group link, no /dev/vfio node"))
+            return fail(.findGroup, .ENOENT, Reason("iommu_group_get()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))): no iommu_group link, no /dev/vfio node"))
         }
         if isNoIOMMUGroup(g) { return vfioOpenNoIOMMU(f, group: g, step: step, index: index) }
         if groups[g]?.cdev == true, groups[g]?.open != true {
-            p.substeps.append(SubstepPrediction(name: "open-container", result: .ok, detail: nil))
-            return fail("open-group", .EBUSY, Reason("vfio_group_fops_open()", "a device of \(f.displayName)'s group is open through its cdev: the group fd may not be opened as well, -EBUSY"))
+            p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: nil))
+            return fail(.openGroup, .EBUSY, Reason("vfio_group_fops_open()", "a device of \(f.displayName)'s group is open through its cdev: the group fd may not be opened as well, -EBUSY"))
         }
         var gs = groups[g, default: GroupState()]
         defer { groups[g] = gs }
         if !gs.open {
             guard members(of: g).contains(where: { driver[$0.index] == "vfio-pci" }) else {
-                return fail("open-group", .ENOENT, Reason("vfio_group_fops_open()", "no function of \(f.displayName)'s group is bound to vfio-pci, so /dev/vfio/<group> does not exist"))
+                return fail(.openGroup, .ENOENT, Reason("vfio_group_fops_open()", "no function of \(f.displayName)'s group is bound to vfio-pci, so /dev/vfio/<group> does not exist"))
             }
             gs.open = true
             gs.revoked = false
-            p.substeps.append(SubstepPrediction(name: "open-container", result: .ok, detail: "VFIO_GET_API_VERSION 0, VFIO_CHECK_EXTENSION(TYPE1v2)"))
-            p.substeps.append(SubstepPrediction(name: "open-group", result: .ok, detail: nil))
+            p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: "VFIO_GET_API_VERSION 0, VFIO_CHECK_EXTENSION(TYPE1v2)"))
+            p.substeps.append(SubstepPrediction(name: .openGroup, result: .ok, detail: nil))
         }
         if gs.revoked {
-            return fail("get-status", .ENODEV, Reason("vfio_group_ioctl_get_status()", "the group was revoked when its last VFIO device was unbound"))
+            return fail(.getStatus, .ENODEV, Reason("vfio_group_ioctl_get_status()", "the group was revoked when its last VFIO device was unbound"))
         }
         groups[g] = gs
         let viableNow = gs.containerSet || groupViable(g)
         let flags = (viableNow ? ["VIABLE"] : []) + (gs.containerSet ? ["CONTAINER_SET"] : [])
-        p.substeps.append(SubstepPrediction(name: "get-status", result: .ok, detail: flags.isEmpty ? "0" : flags.joined(separator: "|")))
+        p.substeps.append(SubstepPrediction(name: .getStatus, result: .ok, detail: flags.isEmpty ? "0" : flags.joined(separator: "|")))
         if !gs.containerSet {
             if kernel.ownership == .dmaOwner, gs.kernelUsers > 0 {
                 let users = members(of: g).filter { driver[$0.index].map(isKernelDMAUser) ?? false }
                     .map { "\($0.displayName) (\(driver[$0.index]!))" }
-                return fail("set-container", .EPERM, Reason("iommu_group_claim_dma_owner()", "a DMA-API driver is bound in the group: \(users.joined(separator: ", ")); userspace may not claim it, -EPERM"))
+                return fail(.setContainer, .EPERM, Reason("iommu_group_claim_dma_owner()", "a DMA-API driver is bound in the group: \(users.joined(separator: ", ")); userspace may not claim it, -EPERM"))
             }
             gs.containerSet = true
             gs.userOwned = kernel.ownership == .dmaOwner
-            p.substeps.append(SubstepPrediction(name: "set-container", result: .ok, detail: kernel.ownership == .vfioViability ? "5.10 does not check viability here" : nil))
+            p.substeps.append(SubstepPrediction(name: .setContainer, result: .ok, detail: kernel.ownership == .vfioViability ? "5.10 does not check viability here" : nil))
         }
         if !gs.iommuSet {
             guard interruptRemapping else {
-                return fail("set-iommu", .EPERM, Reason("vfio_iommu_type1_attach_group()", "no interrupt remapping (virtio-iommu provides none) and allow_unsafe_interrupts is off: -EPERM"))
+                return fail(.setIOMMU, .EPERM, Reason("vfio_iommu_type1_attach_group()", "no interrupt remapping (virtio-iommu provides none) and allow_unsafe_interrupts is off: -EPERM"))
             }
             gs.iommuSet = true
-            p.substeps.append(SubstepPrediction(name: "set-iommu", result: .ok, detail: "VFIO_TYPE1v2_IOMMU"))
+            p.substeps.append(SubstepPrediction(name: .setIOMMU, result: .ok, detail: "VFIO_TYPE1v2_IOMMU"))
         }
         if !gs.openDevices.contains(f.index) {
             switch kernel.ownership {
@@ -204,18 +206,18 @@ extension OwnershipModel {
                 let blockers = members(of: g).filter { !viable($0) }
                 if !blockers.isEmpty {
                     let names = blockers.map { "\($0.displayName) (\(driver[$0.index] ?? "?"))" }.joined(separator: ", ")
-                    return fail("get-device-fd", .EINVAL, Reason("vfio_group_get_device_fd()", "the group is not viable: \(names) bound to a driver VFIO does not allow; -EINVAL"))
+                    return fail(.getDeviceFD, .EINVAL, Reason("vfio_group_get_device_fd()", "the group is not viable: \(names) bound to a driver VFIO does not allow; -EINVAL"))
                 }
                 if driver[f.index] != "vfio-pci" {
-                    return fail("get-device-fd", .ENODEV, Reason("vfio_device_get_from_name()", "\(f.displayName) is not a VFIO device of the group: -ENODEV"))
+                    return fail(.getDeviceFD, .ENODEV, Reason("vfio_device_get_from_name()", "\(f.displayName) is not a VFIO device of the group: -ENODEV"))
                 }
             case .dmaOwner:
                 if driver[f.index] != "vfio-pci" {
-                    return fail("get-device-fd", .ENODEV, Reason("vfio_device_get_from_name()", "\(f.displayName) is not a VFIO device of the group: -ENODEV"))
+                    return fail(.getDeviceFD, .ENODEV, Reason("vfio_device_get_from_name()", "\(f.displayName) is not a VFIO device of the group: -ENODEV"))
                 }
             }
             gs.openDevices.insert(f.index)
-            p.substeps.append(SubstepPrediction(name: "get-device-fd", result: .ok, detail: nil))
+            p.substeps.append(SubstepPrediction(name: .getDeviceFD, result: .ok, detail: nil))
         }
         p.rule = Reason("vfio_group_get_device_fd()", kernel.ownership == .dmaOwner
             ? "the group is owned by userspace (iommu_group_claim_dma_owner() succeeded) and \(f.displayName) is its VFIO device"

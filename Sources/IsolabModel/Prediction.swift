@@ -11,6 +11,12 @@ public struct KernelPrediction: Sendable {
     /// nil when no IOMMU is active: no function has a group.
     public var grouping: IOMMUGrouping?
     public var hazards: [Hazard]
+    /// Every ordered pair of endpoints PCIe routing connects past the IOMMU (the hazards are
+    /// those the groups separate); empty without an active IOMMU. The judge checks these
+    /// against the observed groups.
+    public var bypasses: [PCIeRoute] = []
+    /// The routing the bypasses were computed with, for their reasons; nil without an active IOMMU.
+    public var reachability: PCIeReachability?
     public var unrealizable: [Unrealizable]
     public var scenarios: [ScenarioPrediction]
 
@@ -63,13 +69,16 @@ public enum Predictor {
                 grouping = IOMMUGrouping(fabric: fabric, acs: acs)
             }
         }
-        let hazards = grouping.map { PCIeReachability(fabric: fabric, acs: acs).hazards(grouping: $0) } ?? []
+        let reachability = grouping.map { _ in PCIeReachability(fabric: fabric, acs: acs) }
+        let bypasses = reachability?.bypasses() ?? []
+        let hazards = grouping.map { reachability!.hazards(grouping: $0, bypasses: bypasses) } ?? []
         let scenarios = topology.scenarios.map {
             OwnershipModel.predict($0, fabric: fabric, grouping: grouping, kernel: kernel, iommu: topology.iommu,
                                    virtio: virtio, acs: acs)
         }
         return KernelPrediction(topology: topology, kernel: kernel, fabric: fabric, iommuActive: active,
                                 iommuNote: note, grouping: grouping, hazards: hazards,
+                                bypasses: bypasses, reachability: reachability,
                                 unrealizable: Realizability.check(topology), scenarios: scenarios, virtio: virtio)
     }
 }

@@ -106,11 +106,11 @@ public struct Hazard: Sendable {
 }
 
 extension PCIeReachability {
-    /// Every ordered pair of declared endpoints in different groups that the fabric connects.
-    /// Paths that meet only in the root complex go through the IOMMU, so only endpoints under
-    /// the same root-bus slot are paired: the work grows with the size of each subtree.
-    public func hazards(grouping: IOMMUGrouping) -> [Hazard] {
-        var out: [Hazard] = []
+    /// Every ordered pair of declared endpoints the fabric connects past the IOMMU, whatever
+    /// their groups. Paths that meet only in the root complex go through the IOMMU, so only
+    /// endpoints under the same root-bus slot are paired: the work grows with each subtree.
+    public func bypasses() -> [PCIeRoute] {
+        var out: [PCIeRoute] = []
         var bySlot: [Int: [(Int, [Int])]] = [:]
         for e in fabric.endpoints {
             let up = fabric.ancestry(of: e).map(\.index)
@@ -120,16 +120,22 @@ extension PCIeReachability {
             let eps = bySlot[slot]!
             for (a, upA) in eps {
                 for (b, upB) in eps where a != b {
-                    guard let ga = grouping.groupOf[a], let gb = grouping.groupOf[b], ga != gb else { continue }
                     let r = route(a, upA, b, upB)
-                    if r.bypassesIOMMU {
-                        out.append(Hazard(from: fabric.functions[a].displayName, to: fabric.functions[b].displayName,
-                                          fromGroup: ga, toGroup: gb, route: r, reachability: self))
-                    }
+                    if r.bypassesIOMMU { out.append(r) }
                 }
             }
         }
         return out
+    }
+
+    /// The bypassing pairs the grouping puts in different groups: the kernel's claim of
+    /// isolation is wrong for each.
+    public func hazards(grouping: IOMMUGrouping, bypasses: [PCIeRoute]? = nil) -> [Hazard] {
+        (bypasses ?? self.bypasses()).compactMap { r in
+            guard let ga = grouping.groupOf[r.from], let gb = grouping.groupOf[r.to], ga != gb else { return nil }
+            return Hazard(from: fabric.functions[r.from].displayName, to: fabric.functions[r.to].displayName,
+                          fromGroup: ga, toGroup: gb, route: r, reachability: self)
+        }
     }
 }
 

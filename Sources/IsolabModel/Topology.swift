@@ -1,3 +1,5 @@
+import IsolabProtocol
+
 /// A position in a topology file, carried by every declared node and step so
 /// that later checks (realizability, scenario validation) can point at it.
 public struct SourceLocation: Hashable, Sendable, Codable, CustomStringConvertible {
@@ -149,18 +151,21 @@ public enum StepAction: Sendable, Equatable {
     case vfioClose(String)
     case dma(from: String, to: DMATarget, map: DMAMapping)
 
-    /// The step's keyword in a topology file.
-    public var keyword: String {
+    /// The step's operation: its keyword in a topology file and its `op` in a plan.
+    public var op: PlanStep.Op {
         switch self {
-        case .loadDriver: return "load-driver"
-        case .bind: return "bind"
-        case .unbind: return "unbind"
-        case .vfioBind: return "vfio-bind"
-        case .vfioOpen: return "vfio-open"
-        case .vfioClose: return "vfio-close"
-        case .dma: return "dma"
+        case .loadDriver: return .loadDriver
+        case .bind: return .bind
+        case .unbind: return .unbind
+        case .vfioBind: return .vfioBind
+        case .vfioOpen: return .vfioOpen
+        case .vfioClose: return .vfioClose
+        case .dma: return .dma
         }
     }
+
+    /// The step's keyword in a topology file.
+    public var keyword: String { op.rawValue }
 
     /// The device the step acts on (`dma`: the initiator); nil for `load-driver`.
     public var device: String? {
@@ -174,12 +179,10 @@ public enum StepAction: Sendable, Equatable {
     /// A one-line rendering, e.g. `dma A -> B (map: peer)`.
     public var summary: String {
         switch self {
-        case .loadDriver(let d, let options): return (["load-driver", d] + options).joined(separator: " ")
-        case .bind(let dev, let drv): return "bind \(dev)" + (drv.map { " to \($0)" } ?? "")
-        case .unbind(let d): return "unbind \(d)"
-        case .vfioBind(let d): return "vfio-bind \(d)"
-        case .vfioOpen(let d, let via): return "vfio-open \(d)" + (via == .cdev ? " (via: cdev)" : "")
-        case .vfioClose(let d): return "vfio-close \(d)"
+        case .loadDriver(let d, let options): return ([keyword, d] + options).joined(separator: " ")
+        case .bind(let dev, let drv): return "\(keyword) \(dev)" + (drv.map { " to \($0)" } ?? "")
+        case .unbind(let d), .vfioBind(let d), .vfioClose(let d): return "\(keyword) \(d)"
+        case .vfioOpen(let d, let via): return "\(keyword) \(d)" + (via == .cdev ? " (via: cdev)" : "")
         case .dma(let from, let to, let map):
             let target: String
             switch to {
@@ -187,7 +190,7 @@ public enum StepAction: Sendable, Equatable {
             case .unmapped: target = "unmapped IOVA"
             case .device(let d): target = d
             }
-            return "dma \(from) -> \(target)" + (map == .peer ? " (map: peer)" : "")
+            return "\(keyword) \(from) -> \(target)" + (map == .peer ? " (map: peer)" : "")
         }
     }
 }

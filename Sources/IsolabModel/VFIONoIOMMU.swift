@@ -1,3 +1,5 @@
+import IsolabProtocol
+
 /// VFIO's no-IOMMU mode (`CONFIG_VFIO_NOIOMMU`, drivers/vfio/group.c, container.c,
 /// vfio_iommu_noiommu in drivers/vfio/container.c): with `vfio.enable_unsafe_noiommu_mode=1`,
 /// vfio-pci accepts a device that has no IOMMU group, gives it a fake group of its own
@@ -39,21 +41,21 @@ extension OwnershipModel {
         defer { groups[g] = gs }
         if !gs.open {
             gs.open = true
-            p.substeps.append(SubstepPrediction(name: "open-container", result: .ok, detail: nil))
-            p.substeps.append(SubstepPrediction(name: "open-group", result: .ok, detail: nil))
+            p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: nil))
+            p.substeps.append(SubstepPrediction(name: .openGroup, result: .ok, detail: nil))
         }
-        p.substeps.append(SubstepPrediction(name: "get-status", result: .ok, detail: gs.containerSet ? "VIABLE|CONTAINER_SET" : "VIABLE"))
+        p.substeps.append(SubstepPrediction(name: .getStatus, result: .ok, detail: gs.containerSet ? "VIABLE|CONTAINER_SET" : "VIABLE"))
         if !gs.containerSet {
             gs.containerSet = true
-            p.substeps.append(SubstepPrediction(name: "set-container", result: .ok, detail: nil))
+            p.substeps.append(SubstepPrediction(name: .setContainer, result: .ok, detail: nil))
         }
         if !gs.iommuSet {
             gs.iommuSet = true
-            p.substeps.append(SubstepPrediction(name: "set-iommu", result: .ok, detail: "VFIO_NOIOMMU_IOMMU"))
+            p.substeps.append(SubstepPrediction(name: .setIOMMU, result: .ok, detail: "VFIO_NOIOMMU_IOMMU"))
         }
         if !gs.openDevices.contains(f.index) {
             gs.openDevices.insert(f.index)
-            p.substeps.append(SubstepPrediction(name: "get-device-fd", result: .ok, detail: nil))
+            p.substeps.append(SubstepPrediction(name: .getDeviceFD, result: .ok, detail: nil))
         }
         return p
     }

@@ -172,6 +172,11 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var substeps: [SubstepRecord]
     /// Driver steps: ids of the declared devices bound by the step.
     public var bound: [String]
+    /// `load-driver`: ids of the declared devices the driver matches (by its module aliases, or
+    /// `driver_override` naming it) that had no driver before the step and still have none:
+    /// auto-probing tried them and reported nothing. nil: not a `load-driver`, or an agent
+    /// from before this was recorded.
+    public var refused: [String]?
     /// Kernel log lines the step produced (from /dev/kmsg).
     public var kernelLog: [String]
     /// DMA probes: what was done and seen.
@@ -179,7 +184,7 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var milliseconds: Int
 
     public init(index: Int, op: PlanStep.Op, result: String, errno: Int? = nil, detail: String? = nil,
-                substeps: [SubstepRecord] = [], bound: [String] = [], kernelLog: [String] = [],
+                substeps: [SubstepRecord] = [], bound: [String] = [], refused: [String]? = nil, kernelLog: [String] = [],
                 dma: DMAEvidence? = nil, milliseconds: Int = 0) {
         self.index = index
         self.op = op
@@ -188,6 +193,7 @@ public struct StepRecord: Codable, Equatable, Sendable {
         self.detail = detail
         self.substeps = substeps
         self.bound = bound
+        self.refused = refused
         self.kernelLog = kernelLog
         self.dma = dma
         self.milliseconds = milliseconds
@@ -195,11 +201,11 @@ public struct StepRecord: Codable, Equatable, Sendable {
 }
 
 public struct SubstepRecord: Codable, Equatable, Sendable {
-    public var name: String
+    public var name: Substep
     public var result: String
     public var errno: Int?
     public var detail: String?
-    public init(name: String, result: String, errno: Int? = nil, detail: String? = nil) {
+    public init(name: Substep, result: String, errno: Int? = nil, detail: String? = nil) {
         self.name = name
         self.result = result
         self.errno = errno

@@ -25,6 +25,9 @@ public enum Judge {
                                detail: "no guest reported an inventory: groups and hazards were not judged"))
         }
         if let inventory {
+            // A fabric QEMU built otherwise than declared is not judged against the model.
+            let realized = realizationVerdicts(p, inventory: inventory)
+            if !realized.isEmpty { return out + realized }
             out += groupVerdicts(p, inventory: inventory, names: names)
             out += hazardVerdicts(p, inventory: inventory, names: names)
         }
@@ -112,41 +115,32 @@ public enum Judge {
     /// different groups is a hazard (as expected when the model predicted it); the model's
     /// hazards that the guest grouped together are mismatches.
     static func hazardVerdicts(_ p: KernelPrediction, inventory: Inventory, names: Names) -> [Verdict] {
-        guard p.iommuActive else { return [] }
+        guard p.iommuActive, let reach = p.reachability else { return [] }
         var groupOf: [String: Int] = [:]
         for g in inventory.groups { for m in g.members { groupOf[m] = g.id } }
         let predicted = Set(p.hazards.map { "\($0.from)->\($0.to)" })
         // Functions the model expects grouped in the freshly booted guest (virtio-iommu on 6.12
         // groups a function only when a driver probes it): pairs outside it are not judged.
         let groupedAtBoot = Set(p.groupsAtBoot.flatMap { $0.map(\.path) })
-        let reach = PCIeReachability(fabric: p.fabric, acs: ACSEvaluator(fabric: p.fabric, acsEnabledByKernel: true))
-        var bySlot: [Int: [PCIFunction]] = [:]
-        for e in p.fabric.endpoints {
-            bySlot[p.fabric.ancestry(of: e).last?.slot ?? e.slot, default: []].append(e)
-        }
         var out: [Verdict] = []
-        for slot in bySlot.keys.sorted() {
-            for a in bySlot[slot]! {
-                for b in bySlot[slot]! where a.index != b.index {
-                    let route = reach.route(from: a, to: b)
-                    guard route.bypassesIOMMU, groupedAtBoot.contains(a.path), groupedAtBoot.contains(b.path) else { continue }
-                    let key = "\(a.displayName)->\(b.displayName)"
-                    let ga = groupOf[a.path], gb = groupOf[b.path]
-                    let separated = ga != nil && gb != nil && ga != gb
-                    let rule = Reason("PCIe routing (ACS, PCIe Base Spec §6.12)", reach.reason(route))
-                    let observed = "\(a.displayName) in \(ga.map { "group \($0)" } ?? "no group"), \(b.displayName) in \(gb.map { "group \($0)" } ?? "no group")"
-                    let title = "hazard \(a.displayName) → \(b.displayName)"
-                    if separated {
-                        out.append(Verdict(kind: predicted.contains(key) ? .hazardAsExpected : .hazard, subject: .hazard,
-                                           item: "hazard:" + key, title: title, expected: predicted.contains(key) ? "hazard" : "no hazard",
-                                           observed: observed, rule: rule))
-                    } else if predicted.contains(key) {
-                        out.append(Verdict(kind: .mismatch, subject: .hazard, item: "hazard:" + key, title: title,
-                                           expected: "hazard", observed: observed,
-                                           detail: "the model predicted different groups; the guest did not separate them",
-                                           rule: rule))
-                    }
-                }
+        for route in p.bypasses {
+            let a = p.fabric.functions[route.from], b = p.fabric.functions[route.to]
+            guard groupedAtBoot.contains(a.path), groupedAtBoot.contains(b.path) else { continue }
+            let key = "\(a.displayName)->\(b.displayName)"
+            let ga = groupOf[a.path], gb = groupOf[b.path]
+            let separated = ga != nil && gb != nil && ga != gb
+            let rule = Reason("PCIe routing (ACS, PCIe Base Spec §6.12)", reach.reason(route))
+            let observed = "\(a.displayName) in \(ga.map { "group \($0)" } ?? "no group"), \(b.displayName) in \(gb.map { "group \($0)" } ?? "no group")"
+            let title = "hazard \(a.displayName) → \(b.displayName)"
+            if separated {
+                out.append(Verdict(kind: predicted.contains(key) ? .hazardAsExpected : .hazard, subject: .hazard,
+                                   item: "hazard:" + key, title: title, expected: predicted.contains(key) ? "hazard" : "no hazard",
+                                   observed: observed, rule: rule))
+            } else if predicted.contains(key) {
+                out.append(Verdict(kind: .mismatch, subject: .hazard, item: "hazard:" + key, title: title,
+                                   expected: "hazard", observed: observed,
+                                   detail: "the model predicted different groups; the guest did not separate them",
+                                   rule: rule))
             }
         }
         return out
@@ -199,7 +193,7 @@ public enum Judge {
                 break
             }
             v.kind = judge(expected: v.expected!, pinned: st.step.expect != nil, observed: r.result,
-                           predicted: st.result, record: r)
+                           predicted: st, record: r)
             if v.kind == .crash {
                 v.crashExpected = v.expected == "crash"
                 v.consoleTail = o.consoleTail
@@ -213,31 +207,26 @@ public enum Judge {
         return out
     }
 
-    /// The verdict kind of one observed step.
-    static func judge(expected: String, pinned: Bool, observed: String, predicted: StepResult,
+    /// The verdict kind of one observed step: a pin compares the final token only; otherwise
+    /// the token and then everything else the model predicts (``StepComparison``) must hold.
+    static func judge(expected: String, pinned: Bool, observed: String, predicted: StepPrediction,
                       record r: StepRecord) -> Verdict.Kind {
         if pinned { return observed == expected ? .pinned : (observed == "crash" ? .crash : .mismatch) }
         if observed == "crash" { return .crash }
         guard observed == expected else { return .mismatch }
-        // A fault attributed to another requester than the model's (alias) is a mismatch.
-        if case .faulted(let want?) = predicted, let got = r.dma?.faultRequester, got != want { return .mismatch }
-        return .match
+        return StepComparison.firstDifference(predicted, r) == nil ? .match : .mismatch
     }
 
-    /// The agent's detail with what else differed: the fault requester, sub-steps, or the crash
-    /// that kept the step from running.
+    /// What differed, the first difference first, then the agent's detail, or the crash that
+    /// kept the step from running.
     static func mismatchDetail(_ st: StepPrediction, record r: StepRecord, crashedAt: Int?) -> String? {
         var parts: [String] = []
+        if r.result == st.result.token, let first = StepComparison.firstDifference(st, r) { parts.append(first) }
+        if r.result != st.result.token, !st.substeps.isEmpty, let first = StepComparison.substepDifference(st.substeps, r.substeps) {
+            parts.append(first)
+        }
         if let d = r.detail { parts.append(d) }
         if r.result == "not-run", let c = crashedAt { parts.append("not run: the guest crashed at step \(c)") }
-        if case .faulted(let want?) = st.result, let got = r.dma?.faultRequester, got != want {
-            parts.append("fault attributed to \(got), the model expects requester \(want)")
-        }
-        for sub in st.substeps {
-            if let got = r.substeps.first(where: { $0.name == sub.name }), got.result != sub.result.token {
-                parts.append("\(sub.name): \(got.result), model \(sub.result.token)")
-            }
-        }
         return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
 }

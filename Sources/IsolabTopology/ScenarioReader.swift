@@ -1,4 +1,5 @@
 import IsolabModel
+import IsolabProtocol
 import Yams
 
 /// Reads `scenarios:` and checks every step against the declared nodes.
@@ -6,7 +7,7 @@ struct ScenarioReader {
     let reader: YAMLReader
     let nodes: [String: DeclaredNode]
 
-    static let stepKeys = ["load-driver", "bind", "unbind", "vfio-bind", "vfio-open", "vfio-close", "dma"]
+    static let stepKeys = PlanStep.Op.allCases.map(\.rawValue)
     /// Modules the guest image carries that bind PCI devices.
     static let modules = ["e1000e", "nvme", "virtio-pci", "virtio_pci", "vfio-pci", "vfio_pci", "pci-stub", "pci_stub"]
     static let drivers = ["e1000e", "nvme", "virtio-pci", "vfio-pci", "pci-stub"]
@@ -56,8 +57,8 @@ struct ScenarioReader {
         }
         let f = field + "." + key
         let action: StepAction
-        switch key {
-        case "load-driver":
+        switch PlanStep.Op(rawValue: key)! {
+        case .loadDriver:
             if case .mapping = value {
                 let e = try reader.mapping(value, f, allowed: ["module", "options"])
                 guard let m = e.first(where: { $0.key == "module" }) else {
@@ -78,7 +79,7 @@ struct ScenarioReader {
             } else {
                 action = .loadDriver(try reader.oneOf(value, f, Self.modules + Self.optionModules.keys.sorted()))
             }
-        case "bind":
+        case .bind:
             if case .mapping = value {
                 let e = try reader.mapping(value, f, allowed: ["device", "driver"])
                 guard let d = e.first(where: { $0.key == "device" }) else {
@@ -89,9 +90,9 @@ struct ScenarioReader {
             } else {
                 action = .bind(device: try node(value, f), driver: nil)
             }
-        case "unbind": action = .unbind(try node(value, f))
-        case "vfio-bind": action = .vfioBind(try node(value, f))
-        case "vfio-open":
+        case .unbind: action = .unbind(try node(value, f))
+        case .vfioBind: action = .vfioBind(try node(value, f))
+        case .vfioOpen:
             if case .mapping = value {
                 let e = try reader.mapping(value, f, allowed: ["device", "via"])
                 guard let d = e.first(where: { $0.key == "device" }) else {
@@ -104,8 +105,8 @@ struct ScenarioReader {
             } else {
                 action = .vfioOpen(try node(value, f))
             }
-        case "vfio-close": action = .vfioClose(try node(value, f))
-        default: action = try dma(value, f)
+        case .vfioClose: action = .vfioClose(try node(value, f))
+        case .dma: action = try dma(value, f)
         }
         var expect: PinnedExpectation?
         if let e = entries.first(where: { $0.key == "expect" }) {

@@ -1,11 +1,7 @@
+import IsolabProtocol
+
 /// Reads a guest kernel console for signs that the kernel died or was wounded.
 public enum ConsoleScanner {
-    /// Substrings that mark a kernel crash line (BUG_ON, Oops, panic, GPF).
-    public static let crashMarkers = [
-        "kernel BUG at", "Kernel panic", "Oops:", "invalid opcode:", "general protection fault",
-        "BUG: unable to handle", "BUG: kernel NULL pointer",
-    ]
-
     /// The crash lines of `console` with up to `context` lines after the first one, or [] when
     /// the console shows no crash.
     public static func crashLines(in console: String, context: Int = 12) -> [String] {
@@ -18,7 +14,7 @@ public enum ConsoleScanner {
     }
 
     public static func isCrashLine(_ line: String) -> Bool {
-        crashMarkers.contains { line.contains($0) }
+        KernelCrash.isCrashLine(line)
     }
 
     /// True when the console shows the kernel itself going down (not only a killed task).

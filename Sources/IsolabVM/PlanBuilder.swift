@@ -31,7 +31,7 @@ public enum PlanBuilder {
             step.options = options.isEmpty ? nil : options
             return step
         case .bind(let device, let driver):
-            let resolved = driver ?? fabric.function(of: device)?.deviceModel?.defaultDriver
+            let resolved = driver ?? fabric.function(of: device)?.defaultDriver
             return PlanStep(index: index, op: .bind, device: device, driver: resolved)
         case .unbind(let d):
             return PlanStep(index: index, op: .unbind, device: d)

@@ -50,7 +50,7 @@ struct StepDraft {
     var substepFailed = false
 
     /// Records a sub-step (`r` ≥ 0: ok, else -errno); the first failure becomes the step's result.
-    mutating func substep(_ name: String, _ r: Int32, _ detail: String? = nil) {
+    mutating func substep(_ name: Substep, _ r: Int32, _ detail: String? = nil) {
         let ok = r >= 0
         record.substeps.append(SubstepRecord(name: name, result: ok ? "ok" : ErrnoName.name(r),
                                              errno: ok ? nil : Int(-r), detail: detail))
@@ -58,7 +58,7 @@ struct StepDraft {
         substepFailed = true
         record.result = ErrnoName.name(r)
         record.errno = Int(-r)
-        record.detail = "\(name): \(Posix.errorText(-r))" + (detail.map { " (\($0))" } ?? "")
+        record.detail = "\(name.rawValue): \(Posix.errorText(-r))" + (detail.map { " (\($0))" } ?? "")
     }
 
     mutating func note(_ text: String) {
@@ -170,8 +170,9 @@ final class Agent {
         switch step.op {
         case .loadDriver: break
         case .bind:
-            let model = plan.nodes.first(where: { $0.id == id })?.model
-            bind(bdf, driver: step.driver ?? Drivers.defaultDriver(forModel: model), &d)
+            // The host resolves a bind without a driver to the model's default (PlanBuilder).
+            guard let driver = step.driver else { return d.fail("not-run", "the plan's bind of \(id) names no driver") }
+            bind(bdf, driver: driver, &d)
         case .unbind: unbind(bdf, &d)
         case .vfioBind: vfioBind(bdf, &d)
         case .vfioOpen: step.via == "cdev" ? vfioCdevOpen(bdf, &d) : vfioOpen(bdf, &d)
@@ -199,15 +200,31 @@ final class Agent {
         let outcome = modprobe(module, options: options)
         d.set(outcome, describe(outcome, (["modprobe", module] + options).joined(separator: " ")))
         d.record.bound = newlyBound(since: before)
+        d.record.refused = stillUnbound(matching: module, since: before)
+    }
+
+    /// Declared devices that had no driver before a `load-driver`, still have none, and that
+    /// the module's driver matches: by `driver_override` naming it, or (without an override)
+    /// by its id table as `modules.alias` lists it (`pci_match_device()`). Its registration
+    /// probed them, and auto-probing reports no failure.
+    func stillUnbound(matching module: String, since before: [String: String?]) -> [String] {
+        let aliases = ModuleAliases(text: Posix.text("/lib/modules/\(Posix.kernelRelease())/modules.alias") ?? "")
+        let driver = String(ModuleAliases.moduleName(module).map { $0 == "_" ? "-" : $0 })
+        let after = declaredDrivers()
+        return plan.nodes.map(\.id).filter { id in
+            guard let bdf = bdfOfNode[id], (before[id] ?? nil) == nil, (after[id] ?? nil) == nil else { return false }
+            let override = Posix.text(Sysfs.device(bdf) + "/driver_override")
+            if let o = override, !o.isEmpty, o != "(null)" { return o == driver || ModuleAliases.moduleName(o) == ModuleAliases.moduleName(module) }
+            guard let modalias = Posix.text(Sysfs.device(bdf) + "/modalias") else { return false }
+            return aliases.matches(module: module, modalias: modalias)
+        }
     }
 
     /// Loads a driver's module with auto-probing off (so it binds nothing on its own), unless
     /// the driver is registered already. Nil on success, else what went wrong.
     func ensureDriver(_ driver: String) -> (ChildOutcome, String)? {
         if Posix.exists("/sys/bus/pci/drivers/\(driver)") { return nil }
-        guard let module = Drivers.module(forDriver: driver) else {
-            return (.failed(ENOENT), "driver \(driver) is not registered and has no module")
-        }
+        let module = Drivers.module(forDriver: driver)
         _ = Posix.write("/sys/bus/pci/drivers_autoprobe", "0")
         let outcome = modprobe(module)
         _ = Posix.write("/sys/bus/pci/drivers_autoprobe", "1")

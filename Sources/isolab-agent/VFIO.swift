@@ -99,7 +99,7 @@ extension Agent {
     /// the group stopped. Sub-step names follow the model (OwnershipModel.vfioOpen).
     func vfioOpen(_ bdf: String, _ d: inout StepDraft) {
         guard let gid = Sysfs.group(of: bdf) else {
-            return d.substep("find-group", -ENOENT, "\(bdf) has no iommu_group link")
+            return d.substep(.findGroup, -ENOENT, "\(bdf) has no iommu_group link")
         }
         // VFIO names a no-IOMMU group's node noiommu-N (vfio_noiommu_group_alloc()).
         let noiommu = Sysfs.groupName(gid) == "vfio-noiommu"
@@ -109,7 +109,7 @@ extension Agent {
         if h.container < 0 {
             if !Posix.exists("/dev/vfio/vfio") { _ = modprobe("vfio_iommu_type1") }
             let fd = cvfio_open("/dev/vfio/vfio", O_RDWR)
-            guard fd >= 0 else { return d.substep("open-container", fd, "/dev/vfio/vfio") }
+            guard fd >= 0 else { return d.substep(.openContainer, fd, "/dev/vfio/vfio") }
             let version = cvfio_get_api_version(fd)
             var v2 = cvfio_check_extension(fd, CVFIO_TYPE1v2_IOMMU)
             if v2 <= 0 {
@@ -117,13 +117,13 @@ extension Agent {
                 v2 = cvfio_check_extension(fd, CVFIO_TYPE1v2_IOMMU)
             }
             h.container = fd
-            d.substep("open-container", version < 0 ? version : 0,
+            d.substep(.openContainer, version < 0 ? version : 0,
                 "VFIO_GET_API_VERSION \(version), VFIO_CHECK_EXTENSION(TYPE1v2) \(v2)")
             if d.substepFailed { return }
         }
         if h.group < 0 {
             let fd = cvfio_open(node, O_RDWR)
-            d.substep("open-group", fd < 0 ? fd : 0, node)
+            d.substep(.openGroup, fd < 0 ? fd : 0, node)
             guard fd >= 0 else { return }
             h.group = fd
         }
@@ -132,11 +132,11 @@ extension Agent {
         var names: [String] = []
         if flags & CVFIO_GROUP_FLAGS_VIABLE != 0 { names.append("VIABLE") }
         if flags & CVFIO_GROUP_FLAGS_CONTAINER_SET != 0 { names.append("CONTAINER_SET") }
-        d.substep("get-status", st, st < 0 ? nil : (names.isEmpty ? "0" : names.joined(separator: "|")))
+        d.substep(.getStatus, st, st < 0 ? nil : (names.isEmpty ? "0" : names.joined(separator: "|")))
         if d.substepFailed { return }
         if !h.containerSet {
             let r = cvfio_group_set_container(h.group, h.container)
-            d.substep("set-container", r)
+            d.substep(.setContainer, r)
             if d.substepFailed { return }
             h.containerSet = true
         }
@@ -144,13 +144,13 @@ extension Agent {
             let type = noiommu ? CVFIO_NOIOMMU_IOMMU
                 : cvfio_check_extension(h.container, CVFIO_TYPE1v2_IOMMU) > 0 ? CVFIO_TYPE1v2_IOMMU : CVFIO_TYPE1_IOMMU
             let r = cvfio_set_iommu(h.container, type)
-            d.substep("set-iommu", r, type == CVFIO_NOIOMMU_IOMMU ? "VFIO_NOIOMMU_IOMMU" : type == CVFIO_TYPE1v2_IOMMU ? "VFIO_TYPE1v2_IOMMU" : "VFIO_TYPE1_IOMMU")
+            d.substep(.setIOMMU, r, type == CVFIO_NOIOMMU_IOMMU ? "VFIO_NOIOMMU_IOMMU" : type == CVFIO_TYPE1v2_IOMMU ? "VFIO_TYPE1v2_IOMMU" : "VFIO_TYPE1_IOMMU")
             if d.substepFailed { return }
             h.iommuType = type
         }
         if h.devices[bdf] == nil {
             let fd = cvfio_group_get_device_fd(h.group, bdf)
-            d.substep("get-device-fd", fd < 0 ? fd : 0)
+            d.substep(.getDeviceFD, fd < 0 ? fd : 0)
             if d.substepFailed { return }
             h.devices[bdf] = fd
         }

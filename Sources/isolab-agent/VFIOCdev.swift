@@ -33,21 +33,21 @@ extension Agent {
     func vfioCdevOpen(_ bdf: String, _ d: inout StepDraft) {
         if vfio.cdevs.isEmpty, !Posix.exists("/dev/iommu") { _ = modprobe("iommufd") }
         guard Posix.exists("/dev/iommu") else {
-            d.substep("open-iommufd", -ENOENT, "/dev/iommu")
+            d.substep(.openIOMMUFD, -ENOENT, "/dev/iommu")
             return d.fail("unsupported", "the kernel offers no iommufd: no /dev/iommu, and modprobe iommufd found no module (CONFIG_IOMMUFD is not set)")
         }
         guard let key = Sysfs.group(of: bdf) else {
-            return d.substep("open-device", -ENOENT, "\(bdf) has no iommu_group link, so no VFIO device and no cdev")
+            return d.substep(.openDevice, -ENOENT, "\(bdf) has no iommu_group link, so no VFIO device and no cdev")
         }
         let h = vfio.cdevs[key] ?? CdevHandle(id: key)
         vfio.cdevs[key] = h
         if h.iommufd < 0 {
             let fd = cvfio_open("/dev/iommu", O_RDWR)
-            d.substep("open-iommufd", fd < 0 ? fd : 0, "/dev/iommu")
+            d.substep(.openIOMMUFD, fd < 0 ? fd : 0, "/dev/iommu")
             guard fd >= 0 else { vfio.cdevs[key] = nil; return }
             var ioas: UInt32 = 0
             let r = cvfio_ioas_alloc(fd, &ioas)
-            d.substep("alloc-ioas", r, r < 0 ? nil : "IOAS \(ioas)")
+            d.substep(.allocIOAS, r, r < 0 ? nil : "IOAS \(ioas)")
             guard r == 0 else { close(fd); vfio.cdevs[key] = nil; return }
             h.iommufd = fd
             h.ioas = ioas
@@ -58,21 +58,21 @@ extension Agent {
         }
         guard let name = Posix.list(Sysfs.device(bdf) + "/vfio-dev").first(where: { $0.hasPrefix("vfio") }) else {
             if Sysfs.driver(of: bdf) == "vfio-pci", !Posix.exists("/dev/vfio/devices") {
-                d.substep("open-device", -ENOENT, "no \(bdf)/vfio-dev")
+                d.substep(.openDevice, -ENOENT, "no \(bdf)/vfio-dev")
                 return d.fail("unsupported", "vfio-pci drives \(bdf) but the kernel makes no device cdevs (CONFIG_VFIO_DEVICE_CDEV is not set)")
             }
-            return d.substep("open-device", -ENOENT, "\(bdf) has no vfio-dev/vfioN in sysfs (bound to \(Sysfs.driver(of: bdf) ?? "no driver"))")
+            return d.substep(.openDevice, -ENOENT, "\(bdf) has no vfio-dev/vfioN in sysfs (bound to \(Sysfs.driver(of: bdf) ?? "no driver"))")
         }
         let path = "/dev/vfio/devices/\(name)"
         let fd = cvfio_open(path, O_RDWR)
-        d.substep("open-device", fd < 0 ? fd : 0, path)
+        d.substep(.openDevice, fd < 0 ? fd : 0, path)
         guard fd >= 0 else { return }
         var devid: UInt32 = 0
         let b = cvfio_device_bind_iommufd(fd, h.iommufd, &devid)
-        d.substep("bind-iommufd", b, b < 0 ? nil : "device id \(devid)")
+        d.substep(.bindIOMMUFD, b, b < 0 ? nil : "device id \(devid)")
         guard b == 0 else { close(fd); return }
         let a = cvfio_device_attach_pt(fd, h.ioas)
-        d.substep("attach-ioas", a, a < 0 ? nil : "IOAS \(h.ioas)")
+        d.substep(.attachIOAS, a, a < 0 ? nil : "IOAS \(h.ioas)")
         guard a == 0 else { close(fd); return }
         h.devices[bdf] = fd
     }

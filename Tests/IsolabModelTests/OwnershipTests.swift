@@ -32,7 +32,7 @@ final class OwnershipTests: XCTestCase {
             XCTAssertEqual(p.results("blocks"), ["ok", "ok", "EPERM", "ok", "ok", "EBUSY", "ok", "ok"], k.id)
             let s = p.scenarios[0].steps
             XCTAssertEqual(s[2].rule.kernelFunction, "iommu_group_claim_dma_owner()")
-            XCTAssertEqual(s[2].substeps.map(\.name), ["open-container", "open-group", "get-status", "set-container"])
+            XCTAssertEqual(s[2].substeps.map(\.name.rawValue), ["open-container", "open-group", "get-status", "set-container"])
             XCTAssertEqual(s[2].substeps[2].detail, "0", "GET_STATUS: not VIABLE while e1000e holds the group")
             XCTAssertEqual(s[5].rule.kernelFunction, "iommu_device_use_default_domain()")
         }
@@ -44,8 +44,8 @@ final class OwnershipTests: XCTestCase {
         let p = try predict(mf, kernel: .v5_10)
         XCTAssertEqual(p.results("blocks"), ["ok", "ok", "EINVAL", "ok", "ok", "crash", "not-run", "not-run"])
         let open = p.scenarios[0].steps[2]
-        XCTAssertEqual(open.substeps.first { $0.name == "set-container" }?.result, .ok)
-        XCTAssertEqual(open.substeps.last?.name, "get-device-fd")
+        XCTAssertEqual(open.substeps.first { $0.name.rawValue == "set-container" }?.result, .ok)
+        XCTAssertEqual(open.substeps.last?.name.rawValue, "get-device-fd")
         XCTAssertEqual(p.scenarios[0].steps[5].result, .crash("kernel BUG at drivers/vfio/vfio.c:698"))
     }
 
@@ -114,7 +114,7 @@ final class OwnershipTests: XCTestCase {
         let yaml = "name: t\niommu: virtio\nfabric:\n  - root-port: r\n    children:\n      - device: F\n        model: edu\nscenarios:\n  - name: s\n    steps:\n      - vfio-bind: F\n      - vfio-open: F\n"
         let p = try predict(yaml, kernel: .v6_12)
         XCTAssertEqual(p.results("s"), ["ok", "EPERM"])
-        XCTAssertEqual(p.scenarios[0].steps[1].substeps.last?.name, "set-iommu")
+        XCTAssertEqual(p.scenarios[0].steps[1].substeps.last?.name.rawValue, "set-iommu")
         XCTAssertEqual(try predict(yaml, kernel: .v6_1).results("s"), ["EINVAL", "ENOENT"])
     }
 

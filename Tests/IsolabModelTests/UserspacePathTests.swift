@@ -51,9 +51,9 @@ final class UserspacePathTests: XCTestCase {
         let p = try predict(mf, kernel: iommufd612)
         XCTAssertEqual(p.results("cdev-blocks"), ["ok", "ok", "EPERM", "ok", "ok", "EBUSY", "EBUSY", "ok", "ok"])
         let s = p.scenarios[0].steps
-        XCTAssertEqual(s[2].substeps.map(\.name), ["open-iommufd", "alloc-ioas", "open-device", "bind-iommufd"])
+        XCTAssertEqual(s[2].substeps.map(\.name.rawValue), ["open-iommufd", "alloc-ioas", "open-device", "bind-iommufd"])
         XCTAssertEqual(s[2].rule.kernelFunction, "iommu_device_claim_dma_owner()")
-        XCTAssertEqual(s[4].substeps.map(\.name), ["open-device", "bind-iommufd", "attach-ioas"], "the iommufd and IOAS stay open")
+        XCTAssertEqual(s[4].substeps.map(\.name.rawValue), ["open-device", "bind-iommufd", "attach-ioas"], "the iommufd and IOAS stay open")
         XCTAssertEqual(s[5].rule.kernelFunction, "iommu_device_use_default_domain()")
         XCTAssertEqual(s[6].rule.kernelFunction, "vfio_group_fops_open()")
     }
@@ -62,7 +62,7 @@ final class UserspacePathTests: XCTestCase {
         for k in KernelGeneration.catalog {
             let p = try predict(mf, kernel: k)
             XCTAssertEqual(p.scenarios[0].steps[2].result, .unsupported, k.id)
-            XCTAssertEqual(p.scenarios[0].steps[2].substeps.map(\.name), ["open-iommufd"], k.id)
+            XCTAssertEqual(p.scenarios[0].steps[2].substeps.map(\.name.rawValue), ["open-iommufd"], k.id)
         }
     }
 
@@ -120,9 +120,9 @@ final class UserspacePathTests: XCTestCase {
         let p = try predict(none, kernel: iommufd612)
         XCTAssertEqual(p.results("noiommu"), ["ok", "ok", "ok", "not-run", "ok", "delivered", "delivered", "unsupported", "ok", "ok", "ENOENT"])
         let open = p.scenarios[0].steps[4]
-        XCTAssertEqual(open.substeps.map(\.name), ["open-container", "open-group", "get-status", "set-container", "set-iommu", "get-device-fd"])
-        XCTAssertEqual(open.substeps.first { $0.name == "set-iommu" }?.detail, "VFIO_NOIOMMU_IOMMU")
-        XCTAssertEqual(p.scenarios[0].steps[10].substeps.map(\.name), ["find-group"], "the fake group went with vfio-pci")
+        XCTAssertEqual(open.substeps.map(\.name.rawValue), ["open-container", "open-group", "get-status", "set-container", "set-iommu", "get-device-fd"])
+        XCTAssertEqual(open.substeps.first { $0.name.rawValue == "set-iommu" }?.detail, "VFIO_NOIOMMU_IOMMU")
+        XCTAssertEqual(p.scenarios[0].steps[10].substeps.map(\.name.rawValue), ["find-group"], "the fake group went with vfio-pci")
     }
 
     // The parameter only counts on the load that loads vfio.

@@ -42,7 +42,7 @@ final class VirtioIOMMUTests: XCTestCase {
         XCTAssertEqual(p.virtio?.unknownEndpoints.map { p.fabric.functions[$0].displayName }, ["D", "E"])
         XCTAssertEqual(p.results("alias-partners-share-a-container"),
                        ["EINVAL", "EINVAL", "ENOENT", "ENOENT", "delivered", "unsupported"])
-        XCTAssertEqual(p.scenarios[0].steps[2].substeps.map(\.name), ["find-group"])
+        XCTAssertEqual(p.scenarios[0].steps[2].substeps.map(\.name.rawValue), ["find-group"])
         XCTAssertEqual(p.results("claim-after-releasing-the-bridge"), ["EINVAL", "ENOENT", "ENOENT", "delivered", "delivered"])
         let why = p.grouping!.reasons[p.fabric.function(of: "D")!.index]!.last!
         XCTAssertEqual(why.kernelFunction, "viommu_probe_endpoint()")
@@ -96,8 +96,8 @@ final class VirtioIOMMUTests: XCTestCase {
         let p = try predict(rootPortsYAML, kernel: .v6_12)
         XCTAssertEqual(paths(p), [["00.0"], ["02.0"], ["03.0"]])
         XCTAssertEqual(p.results("half-bound-multifunction-slot"), ["ok", "EPERM", "ENOENT", "ok", "EPERM"])
-        XCTAssertEqual(p.scenarios[0].steps[2].substeps.map(\.name), ["find-group"])
-        XCTAssertEqual(p.scenarios[0].steps[4].substeps.last?.name, "set-iommu")
+        XCTAssertEqual(p.scenarios[0].steps[2].substeps.map(\.name.rawValue), ["find-group"])
+        XCTAssertEqual(p.scenarios[0].steps[4].substeps.last?.name.rawValue, "set-iommu")
         let p73 = try predict(rootPortsYAML, kernel: .v7_3)
         XCTAssertTrue(paths(p73).contains(["03.0/00.0", "03.0/00.1"]))
         XCTAssertEqual(p73.results("half-bound-multifunction-slot"), ["ok", "EPERM", "EPERM", "ok", "EPERM"])

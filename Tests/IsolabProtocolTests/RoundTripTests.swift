@@ -8,7 +8,7 @@ final class RoundTripTests: XCTestCase {
             Record(seq: 0, type: .hello, hello: Hello(runID: "r1", agent: "isolab-agent")),
             Record(seq: 1, type: .stepStart, index: 0),
             Record(seq: 2, type: .step, step: StepRecord(index: 0, op: .vfioOpen, result: "EPERM", errno: 1,
-                substeps: [SubstepRecord(name: "set-container", result: "EPERM", errno: 1)])),
+                substeps: [SubstepRecord(name: .setContainer, result: "EPERM", errno: 1)])),
             Record(seq: 3, type: .done, count: 3),
         ]
         var parser = RecordStreamParser()

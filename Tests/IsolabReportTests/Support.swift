@@ -1,3 +1,4 @@
+import Foundation
 import IsolabModel
 import IsolabProtocol
 import IsolabReport
@@ -62,7 +63,18 @@ func predict(_ yaml: String, kernel: KernelGeneration = .v6_1) throws -> KernelP
 func inventory(_ p: KernelPrediction, groups: [[String]]? = nil) -> Inventory {
     let gs = groups ?? p.groupsAtBoot.map { $0.map(\.path) }
     let records = gs.enumerated().map { GroupRecord(id: 100 + gs.count - $0.offset, members: $0.element) }
-    return Inventory(kernelRelease: "6.1.0-test", cmdline: "", iommu: "intel", functions: [], groups: records)
+    return Inventory(kernelRelease: "6.1.0-test", cmdline: "", iommu: "intel", functions: realized(p), groups: records)
+}
+
+/// Every function of the fabric as config space shows it when QEMU built it as declared.
+func realized(_ p: KernelPrediction) -> [FunctionRecord] {
+    p.fabric.functions.map { f in
+        FunctionRecord(path: f.path, bdf: "0000:\(String(format: "%02x", f.bus)):\(String(format: "%02x", f.slot)).\(f.function)",
+                       vendorDevice: f.vendorDevice, classCode: "0x000000", headerType: f.isBridge ? 1 : 0,
+                       multifunction: f.multifunction, driver: nil, group: nil,
+                       pcieType: f.pcieType.expressTypeCode.map { PCIExpressType.name(code: $0) },
+                       acs: f.hasACSCapability ? ACSRecord(offset: 0x148, capability: 0x5f, control: 0x1d) : nil)
+    }
 }
 
 /// An observation of `scenario` in which every step did what the model predicts, unless
@@ -76,8 +88,12 @@ func observation(_ p: KernelPrediction, scenario: String, results: [Int: String]
         if case .faulted(let r) = st.result, token == "faulted" {
             dma = DMAEvidence(path: "vfio", busAddress: "0x0", expected: "", observed: "", faultRequester: r)
         }
-        return StepRecord(index: st.index, op: PlanStep.Op(rawValue: st.step.action.keyword)!, result: token,
-                          detail: "observed \(token)", kernelLog: token == "crash" ? ["kernel BUG at drivers/vfio/vfio.c:698!"] : [],
+        let asPredicted = token == st.result.token
+        return StepRecord(index: st.index, op: st.step.action.op, result: token, detail: "observed \(token)",
+                          substeps: asPredicted ? st.substeps.map { SubstepRecord(name: $0.name, result: $0.result.token, detail: $0.detail) } : [],
+                          bound: asPredicted ? st.bound : [],
+                          refused: st.step.action.op == .loadDriver ? (asPredicted ? st.refused : []) : nil,
+                          kernelLog: token == "crash" ? ["kernel BUG at drivers/vfio/vfio.c:698!"] : [],
                           dma: dma)
     }
     return VMObservation(topology: p.topology.name, kernel: p.kernel.id, iommu: p.topology.iommu.rawValue,

@@ -31,7 +31,7 @@ final class UserspacePathBootTests: XCTestCase {
             case ("switch-no-acs", true):
                 let open = try XCTUnwrap(step(2), label)
                 XCTAssertEqual(open.result, "ok", "\(label): \(open.detail ?? "")")
-                XCTAssertEqual(open.substeps.map(\.name), ["open-iommufd", "alloc-ioas", "open-device", "bind-iommufd", "attach-ioas"], label)
+                XCTAssertEqual(open.substeps.map(\.name.rawValue), ["open-iommufd", "alloc-ioas", "open-device", "bind-iommufd", "attach-ioas"], label)
                 XCTAssertTrue(open.substeps[2].detail?.hasPrefix("/dev/vfio/devices/vfio") == true, "\(label): \(open.substeps)")
                 // Through the IOAS: A -> B unmapped faults as A, memory delivered, unmapped faults.
                 XCTAssertEqual(step(4)?.result, "faulted", label)
@@ -45,17 +45,17 @@ final class UserspacePathBootTests: XCTestCase {
             case ("switch-no-acs", false), ("multifunction-e1000e-edu", false):
                 let open = try XCTUnwrap(o.steps.first { $0.op == .vfioOpen }, label)
                 XCTAssertEqual(open.result, "unsupported", label)
-                XCTAssertEqual(open.substeps.map(\.name), ["open-iommufd"], label)
+                XCTAssertEqual(open.substeps.map(\.name.rawValue), ["open-iommufd"], label)
             case ("multifunction-e1000e-edu", true):
                 // bind-iommufd claims the group: EPERM while e1000e drives nic0, then e1000e gets EBUSY.
                 XCTAssertEqual(o.steps.map(\.result), ["ok", "ok", "EPERM", "ok", "ok", "EBUSY", "EBUSY", "ok", "ok"], label)
-                XCTAssertEqual(step(2)?.substeps.last?.name, "bind-iommufd", label)
-                XCTAssertEqual(step(6)?.substeps.last?.name, "open-group", "\(label): the group fd is refused while a cdev is open")
+                XCTAssertEqual(step(2)?.substeps.last?.name.rawValue, "bind-iommufd", label)
+                XCTAssertEqual(step(6)?.substeps.last?.name.rawValue, "open-group", "\(label): the group fd is refused while a cdev is open")
             case ("iommu-none", true):
                 XCTAssertEqual(o.steps.map(\.result), ["ok", "ok", "ok", "ok", "delivered", "delivered"], label)
                 let open = try XCTUnwrap(step(3), label)
-                XCTAssertTrue(open.substeps.contains { $0.name == "open-group" && $0.detail?.hasPrefix("/dev/vfio/noiommu-") == true }, "\(label): \(open.substeps)")
-                XCTAssertEqual(open.substeps.first { $0.name == "set-iommu" }?.detail, "VFIO_NOIOMMU_IOMMU", label)
+                XCTAssertTrue(open.substeps.contains { $0.name.rawValue == "open-group" && $0.detail?.hasPrefix("/dev/vfio/noiommu-") == true }, "\(label): \(open.substeps)")
+                XCTAssertEqual(open.substeps.first { $0.name.rawValue == "set-iommu" }?.detail, "VFIO_NOIOMMU_IOMMU", label)
                 XCTAssertTrue(o.steps.flatMap(\.kernelLog).contains { $0.contains("noiommu") }, "\(label): the taint is logged")
                 // The unprotected case through VFIO: A's write lands in the BAR e1000e drives.
                 XCTAssertEqual(step(5)?.dma?.path, "noiommu", label)

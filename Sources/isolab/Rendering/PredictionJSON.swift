@@ -130,7 +130,7 @@ enum PredictionJSON {
                                 substeps: st.substeps.map { sub in
                                     var e: Int32?
                                     if case .error(let x) = sub.result { e = x.rawValue }
-                                    return SubstepJSON(name: sub.name, result: sub.result.token, errno: e, detail: sub.detail)
+                                    return SubstepJSON(name: sub.name.rawValue, result: sub.result.token, errno: e, detail: sub.detail)
                                 },
                                 bound: st.bound, refused: st.refused,
                                 expect: st.step.expect.map { ExpectJSON(result: $0.result, because: $0.because) })
