@@ -134,12 +134,31 @@ final class OwnershipTests: XCTestCase {
     }
 
     func testGenerationsResolveByVersion() {
-        XCTAssertEqual(KernelGeneration.resolve("5.18.3")?.id, "5.10")
+        XCTAssertEqual(KernelGeneration.resolve("5.13.19")?.id, "5.10")
+        XCTAssertEqual(KernelGeneration.resolve("5.10")?.bindReportsENODEVForProbeFailure, true)
         XCTAssertEqual(KernelGeneration.resolve("5.19")?.id, "6.1")
+        XCTAssertNil(KernelGeneration.resolve("6.8.0-rc3+")?.caveat)
+        XCTAssertNotNil(KernelGeneration.resolve("6.14.2")?.caveat, "6.13/6.14 are inferred, not booted")
+        XCTAssertEqual(KernelGeneration.resolve("6.14.2")?.viotProbe, .atDriverProbe)
+        XCTAssertEqual(KernelGeneration.resolve("6.15.1")?.viotProbe, .atRegistration)
+        XCTAssertNotNil(KernelGeneration.resolve("6.16.3")?.caveat)
+        XCTAssertNil(KernelGeneration.resolve("6.16.4")?.caveat)
         XCTAssertEqual(KernelGeneration.resolve("6.8.0-rc3+")?.id, "6.12")
         XCTAssertEqual(KernelGeneration.resolve("7.3.4+deb13-amd64")?.id, "7.3")
         XCTAssertEqual(KernelGeneration.resolve("7.3")?.id, "7.3")
         XCTAssertNil(KernelGeneration.resolve("banana"))
+    }
+
+    // A developer's 5.14–5.18: VFIO viability, but bind reports the probe's own errno (v5.14).
+    func testBindOfABusyDeviceOn5_14ReportsItsErrnoUnderViability() throws {
+        let g = try XCTUnwrap(KernelGeneration.resolve("5.18.3"))
+        XCTAssertEqual(g.id, "5.14")
+        XCTAssertEqual(g.ownership, .vfioViability)
+        XCTAssertFalse(g.bindReportsENODEVForProbeFailure)
+        let yaml = "name: t\nfabric:\n  - device: N\n    model: e1000e\nscenarios:\n  - name: s\n    steps:\n      - bind: N\n      - bind: {device: N, driver: pci-stub}\n"
+        XCTAssertEqual(try predict(yaml, kernel: g).results("s"), ["ok", "EBUSY"])
+        XCTAssertEqual(try predict(yaml, kernel: .v5_10).results("s"), ["ok", "ENODEV"])
+        XCTAssertEqual(KernelGeneration.resolve("5.14")?.id, "5.14")
     }
 
     // 5.10: SET_IOMMU attaches a non-viable group to VFIO's domain; nvme loses DMA and its unbind

@@ -62,6 +62,7 @@ enum TextRenderer {
     static func explain(_ p: KernelPrediction, label: String, device: String?) -> String {
         var lines = [header(p, label: label)]
         if let note = p.iommuNote { lines.append("note: \(note)") }
+        if let caveat = p.kernel.caveat { lines.append("caveat: \(caveat)") }
         lines.append("")
         lines.append("IOMMU groups (pci_device_group(), drivers/iommu/iommu.c):")
         for f in p.fabric.functions where device == nil || f.nodeID == device {
