@@ -31,6 +31,15 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     /// Compiling a source-built catalog kernel failed; the whole log is kept at `log`.
     case kernelBuildFailed(kernel: String, step: String, log: String, output: String)
 
+    /// Whether the user's input is at fault (a file, a kernel tree, an id, an agent binary),
+    /// rather than the machine or the archive: the CLI exits 2 for these, 3 otherwise.
+    public var isBadInput: Bool {
+        switch self {
+        case .invalidFile, .unknownKernel, .badKernelTree, .notABzImage, .missingModules, .badAgent: return true
+        default: return false
+        }
+    }
+
     public var description: String {
         switch self {
         case let .invalidFile(file, line, field, problem, accepted):

@@ -23,7 +23,8 @@ struct ExplainCommand: ParsableCommand {
             let t = try loadTopologies([file])[0]
             var k = KernelOptions()
             k.kernel = kernel
-            guard let (label, gen) = try k.resolve().first, kernel != "all" else {
+            let resolved = try k.resolve()
+            guard resolved.count == 1, kernel != "all", let (label, gen) = resolved.first else {
                 throw InputError("--kernel: explain takes one kernel (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")) or a version)")
             }
             if let d = device, !t.allNodes.contains(where: { $0.id == d }) {

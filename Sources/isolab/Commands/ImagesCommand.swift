@@ -124,11 +124,12 @@ struct ImagesCommand: ParsableCommand {
     }
 }
 
-/// Turns images errors into one line on stderr and exit status 1.
+/// Turns images errors into one line on stderr: exit 2 for bad input (a file, a kernel tree,
+/// an id), 3 for the machine or the archive, as `run` and `matrix` report them.
 private func reportingErrors(_ body: () throws -> Void) throws {
     do { try body() } catch let error as ImagesError {
-        FileHandle.standardError.write(Data("isolab: error: \(error.description)\n".utf8))
-        throw ExitCode.failure
+        FileHandle.standardError.write(Data("isolab: \(error.description)\n".utf8))
+        throw ExitCode(error.isBadInput ? 2 : 3)
     }
 }
 

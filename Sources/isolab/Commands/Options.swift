@@ -57,25 +57,15 @@ extension KernelOptions {
 /// `--boot`, defined once (`run`, `matrix`).
 struct BootOptions: ParsableArguments {
     @Option(help: "Kernel entry: pvh (the uncompressed vmlinux at its PVH entry; the bzImage when the kernel has no PVH note) or bzimage.")
-    var boot: String = "pvh"
+    var boot: BootPath = .pvh
     @Option(help: "Guest clock: host, or icount (counted in instructions, idle time skipped: device timers and sleeps cost no wall time, a busy boot takes about 1.5× as long, step milliseconds are guest time).")
-    var clock: String = "host"
+    var clock: GuestClock = .host
 
-    /// The clock asked for; bad input is an `InputError`.
-    func resolveClock() throws -> GuestClock {
-        guard let c = GuestClock(rawValue: clock) else {
-            throw InputError("--clock: unknown clock '\(clock)' (accepted: \(GuestClock.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        return c
-    }
+    /// The clock asked for (argument-parser refused any other value).
+    func resolveClock() throws -> GuestClock { clock }
 
-    /// The boot path asked for; bad input is an `InputError`.
-    func resolve() throws -> BootPath {
-        guard let path = BootPath(rawValue: boot) else {
-            throw InputError("--boot: unknown boot path '\(boot)' (accepted: \(BootPath.allCases.map(\.rawValue).joined(separator: ", ")))")
-        }
-        return path
-    }
+    /// The boot path asked for (argument-parser refused any other value).
+    func resolve() throws -> BootPath { boot }
 
     /// Logs, once per kernel, that its image falls back from the requested boot path.
     static func noteFallbacks(_ images: [String: GuestImage], boot: BootPath, log: (String) -> Void) {
@@ -84,6 +74,22 @@ struct BootOptions: ParsableArguments {
             if let why = k.fallback { log("kernel \(label): booting \(k.boot.rawValue) instead of \(boot.rawValue): \(why)") }
         }
     }
+}
+
+// Enumerated option values: help and shell completion list them, and argument-parser refuses
+// anything else with one line (isolab's main turns it into `isolab: …`, exit 2).
+extension BootPath: ExpressibleByArgument {}
+extension GuestClock: ExpressibleByArgument {}
+extension IOMMUModel: ExpressibleByArgument {}
+
+/// `--accel`: how QEMU runs guest code.
+enum Accel: String, ExpressibleByArgument, CaseIterable {
+    /// TCG, always (the default): /dev/kvm here can hang a guest.
+    case tcg
+    /// KVM, once a probe boot proved it works (else exit 3).
+    case kvm
+    /// KVM if the probe works, else TCG.
+    case auto
 }
 
 /// Bad input: printed as one line on stderr, exit status 2.
