@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "isolab",
-    platforms: [.macOS(.v13)],
     products: [
         .executable(name: "isolab", targets: ["isolab"]),
         .library(name: "IsolabModel", targets: ["IsolabModel"]),
@@ -17,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // Pure model: topology tree, guest paths, grouping, reachability, ownership. No I/O. Shares
@@ -44,19 +44,21 @@ let package = Package(
         .systemLibrary(name: "CLibvirt", pkgConfig: "libvirt", providers: [.apt(["libvirt-dev"])]),
         // Thin Swift wrapper: connections (embedded root by default), event-loop thread,
         // domains, lifecycle events, libvirt errors as Swift errors.
-        .target(name: "IsolabLibvirt", dependencies: ["CLibvirt"]),
+        .target(name: "IsolabLibvirt", dependencies: ["CLibvirt", .product(name: "Logging", package: "swift-log")]),
         // Topology -> libvirt domain XML and guest plan; one VM run to completion; the scheduler.
-        .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages", "IsolabLibvirt"]),
+        .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages", "IsolabLibvirt",
+                                                  .product(name: "Logging", package: "swift-log")]),
         // Verdicts (prediction vs observation), results JSON, JUnit/TAP/Markdown/HTML, diff, merge. No I/O.
         .target(name: "IsolabReport", dependencies: ["IsolabModel", "IsolabProtocol"]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // Benchmarks (not tests): prints figures, never passes or fails on time.
         .executableTarget(name: "isolab-bench", dependencies: ["IsolabModel", "IsolabTopology", "IsolabImages", "IsolabVM", "IsolabLibvirt", "IsolabProtocol", "IsolabReport"]),
-        .testTarget(name: "IsolabModelTests", dependencies: ["IsolabModel", "IsolabTopology"]),
+        .testTarget(name: "IsolabModelTests", dependencies: ["IsolabModel", "IsolabTopology", "IsolabProtocol"]),
         .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: []),

@@ -36,6 +36,11 @@ public struct ImageCache: Sendable {
     /// there first, keeps theirs and discards ours.
     func publish(_ temporary: String, as final: String) throws {
         let fm = FileManager.default
+        // Ctrl-C during the build: whatever the entry holds, it is not published.
+        if Shell.isCancelled {
+            try? fm.removeItem(atPath: temporary)
+            throw ImagesError.cancelled(command: "building \((final as NSString).lastPathComponent)")
+        }
         try fm.createDirectory(atPath: (final as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         if rename(temporary, final) != 0 {
             let err = errno

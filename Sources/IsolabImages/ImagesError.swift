@@ -16,6 +16,10 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     case checksumMismatch(file: String, expected: String, actual: String)
     /// An external command failed.
     case commandFailed(command: String, status: Int32, output: String)
+    /// A tool ran past its deadline and was killed with what it started.
+    case commandTimedOut(command: String, seconds: Double)
+    /// The build was cancelled (Ctrl-C); nothing half-built was published.
+    case cancelled(command: String)
     /// A required tool is not installed.
     case toolMissing(tool: String, package: String)
     /// The unpacked kernel tree does not have the expected shape.
@@ -63,6 +67,10 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
             return "package \(package) not found in \(suites.joined(separator: ", "))"
         case let .checksumMismatch(file, expected, actual):
             return "\(file): sha256 \(actual) does not match the archive's \(expected); delete it and retry"
+        case let .commandTimedOut(command, seconds):
+            return "\(command) was still running after \(Int(seconds)) s and was killed with what it started"
+        case let .cancelled(command):
+            return "cancelled while running \(command); nothing half-built was kept in the cache"
         case let .commandFailed(command, status, output):
             let tail = output.split(separator: "\n").suffix(15).joined(separator: "\n")
             return "`\(command)` exited with status \(status):\n\(tail)"

@@ -120,8 +120,13 @@ public struct KernelResolver {
             log("unpacking \(resolved.kernel.id) (\(files.count) package(s))")
             let tmp = try cache.makeTemporaryDirectory("kernel-\(key.prefix(12))")
             let root = (tmp as NSString).appendingPathComponent("root")
-            for file in files { try Shell.check(["dpkg-deb", "-x", file, root]) }
-            try Self.finishTree(root: root, in: tmp)
+            do {
+                for file in files { try Shell.check(["dpkg-deb", "-x", file, root]) }
+                try Self.finishTree(root: root, in: tmp)
+            } catch {
+                try? FileManager.default.removeItem(atPath: tmp)
+                throw error
+            }
             try cache.publish(tmp, as: final)
             return try Self.loadUnpacked(final)
         }

@@ -1,7 +1,40 @@
 import Foundation
 
-/// Runs external tools (apt-get, dpkg-deb, depmod, xz, …) and captures their output.
-enum Shell {
+/// Runs external tools (apt-get, dpkg-deb, depmod, xz, make, …) and captures their output.
+///
+/// Foundation starts each tool as the leader of a process group of its own, so a terminal's
+/// Ctrl-C never reaches it, and a deadline or ``cancelAll()`` ends it with everything it
+/// started (make's compilers, apt's methods) by signalling the group. A tool still running at
+/// its deadline is killed and the call throws `commandTimedOut`.
+public enum Shell {
+    /// Seconds a tool may run: a kernel build gets hours, everything else ten minutes.
+    static func deadline(for arguments: [String]) -> Double {
+        arguments.contains { $0.hasPrefix("make") || $0.contains("exec make") } ? 4 * 3600 : 600
+    }
+
+    /// Ends every running tool and makes later calls throw `cancelled`: Ctrl-C during an image
+    /// build. Entries under construction live in the cache's `tmp/` and are never published.
+    public static func cancelAll() {
+        running.lock.lock()
+        running.cancelled = true
+        let pids = running.pids
+        running.lock.unlock()
+        for pid in pids { kill(-pid, SIGTERM) }
+    }
+
+    /// Whether ``cancelAll()`` was called.
+    public static var isCancelled: Bool {
+        running.lock.lock(); defer { running.lock.unlock() }
+        return running.cancelled
+    }
+
+    private final class Running: @unchecked Sendable {
+        let lock = NSLock()
+        var pids: Set<Int32> = []
+        var cancelled = false
+    }
+    private static let running = Running()
+
     struct Result {
         var status: Int32
         var stdout: Data
@@ -12,7 +45,9 @@ enum Shell {
 
     /// Runs `arguments[0]` (looked up in PATH) and waits. Never throws on a non-zero exit.
     static func run(_ arguments: [String], environment: [String: String]? = nil,
-                    currentDirectory: String? = nil, stdoutTo file: String? = nil) throws -> Result {
+                    currentDirectory: String? = nil, stdoutTo file: String? = nil,
+                    deadline: Double? = nil) throws -> Result {
+        if isCancelled { throw ImagesError.cancelled(command: arguments.joined(separator: " ")) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try which(arguments[0]))
         process.arguments = Array(arguments.dropFirst())
@@ -35,6 +70,17 @@ enum Shell {
         process.standardError = errPipe
         process.standardInput = FileHandle.nullDevice
         try process.run()
+        let pid = process.processIdentifier
+        running.lock.lock(); running.pids.insert(pid); let cancelledMeanwhile = running.cancelled; running.lock.unlock()
+        if cancelledMeanwhile { kill(-pid, SIGTERM) }
+        let limit = deadline ?? Self.deadline(for: arguments)
+        let timedOut = Flag()
+        let watchdog = DispatchWorkItem { timedOut.set(); kill(-pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: watchdog)
+        defer {
+            watchdog.cancel()
+            running.lock.lock(); running.pids.remove(pid); running.lock.unlock()
+        }
         // Drain both pipes concurrently so a chatty tool cannot block on a full pipe.
         let out = Collected(), err = Collected()
         let group = DispatchGroup()
@@ -47,11 +93,24 @@ enum Shell {
         group.wait()
         process.waitUntilExit()
         try? outHandle?.close()
+        let command = arguments.joined(separator: " ")
+        if timedOut.isSet { throw ImagesError.commandTimedOut(command: command, seconds: limit) }
+        if isCancelled, process.terminationReason == .uncaughtSignal || process.terminationStatus != 0 {
+            throw ImagesError.cancelled(command: command)
+        }
         return Result(status: process.terminationStatus, stdout: out.data, stderr: err.data)
     }
 
     /// Output of one pipe, written by one reader thread and read after it finished.
     private final class Collected: @unchecked Sendable { var data = Data() }
+
+    /// Set once by the watchdog, read after the tool ended.
+    private final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        func set() { lock.lock(); value = true; lock.unlock() }
+        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    }
 
     /// Runs and throws `ImagesError.commandFailed` on a non-zero exit.
     @discardableResult

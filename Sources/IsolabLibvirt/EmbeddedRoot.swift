@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 
 /// The embedded QEMU driver's root (`qemu:///embed?root=<dir>`): isolab's default
 /// connection, with no daemon.
@@ -186,7 +187,7 @@ public enum EmbeddedRoot {
         // now escaped libvirt, and is ended here so that nothing outlives isolab.
         let killed = ChildReaper.endSurvivors()
         if !killed.isEmpty {
-            FileHandle.standardError.write(Data("isolab: killed \(killed.count) QEMU process(es) left running at exit: \(killed.map(String.init).joined(separator: ", "))\n".utf8))
+            Logger(label: "isolab.libvirt").warning("killed \(killed.count) QEMU process(es) left running at exit: \(killed.map(String.init).joined(separator: ", "))")
         }
         if selection.isPrivate { try? FileManager.default.removeItem(atPath: selection.path) }
     }

@@ -48,6 +48,9 @@ public struct OwnershipModel: Sendable {
         var cdev = false
         /// The agent's iommufd and IOAS for the group exist (kept until `vfio-close`).
         var ioas = false
+        /// The agent's container fd for the group (`/dev/vfio/vfio`): opened by the first
+        /// `vfio-open`, kept even when opening the group then fails, closed by `vfio-close`.
+        var containerOpen = false
         var open = false
         var containerSet = false
         var iommuSet = false

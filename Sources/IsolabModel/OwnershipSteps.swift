@@ -161,26 +161,31 @@ extension OwnershipModel {
             return fail(.findGroup, .ENOENT, Reason("iommu_group_get()", "\(f.displayName) has no IOMMU group (\(noGroupCause(f))): no iommu_group link, no /dev/vfio node"))
         }
         if isNoIOMMUGroup(g) { return vfioOpenNoIOMMU(f, group: g, step: step, index: index) }
-        if groups[g]?.cdev == true, groups[g]?.open != true {
-            p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: nil))
-            return fail(.openGroup, .EBUSY, Reason("vfio_group_fops_open()", "a device of \(f.displayName)'s group is open through its cdev: the group fd may not be opened as well, -EBUSY"))
-        }
         var gs = groups[g, default: GroupState()]
         defer { groups[g] = gs }
+        if !gs.open, !gs.containerOpen {
+            // The agent opens the container first and keeps it even when the group then fails.
+            gs.containerOpen = true
+            p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: "VFIO_GET_API_VERSION 0, VFIO_CHECK_EXTENSION(TYPE1v2)"))
+        }
+        if gs.cdev, !gs.open {
+            return fail(.openGroup, .EBUSY, Reason("vfio_group_fops_open()", "a device of \(f.displayName)'s group is open through its cdev: the group fd may not be opened as well, -EBUSY"))
+        }
         if !gs.open {
             guard members(of: g).contains(where: { driver[$0.index] == "vfio-pci" }) else {
                 return fail(.openGroup, .ENOENT, Reason("vfio_group_fops_open()", "no function of \(f.displayName)'s group is bound to vfio-pci, so /dev/vfio/<group> does not exist"))
             }
             gs.open = true
             gs.revoked = false
-            p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: "VFIO_GET_API_VERSION 0, VFIO_CHECK_EXTENSION(TYPE1v2)"))
             p.substeps.append(SubstepPrediction(name: .openGroup, result: .ok, detail: nil))
         }
         if gs.revoked {
             return fail(.getStatus, .ENODEV, Reason("vfio_group_ioctl_get_status()", "the group was revoked when its last VFIO device was unbound"))
         }
         groups[g] = gs
-        let viableNow = gs.containerSet || groupViable(g)
+        // VFIO_GROUP_GET_STATUS: 5.10 reports vfio_group_viable() whatever the container;
+        // ≥5.19 reports VIABLE with the container set, else while no one claimed DMA ownership.
+        let viableNow = kernel.ownership == .vfioViability ? groupViable(g) : gs.containerSet || groupViable(g)
         let flags = (viableNow ? ["VIABLE"] : []) + (gs.containerSet ? ["CONTAINER_SET"] : [])
         p.substeps.append(SubstepPrediction(name: .getStatus, result: .ok, detail: flags.isEmpty ? "0" : flags.joined(separator: "|")))
         if !gs.containerSet {
@@ -229,7 +234,7 @@ extension OwnershipModel {
     /// container (`iommu_group_release_dma_owner()` on ≥5.19). A pending unbind then completes.
     mutating func vfioClose(_ f: PCIFunction, step: Step, index: Int) -> StepPrediction {
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("vfio_group_fops_release()", "closed"))
-        guard let g = groupID(f), var gs = groups[g], gs.open || gs.ioas else {
+        guard let g = groupID(f), var gs = groups[g], gs.open || gs.ioas || gs.containerOpen else {
             p.result = .error(.EBADF)
             p.rule = Reason("isolab-agent", "nothing of \(f.displayName)'s group is open")
             return p

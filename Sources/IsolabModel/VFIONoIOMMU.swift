@@ -40,8 +40,9 @@ extension OwnershipModel {
         var gs = groups[g, default: GroupState()]
         defer { groups[g] = gs }
         if !gs.open {
+            if !gs.containerOpen { p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: nil)) }
+            gs.containerOpen = true
             gs.open = true
-            p.substeps.append(SubstepPrediction(name: .openContainer, result: .ok, detail: nil))
             p.substeps.append(SubstepPrediction(name: .openGroup, result: .ok, detail: nil))
         }
         p.substeps.append(SubstepPrediction(name: .getStatus, result: .ok, detail: gs.containerSet ? "VIABLE|CONTAINER_SET" : "VIABLE"))

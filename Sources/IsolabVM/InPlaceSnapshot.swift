@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import IsolabImages
 import IsolabLibvirt
 import IsolabProtocol
@@ -112,7 +113,7 @@ extension GuestRunner {
                 try live.domain.loadInternalSnapshot(tag: Self.snapshotTag)
                 return nil
             } catch {
-                FileHandle.standardError.write(Data("isolab: \(live.name): \(error); starting it again from its snapshot\n".utf8))
+                Logger(label: "isolab.vm").warning("\(live.name): \(error); starting it again from its snapshot")
             }
         }
         return startAgain(live)

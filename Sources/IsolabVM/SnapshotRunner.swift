@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import IsolabImages
 import IsolabLibvirt
 import IsolabModel
@@ -29,7 +30,7 @@ extension GuestRunner {
         var booted = bootSnapshot(base, directory: bootDirectory, store: snapshotStore, cancel: cancel)
         if snapshotStore == .inQEMU, case .failure(let why) = booted, why.mayBeTheStore {
             // A QEMU that cannot open the vmstate drive (no io_uring, say) or refuses `savevm`.
-            FileHandle.standardError.write(Data("isolab: \(base.topology.name) on \(base.kernelLabel): cannot keep the snapshot in QEMU (\(why)); saving it to a file\n".utf8))
+            Logger(label: "isolab.vm").notice("\(base.topology.name) on \(base.kernelLabel): cannot keep the snapshot in QEMU (\(why)); saving it to a file")
             booted = bootSnapshot(base, directory: bootDirectory, store: .stateFile, cancel: cancel)
         }
         switch booted {
@@ -38,7 +39,7 @@ extension GuestRunner {
         case .failure(let why):
             // The boot that would be saved failed: every scenario boots on its own, so each
             // reports what really happens to it (a crash at boot shows as each one's crash).
-            FileHandle.standardError.write(Data("isolab: \(base.topology.name) on \(base.kernelLabel): no snapshot (\(why)); booting each scenario\n".utf8))
+            Logger(label: "isolab.vm").notice("\(base.topology.name) on \(base.kernelLabel): no snapshot (\(why)); booting each scenario")
             try? FileManager.default.removeItem(atPath: RunFiles(directory: bootDirectory).initramfs)
             for (i, req) in requests.enumerated() {
                 starting(i)

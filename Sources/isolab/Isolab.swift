@@ -7,6 +7,7 @@ struct Isolab: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "isolab",
         abstract: "QEMU-backed test harness for PCIe DMA isolation and the kernel's IOMMU grouping.",
+        discussion: Verbosity.help,
         version: "0.1.0",
         subcommands: [CheckCommand.self, PredictCommand.self, ExplainCommand.self, RunCommand.self, MatrixCommand.self,
                       ReportCommand.self, ImagesCommand.self, DoctorCommand.self]
@@ -16,7 +17,8 @@ struct Isolab: ParsableCommand {
     /// `isolab: …` line on stderr and exit status 2, argument-parser's own errors included
     /// (its default is the whole usage and 64). Help and version exit 0 as usual.
     static func main() {
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let (arguments, level) = Verbosity.extract(Array(CommandLine.arguments.dropFirst()))
+        Verbosity.bootstrap(level)
         let command: ParsableCommand
         do {
             command = try parseAsRoot(arguments)

@@ -130,3 +130,32 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.out.contains("A -> nic0"))
     }
 }
+
+/// `isolab doctor` on this (bootstrapped) machine, and on one whose embedded libvirt root
+/// cannot be created.
+final class DoctorCLITests: XCTestCase {
+    func testDoctorPassesHereAndNamesTheEmbeddedRootItCannotCreate() throws {
+        let good = try CLISupport.run(["doctor", "--kvm-deadline", "3"], cwd: URL(fileURLWithPath: FileManager.default.currentDirectoryPath))
+        XCTAssertEqual(good.status, 0, good.out + good.err)
+        for check in ["qemu", "libvirt", "agent", "debian sources", "cache", "kvm"] {
+            XCTAssertTrue(good.out.split(separator: "\n").contains { $0.contains(" \(check): ") && !$0.hasPrefix("FAIL") }, "\(check): \(good.out)")
+        }
+        let blocker = NSTemporaryDirectory() + "isolab-doctor-\(getpid())"
+        FileManager.default.createFile(atPath: blocker, contents: Data())
+        defer { try? FileManager.default.removeItem(atPath: blocker) }
+        let p = Process()
+        p.executableURL = try CLISupport.binary()
+        p.arguments = ["doctor", "--kvm-deadline", "1"]
+        p.environment = ProcessInfo.processInfo.environment.merging(["XDG_STATE_HOME": blocker]) { $1 }
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 1, text)
+        let bad = text.split(separator: "\n").filter { $0.hasPrefix("FAIL") }
+        XCTAssertEqual(bad.count, 1, text)
+        XCTAssertTrue(bad.first?.contains("libvirt: cannot open the embedded root under \(blocker)/isolab/libvirt: \(blocker)/isolab: Not a directory") == true, text)
+    }
+}

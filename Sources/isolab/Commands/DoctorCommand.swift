@@ -49,7 +49,7 @@ struct DoctorCommand: ParsableCommand {
             add(.ok, "libvirt", "embedded root under \(state): libvirt \(c.libvirtVersion()), driving QEMU \(c.hypervisorVersion())")
             c.close()
         } catch {
-            add(.FAIL, "libvirt", "cannot open the embedded root under \(state): \(error); check that the directory can be created and written (XDG_STATE_HOME), and run ci/bootstrap.sh (libvirt-daemon-driver-qemu, the libvirt-qemu user)")
+            add(.FAIL, "libvirt", "cannot open the embedded root under \(state): \(Self.describe(error)); check that the directory can be created and written (XDG_STATE_HOME), and run ci/bootstrap.sh (libvirt-daemon-driver-qemu, the libvirt-qemu user)")
         }
         if getpwnam("libvirt-qemu") == nil {
             add(.FAIL, "libvirt-qemu user", "missing: libvirt resolves it before reading qemu.conf; run ci/bootstrap.sh")
@@ -86,9 +86,12 @@ struct DoctorCommand: ParsableCommand {
             add(.warn, "kvm", "no /dev/kvm: guests run under TCG (the default)")
             return Check(status: .warn, what: "kvm", detail: "")
         }
-        guard let image = cache.list().first, let c = try? LibvirtConnection.open(connect: nil),
-              let runner = try? GuestRunner(connection: c) else {
+        guard let image = cache.list().first else {
             add(.warn, "kvm", "/dev/kvm exists; not probed (no cached image: isolab images build); guests run under TCG unless --accel kvm proves it")
+            return Check(status: .warn, what: "kvm", detail: "")
+        }
+        guard let c = try? LibvirtConnection.open(connect: nil), let runner = try? GuestRunner(connection: c) else {
+            add(.warn, "kvm", "/dev/kvm exists; not probed (no libvirt connection)")
             return Check(status: .warn, what: "kvm", detail: "")
         }
         defer { c.close() }
@@ -101,6 +104,16 @@ struct DoctorCommand: ParsableCommand {
             add(.warn, "kvm", "/dev/kvm does not run a guest (\(probe.reason ?? "no answer") after \(String(format: "%.0f", probe.seconds)) s): guests run under TCG, the default")
         }
         return Check(status: probe.works ? .ok : .warn, what: "kvm", detail: "")
+    }
+
+    /// A Foundation file error as the POSIX error under it says it (`…: Not a directory`).
+    static func describe(_ error: Error) -> String {
+        let e = error as NSError
+        if let path = e.userInfo[NSFilePathErrorKey] as? String, let under = e.userInfo[NSUnderlyingErrorKey] as? Error {
+            let u = under as NSError
+            if u.domain == NSPOSIXErrorDomain { return "\(path): \(String(cString: strerror(Int32(u.code))))" }
+        }
+        return String(describing: error)
     }
 
     static func which(_ tool: String) -> String? {

@@ -67,10 +67,10 @@ struct ImagesCommand: ParsableCommand {
         }
 
         func run() throws {
-            try reportingErrors {
+            try reportingErrors { try SignalTrap.cancellingImageBuilds {
                 let builder = try ImageBuilder(cache: common.cache, recipe: try common.recipe())
                 builder.refresh = refresh
-                builder.log = { line in FileHandle.standardError.write(Data("isolab: \(line)\n".utf8)) }
+                builder.log = { cliLogger.info("\($0)") }
                 var images: [GuestImage] = []
                 if let kernelImage, let modules {
                     images.append(try builder.build(localKernel: LocalKernel(bzImage: kernelImage, modules: modules,
@@ -81,7 +81,7 @@ struct ImagesCommand: ParsableCommand {
                     for kernel in chosen { images.append(try builder.build(kernel: kernel, agent: agent)) }
                 }
                 try printImages(images, format: common.format)
-            }
+            } }
         }
     }
 

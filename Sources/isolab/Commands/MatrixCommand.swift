@@ -42,7 +42,8 @@ struct MatrixCommand: ParsableCommand {
         var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?)!
         var boot = BootPath.pvh, clock = GuestClock.host
         try reportingInputErrors { plan = try validated(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
-        let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
+        let log: (String) -> Void = { cliLogger.info("\($0)") }
+        let fail: (String) -> Void = { cliLogger.warning("\($0)") }
         let cells = plan.cells.enumerated().filter { $0.offset % plan.shard.1 == plan.shard.0 - 1 }.map(\.element)
         log("matrix \(file): \(plan.cells.count) cells, shard \(plan.shard.0)/\(plan.shard.1) runs \(cells.count)")
 
@@ -56,7 +57,7 @@ struct MatrixCommand: ParsableCommand {
             let catalog = try builder.catalog
             let runsRoot = RunsDirectory.root()
             for k in Set(cells.map(\.kernel)).sorted() {
-                images[k] = try builder.build(kernel: try catalog.kernel(id: k), agent: agent)
+                images[k] = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k), agent: agent) }
             }
             for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
                 let scenarios: [Scenario?] = cell.topology.scenarios.isEmpty ? [nil] : cell.topology.scenarios
@@ -71,8 +72,10 @@ struct MatrixCommand: ParsableCommand {
                 }
             }
             RunsDirectory.prune(runsRoot, keep: max(200, requests.count * 2))
+        } catch let e as ExitCode {
+            throw e
         } catch {
-            log(String(describing: error))
+            fail(String(describing: error))
             throw ExitCode(3)
         }
         BootOptions.noteFallbacks(images, boot: boot, log: log)
@@ -81,7 +84,7 @@ struct MatrixCommand: ParsableCommand {
         do {
             connections = try (connect.isEmpty ? [nil] : connect.map { Optional($0) }).map { try LibvirtConnection.open(connect: $0) }
         } catch {
-            log("cannot connect to libvirt: \(error)")
+            fail("cannot connect to libvirt: \(error)")
             throw ExitCode(3)
         }
         defer { connections.forEach { $0.close() } }
@@ -92,7 +95,7 @@ struct MatrixCommand: ParsableCommand {
         let started = Date()
         let observations: [VMObservation]
         do { observations = try fleet.run(requests, progress: Progress(total: requests.count)) } catch {
-            log("libvirt: \(error)")
+            fail("libvirt: \(error)")
             throw ExitCode(3)
         }
 
@@ -115,7 +118,7 @@ struct MatrixCommand: ParsableCommand {
         do {
             try ReportFiles.write(doc, to: output)
         } catch {
-            log("cannot write the reports: \(error)")
+            fail("cannot write the reports: \(error)")
             throw ExitCode(3)
         }
         func sum(_ stage: (Timing) -> Double) -> Double { observations.reduce(0) { $0 + stage($1.timing) } }

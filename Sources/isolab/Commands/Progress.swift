@@ -9,7 +9,7 @@ final class Progress: @unchecked Sendable {
     private let lock = NSLock()
     private let total: Int
     private let start = Date()
-    private let live = isatty(2) == 1
+    private var live: Bool { Terminal.shared.isLive }
     private var done = 0
     private var running = 0
     private var failures = 0
@@ -29,23 +29,20 @@ final class Progress: @unchecked Sendable {
         if o.outcome != .completed { failures += 1 }
         let what = "\(o.topology) \(o.kernel) \(o.scenario ?? "inventory")"
         if live {
-            if o.outcome != .completed { emit("\r\u{1b}[K  \(what): \(o.outcome.rawValue)" + (o.problem.map { ": \($0)" } ?? "") + "\n") }
+            if o.outcome != .completed { cliLogger.warning("\(what): \(o.outcome.rawValue)\(o.problem.map { ": \($0)" } ?? "")") }
             draw()
         } else {
-            emit("isolab: [\(done)/\(total)] \(what): \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s"
-                 + (o.problem.map { ": \($0)" } ?? "") + "\n")
+            cliLogger.info("[\(done)/\(total)] \(what): \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s\(o.problem.map { ": \($0)" } ?? "")")
         }
     }
 
-    func end() { if live { lock.lock(); emit("\r\u{1b}[K"); lock.unlock() } }
+    func end() { Terminal.shared.setStatus(nil) }
 
     private func draw() {
         let elapsed = Date().timeIntervalSince(start)
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
-        emit("\r\u{1b}[Kisolab: \(done)/\(total) done, \(running) running, \(failures) not completed, ETA \(Int(eta)) s")
+        Terminal.shared.setStatus("isolab: \(done)/\(total) done, \(running) running, \(failures) not completed, ETA \(Int(eta)) s")
     }
-
-    private func emit(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
 }
 
 /// Runs requests over one or more libvirt connections (round robin), `jobs` guests at a time on

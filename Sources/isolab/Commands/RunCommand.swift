@@ -56,7 +56,8 @@ struct RunCommand: ParsableCommand {
         var boot = BootPath.pvh, clock = GuestClock.host
         try reportingInputErrors { inputs = try validatedInputs(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
         let kernels = inputs.kernels
-        let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
+        let log: (String) -> Void = { cliLogger.info("\($0)") }
+        let fail: (String) -> Void = { cliLogger.warning("\($0)") }
         var topologies: [Topology] = []
         var unrealizable: [(Topology, [Unrealizable])] = []
         for t in inputs.topologies {
@@ -74,7 +75,7 @@ struct RunCommand: ParsableCommand {
             let catalog = try builder.catalog
             let runsRoot = RunsDirectory.root()
             for k in kernels {
-                let image = try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent)
+                let image = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent) }
                 images[k.label] = image
                 for topology in topologies {
                 let fabric = Fabric(topology)
@@ -94,8 +95,10 @@ struct RunCommand: ParsableCommand {
                 }
                 }
             }
+        } catch let e as ExitCode {
+            throw e
         } catch {
-            log(String(describing: error))
+            fail(String(describing: error))
             throw ExitCode(3)
         }
         BootOptions.noteFallbacks(images, boot: boot, log: log)
@@ -104,7 +107,7 @@ struct RunCommand: ParsableCommand {
         do {
             connection = try LibvirtConnection.open(connect: connect)
         } catch {
-            log("cannot connect to libvirt: \(error)")
+            fail("cannot connect to libvirt: \(error)")
             throw ExitCode(3)
         }
         defer { connection.close() }
@@ -116,7 +119,7 @@ struct RunCommand: ParsableCommand {
                 log("KVM works here (probe answered in \(String(format: "%.1f", probe.seconds)) s)")
                 for i in requests.indices { requests[i].accel = .kvm }
             } else if accel == .kvm {
-                log("--accel kvm: KVM does not work here (\(probe.reason ?? "no answer")); use --accel tcg")
+                fail("--accel kvm: KVM does not work here (\(probe.reason ?? "no answer")); use --accel tcg")
                 throw ExitCode(3)
             } else {
                 log("KVM does not work here (\(probe.reason ?? "no answer")); using TCG")
@@ -129,7 +132,7 @@ struct RunCommand: ParsableCommand {
             defer { signals.release() }
             let obs: VMObservation
             do { obs = try session.run(cancel: cancel) } catch {
-                log("interactive session: \(error)")
+                fail("interactive session: \(error)")
                 throw ExitCode(3)
             }
             let report = RunReport(topologies: topologies, unrealizable: [], kernels: kernels.map(\.label),
