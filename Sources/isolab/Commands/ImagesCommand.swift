@@ -16,17 +16,22 @@ struct ImagesCommand: ParsableCommand {
         defaultSubcommand: List.self
     )
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
-
     struct Common: ParsableArguments {
         @Option(help: "Cache directory (default: $ISOLAB_CACHE_DIR, $XDG_CACHE_HOME/isolab, ~/.cache/isolab).")
         var cacheDir: String?
-        @Option(help: "Output format: text or json.")
-        var format: Format = .text
+        @OptionGroup var formatOptions: FormatOptions
         @Option(help: "The vm-images directory with kernels.yaml and initramfs/ (default: found from the current directory).")
         var vmImages: String?
 
         var cache: ImageCache { ImageCache(root: cacheDir ?? ImageCache.defaultRoot()) }
+        /// text or json.
+        var format: OutputFormat { formatOptions.format }
+
+        func validate() throws {
+            guard [.text, .json].contains(format) else {
+                throw ValidationError("--format: images writes text or json, not \(format.rawValue)")
+            }
+        }
         func recipe() throws -> Recipe { try Recipe(directory: vmImages ?? Recipe.locate()) }
     }
 
@@ -113,7 +118,7 @@ struct ImagesCommand: ParsableCommand {
                 case .json:
                     let e = JSONEncoder(); e.outputFormatting = [.prettyPrinted, .sortedKeys]
                     print(String(decoding: try e.encode(report), as: UTF8.self))
-                case .text:
+                default:
                     for i in report.images { print("removed image \(i)") }
                     for k in report.kernels { print("removed unpacked kernel \(k)") }
                     for d in report.debs { print("removed \(d)") }
@@ -133,7 +138,7 @@ private func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
-private func printImages(_ images: [GuestImage], format: ImagesCommand.Format) throws {
+private func printImages(_ images: [GuestImage], format: OutputFormat) throws {
     switch format {
     case .json:
         struct Row: Encodable {
@@ -145,7 +150,7 @@ private func printImages(_ images: [GuestImage], format: ImagesCommand.Format) t
         let rows = images.map { Row(directory: $0.directory, kernelPath: $0.kernelPath, initramfsPath: $0.initramfsPath,
                                     bzImagePath: $0.bzImagePath, vmlinuxPath: $0.vmlinuxPath, metadata: $0.metadata) }
         print(String(decoding: try e.encode(rows), as: UTF8.self))
-    case .text:
+    default:
         for image in images {
             let m = image.metadata
             let version = m.packages.first.map { "\($0.name) \($0.version)" } ?? "local kernel"

@@ -26,14 +26,11 @@ struct MatrixCommand: ParsableCommand {
     var file: String = "ci/matrix.yaml"
     @Option(help: "Only these kernels (comma-separated catalog ids).")
     var kernel: String?
-    @Option(help: "Guests at once per libvirt connection (default: the matrix file's jobs, else the number of cores).")
-    var jobs: Int?
+    @OptionGroup var jobsOptions: JobsOptions
     @Option(help: "Run only shard I of N (1-based), e.g. 2/4.")
     var shard: String?
-    @Option(help: "libvirt connection URI (repeatable: guests are spread over them; default: the embedded driver).")
-    var connect: [String] = []
-    @Option(help: "Directory for the results and reports.")
-    var output: String = "reports"
+    @OptionGroup var connectOptions: ConnectOptions
+    @OptionGroup var outputOptions: OutputOptions
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
     var noSnapshot = false
     @OptionGroup var bootOptions: BootOptions
@@ -82,13 +79,14 @@ struct MatrixCommand: ParsableCommand {
 
         let connections: [LibvirtConnection]
         do {
-            connections = try (connect.isEmpty ? [nil] : connect.map { Optional($0) }).map { try LibvirtConnection.open(connect: $0) }
+            connections = try connectOptions.uris.map { try LibvirtConnection.open(connect: $0) }
         } catch {
             fail("cannot connect to libvirt: \(error)")
             throw ExitCode(3)
         }
         defer { connections.forEach { $0.close() } }
-        let fleet = Fleet(connections: connections, jobs: jobs ?? plan.jobs ?? ProcessInfo.processInfo.activeProcessorCount,
+        let output = outputOptions.output
+        let fleet = Fleet(connections: connections, jobs: jobsOptions.resolve(plan.jobs),
                           snapshots: !noSnapshot)
         let signals = SignalTrap(cancel: fleet.cancellation, log: log)
         defer { signals.release() }
@@ -160,7 +158,6 @@ struct MatrixCommand: ParsableCommand {
             }
             shardPair = (parts[0], parts[1])
         }
-        if let jobs, jobs < 1 { throw InputError("--jobs: must be at least 1") }
         let files: [String]
         do { files = try matrix.expandFabrics() } catch let e as TopologyError { throw InputError(e.description) }
         let topologies = try loadTopologies(files)

@@ -5,9 +5,51 @@ import IsolabModel
 import IsolabTopology
 import IsolabVM
 
-/// Output formats shared by the commands.
+/// Output formats shared by the commands; each command accepts the ones it can write.
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
-    case text, json
+    case text, json, markdown, html
+}
+
+/// `--format`, defined once.
+struct FormatOptions: ParsableArguments {
+    @Option(help: "Output format: text, json, markdown or html (each command says which it writes).")
+    var format: OutputFormat = .text
+
+    /// The format, if this command writes it; else bad input naming the ones it does.
+    func accepted(_ formats: [OutputFormat]) throws -> OutputFormat {
+        guard formats.contains(format) else {
+            throw InputError("--format: this command does not write \(format.rawValue) (accepted: \(formats.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return format
+    }
+}
+
+/// `--output`, defined once: the directory results and reports are written to.
+struct OutputOptions: ParsableArguments {
+    @Option(help: "Directory for the results and reports.")
+    var output: String = "reports"
+}
+
+/// `--jobs`, defined once: guests at once (per libvirt connection).
+struct JobsOptions: ParsableArguments {
+    @Option(help: "Guests at once per libvirt connection (default: the matrix file's jobs, else the number of cores).")
+    var jobs: Int?
+
+    func validate() throws {
+        if let jobs, jobs < 1 { throw ValidationError("--jobs: must be at least 1") }
+    }
+
+    /// The jobs asked for, else `fallback`, else the number of cores.
+    func resolve(_ fallback: Int? = nil) -> Int { jobs ?? fallback ?? ProcessInfo.processInfo.activeProcessorCount }
+}
+
+/// `--connect`, defined once: libvirt connections, guests spread over them.
+struct ConnectOptions: ParsableArguments {
+    @Option(help: "libvirt connection URI (repeatable: guests are spread over them; default: the embedded driver, qemu:///embed; qemu:///system or qemu+ssh://HOST/system use a daemon).")
+    var connect: [String] = []
+
+    /// The URIs to open; nil stands for the embedded driver.
+    var uris: [String?] { connect.isEmpty ? [nil] : connect.map { Optional($0) } }
 }
 
 /// `--kernel`, defined once.

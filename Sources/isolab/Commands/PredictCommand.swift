@@ -14,18 +14,18 @@ struct PredictCommand: ParsableCommand {
 
     @OptionGroup var kernels: KernelOptions
 
-    @Option(help: "Output format: text or json.")
-    var format: OutputFormat = .text
+    @OptionGroup var formatOptions: FormatOptions
 
     func run() throws {
         try reportingInputErrors {
+            let format = try formatOptions.accepted([.text, .json])
             let topologies = try loadTopologies(files)
             let ks = try kernels.resolve()
             let predictions = topologies.flatMap { t in ks.map { (label: $0.label, p: Predictor.predict(t, kernel: $0.generation)) } }
             switch format {
             case .json:
                 print(PredictionJSON.render(predictions))
-            case .text:
+            default:
                 print(predictions.map { TextRenderer.render($0.p, label: $0.label) }.joined(separator: "\n"))
             }
         }

@@ -17,12 +17,12 @@ struct ReportCommand: ParsableCommand {
     struct Render: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write JUnit, TAP, Markdown and HTML from a results.json.")
         @Argument(help: "A results.json.") var results: String
-        @Option(help: "Output directory.") var output: String = "reports"
+        @OptionGroup var outputOptions: OutputOptions
 
         func run() throws {
             var doc: ResultsDocument!
             try reportingInputErrors { doc = try ReportCommand.load(results) }
-            try ReportFiles.write(doc, to: output)
+            try ReportFiles.write(doc, to: outputOptions.output)
             print(MarkdownRenderer.summaryTable(doc), terminator: "")
             let status = ExitStatus.of(doc)
             if status != 0 { throw ExitCode(status) }
@@ -32,7 +32,7 @@ struct ReportCommand: ParsableCommand {
     struct Merge: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Join shard results into one results.json and its reports.")
         @Argument(help: "Shard results.json files.") var shards: [String]
-        @Option(help: "Output directory.") var output: String = "reports"
+        @OptionGroup var outputOptions: OutputOptions
 
         func run() throws {
             var doc: ResultsDocument!
@@ -42,7 +42,7 @@ struct ReportCommand: ParsableCommand {
                     throw InputError(e.description)
                 }
             }
-            try ReportFiles.write(doc, to: output)
+            try ReportFiles.write(doc, to: outputOptions.output)
             print(MarkdownRenderer.summaryTable(doc), terminator: "")
             let status = ExitStatus.of(doc)
             if status != 0 { throw ExitCode(status) }
@@ -52,20 +52,21 @@ struct ReportCommand: ParsableCommand {
     struct Diff: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "List regressions, fixes and changes between a baseline and new results; exit 1 on a regression.")
-        enum Format: String, ExpressibleByArgument, CaseIterable { case text, markdown, html }
         @Argument(help: "Baseline results.json.") var base: String
         @Argument(help: "New results.json.") var new: String
-        @Option(help: "text, markdown or html.") var format: Format = .text
+        @OptionGroup var formatOptions: FormatOptions
 
         func run() throws {
             var changes: [Change] = []
+            var format = OutputFormat.text
             try reportingInputErrors {
+                format = try formatOptions.accepted([.text, .markdown, .html])
                 changes = ResultsDiff.diff(base: try ReportCommand.load(base), new: try ReportCommand.load(new))
             }
             switch format {
-            case .text: print(ResultsDiff.text(changes), terminator: "")
             case .markdown: print(ResultsDiff.markdown(changes), terminator: "")
             case .html: print(ResultsDiff.html(changes), terminator: "")
+            default: print(ResultsDiff.text(changes), terminator: "")
             }
             if ResultsDiff.hasRegression(changes) { throw ExitCode(1) }
         }

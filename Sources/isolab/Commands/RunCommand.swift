@@ -27,14 +27,11 @@ struct RunCommand: ParsableCommand {
     var kernel: String = "6.1"
     @Option(help: "Override the topology's vIOMMU.")
     var iommu: IOMMUModel?
-    @Option(help: "libvirt connection URI (default: the embedded driver, qemu:///embed).")
-    var connect: String?
+    @OptionGroup var connectOptions: ConnectOptions
     @Option(help: "Run only this scenario (repeatable).")
     var scenario: [String] = []
-    @Option(help: "Output format: text or json.")
-    var format: OutputFormat = .text
-    @Option(help: "Guests at once (default: the number of cores).")
-    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+    @OptionGroup var formatOptions: FormatOptions
+    @OptionGroup var jobsOptions: JobsOptions
     @Option(help: "CPU emulation: tcg; kvm (a probe boot must prove it works, else exit 3); auto (kvm if the probe works, else tcg).")
     var accel: Accel = .tcg
     @OptionGroup var bootOptions: BootOptions
@@ -54,7 +51,12 @@ struct RunCommand: ParsableCommand {
     func run() throws {
         var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)])!
         var boot = BootPath.pvh, clock = GuestClock.host
-        try reportingInputErrors { inputs = try validatedInputs(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
+        var format = OutputFormat.text
+        try reportingInputErrors {
+            inputs = try validatedInputs(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock()
+            format = try formatOptions.accepted([.text, .json])
+        }
+        let jobs = jobsOptions.resolve()
         let kernels = inputs.kernels
         let log: (String) -> Void = { cliLogger.info("\($0)") }
         let fail: (String) -> Void = { cliLogger.warning("\($0)") }
@@ -103,14 +105,15 @@ struct RunCommand: ParsableCommand {
         }
         BootOptions.noteFallbacks(images, boot: boot, log: log)
 
-        let connection: LibvirtConnection
+        let connections: [LibvirtConnection]
         do {
-            connection = try LibvirtConnection.open(connect: connect)
+            connections = try connectOptions.uris.map { try LibvirtConnection.open(connect: $0) }
         } catch {
             fail("cannot connect to libvirt: \(error)")
             throw ExitCode(3)
         }
-        defer { connection.close() }
+        defer { connections.forEach { $0.close() } }
+        let connection = connections[0]
         let runner = try GuestRunner(connection: connection)
         if accel != .tcg, let first = requests.first {
             let probe = AccelProbe.probeKVM(runner: runner, image: first.image, kernelLabel: first.kernelLabel,
@@ -140,26 +143,41 @@ struct RunCommand: ParsableCommand {
             FileHandle.standardError.write(Data(report.text().utf8))
             return
         }
-        let scheduler = Scheduler(runner: runner, jobs: jobs)
-        scheduler.snapshots = !noSnapshot
-        let signals = SignalTrap(cancel: scheduler.cancellation, log: log)
-        defer { signals.release() }
-        let total = requests.count
-        scheduler.onStart = { i, r in
-            log("[\(i + 1)/\(total)] \(noSnapshot ? "booting" : "starting") \(r.topology.name) on \(r.kernelLabel)" + (r.scenario.map { ", scenario \($0.name)" } ?? ""))
+        let observations: [VMObservation]
+        let cancelled: Bool
+        if connections.count > 1 {
+            // Spread over the connections as the matrix does, whole fabrics per connection.
+            let fleet = Fleet(connections: connections, jobs: jobs, snapshots: !noSnapshot)
+            let signals = SignalTrap(cancel: fleet.cancellation, log: log)
+            defer { signals.release() }
+            do { observations = try fleet.run(requests, progress: Progress(total: requests.count)) } catch {
+                fail("libvirt: \(error)")
+                throw ExitCode(3)
+            }
+            cancelled = fleet.cancellation.isCancelled
+        } else {
+            let scheduler = Scheduler(runner: runner, jobs: jobs)
+            scheduler.snapshots = !noSnapshot
+            let signals = SignalTrap(cancel: scheduler.cancellation, log: log)
+            defer { signals.release() }
+            let total = requests.count
+            scheduler.onStart = { i, r in
+                log("[\(i + 1)/\(total)] \(noSnapshot ? "booting" : "starting") \(r.topology.name) on \(r.kernelLabel)" + (r.scenario.map { ", scenario \($0.name)" } ?? ""))
+            }
+            scheduler.onFinish = { i, o in
+                log("[\(i + 1)/\(total)] \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s" + (o.problem.map { ": \($0)" } ?? ""))
+            }
+            observations = scheduler.run(requests)
+            cancelled = scheduler.cancellation.isCancelled
         }
-        scheduler.onFinish = { i, o in
-            log("[\(i + 1)/\(total)] \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s" + (o.problem.map { ": \($0)" } ?? ""))
-        }
-        let observations = scheduler.run(requests)
 
         let report = RunReport(topologies: topologies, unrealizable: unrealizable, kernels: kernels.map(\.label),
                                images: images, observations: observations)
         switch format {
         case .json: print(try report.json())
-        case .text: print(report.text(), terminator: "")
+        default: print(report.text(), terminator: "")
         }
-        if scheduler.cancellation.isCancelled { throw ExitCode(130) }
+        if cancelled { throw ExitCode(130) }
         if observations.contains(where: { $0.outcome == .infrastructure }) { throw ExitCode(3) }
     }
 
@@ -181,10 +199,9 @@ struct RunCommand: ParsableCommand {
         for k in kernels where !bootable.contains(k.label) {
             throw InputError("--kernel: '\(k.label)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")), all)")
         }
-        guard jobs >= 1 else { throw InputError("--jobs: must be at least 1") }
         if interactive {
-            guard topologies.count == 1, kernels.count == 1 else {
-                throw InputError("--interactive: give one topology file and one --kernel")
+            guard topologies.count == 1, kernels.count == 1, connectOptions.connect.count <= 1 else {
+                throw InputError("--interactive: give one topology file, one --kernel and at most one --connect")
             }
             guard scenario.count <= 1, scenario.count == 1 || topologies[0].scenarios.count <= 1 else {
                 throw InputError("--interactive: choose one scenario with --scenario (accepted: \(topologies[0].scenarios.map(\.name).joined(separator: ", ")))")
