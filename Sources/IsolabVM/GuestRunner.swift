@@ -64,16 +64,9 @@ public struct RunRequest: Sendable {
         self.directory = directory
     }
 
-    /// The kernel command line: serial console on ttyS0, the vIOMMU switched on.
+    /// The kernel command line (`KernelCommandLine`, one home for every boot).
     public var kernelCommandLine: String {
-        // no_timer_check: under a loaded TCG host the IO-APIC timer check can miss its ticks and
-        // panic at boot ("timer doesn't work through Interrupt-remapped IO-APIC", seen on 6.12).
-        var words = ["console=ttyS0", "panic=-1", "no_timer_check"]
-        switch topology.iommu {
-        case .intel: words.append("intel_iommu=on")
-        case .amd, .virtio, .none: break   // amd-iommu is on by default; amd_iommu=on is not an option
-        }
-        return (words + extraKernelArguments).joined(separator: " ")
+        KernelCommandLine.text(intelIOMMU: topology.iommu == .intel, extra: extraKernelArguments)
     }
 }
 
