@@ -103,9 +103,24 @@ public final class LibvirtConnection: @unchecked Sendable {
     /// (`virDomainRestoreFlags`), with `xml` in place of the saved definition when given: it
     /// must keep the saved name, UUID and devices (libvirt checks the ABI), and may change
     /// host-side paths such as serial files and sockets. `autodestroy` as for ``createDomain``.
-    public func restoreDomain(from path: String, xml: String?, name: String, autodestroy: Bool = true) throws -> LibvirtDomain {
-        guard virDomainRestoreFlags(try handle(), path, xml, 0) == 0 else {
-            throw LibvirtError.last("virDomainRestoreFlags(\(path))")
+    ///
+    /// A restored copy reuses its saved domain's name (libvirt refuses another), so while
+    /// libvirt still removes the previous copy of that name the restore is retried, for at most
+    /// `nameWait` seconds; then the error names both states.
+    public func restoreDomain(from path: String, xml: String?, name: String, autodestroy: Bool = true,
+                              nameWait: Double = 10) throws -> LibvirtDomain {
+        let deadline = Date().addingTimeInterval(nameWait)
+        var waited = 0.0
+        while virDomainRestoreFlags(try handle(), path, xml, 0) != 0 {
+            let e = LibvirtError.last("virDomainRestoreFlags(\(path))")
+            guard e.isNameStillTaken else { throw e }
+            guard Date() < deadline else {
+                let previous = (try? domain(named: name)).flatMap { $0 }.map { "still listed, \($0.isActive() ? "active" : "inactive")" } ?? "no longer listed"
+                throw LibvirtError(code: e.code, domain: e.domain,
+                                   message: "\(e.message) (retried for \(Int(waited)) s; the earlier domain '\(name)' is \(previous))")
+            }
+            Thread.sleep(forTimeInterval: 0.05)
+            waited += 0.05
         }
         guard let domain = try self.domain(named: name) else {
             throw LibvirtError.wrapper("the domain restored from \(path) is not called \(name)")

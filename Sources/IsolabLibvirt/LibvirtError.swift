@@ -21,6 +21,11 @@ public struct LibvirtError: Error, CustomStringConvertible, Sendable, Equatable 
     public var isNoDomain: Bool { code == Int32(VIR_ERR_NO_DOMAIN.rawValue) }
     /// The operation does not apply in the domain's state (e.g. destroying a stopped domain).
     public var isOperationInvalid: Bool { code == Int32(VIR_ERR_OPERATION_INVALID.rawValue) }
+    /// libvirt still holds an earlier domain of the same name: "domain '…' is already being
+    /// removed" or "domain '…' already exists" (a QEMU that just ended, not yet forgotten).
+    public var isNameStillTaken: Bool {
+        message.contains("is already being removed") || message.contains("already exists")
+    }
 
     /// The calling thread's last libvirt error, or one naming `operation` when libvirt set none.
     static func last(_ operation: String) -> LibvirtError {
