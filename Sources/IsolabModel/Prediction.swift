@@ -10,13 +10,29 @@ public struct KernelPrediction: Sendable {
     public var iommuNote: String?
     /// nil when no IOMMU is active: no function has a group.
     public var grouping: IOMMUGrouping?
-    public var hazards: [Hazard]
+    /// The routing the reaches were computed with, for their reasons; nil without an active IOMMU.
+    public var reachability: PCIeReachability?
+    /// Where endpoints reach each other past the IOMMU, by what connects them (linear in the
+    /// fabric); empty without an active IOMMU.
+    public var reaches: [PeerReach] = []
+
     /// Every ordered pair of endpoints PCIe routing connects past the IOMMU (the hazards are
     /// those the groups separate); empty without an active IOMMU. The judge checks these
-    /// against the observed groups.
-    public var bypasses: [PCIeRoute] = []
-    /// The routing the bypasses were computed with, for their reasons; nil without an active IOMMU.
-    public var reachability: PCIeReachability?
+    /// against the observed groups. Quadratic in a switch's fan-out: computed on request.
+    public var bypasses: [PCIeRoute] { reachability?.bypasses() ?? [] }
+
+    /// The bypassing pairs the kernel's groups separate, pair by pair (on request; the count
+    /// is ``hazardCount``).
+    public var hazards: [Hazard] {
+        guard let grouping, let reachability else { return [] }
+        return reachability.hazards(grouping: grouping)
+    }
+
+    /// How many ordered pairs are hazards, counted from the reaches without listing them.
+    public var hazardCount: Int {
+        guard let grouping else { return 0 }
+        return reaches.reduce(0) { $0 + $1.hazardCount(grouping) }
+    }
     public var unrealizable: [Unrealizable]
     public var scenarios: [ScenarioPrediction]
 
@@ -70,15 +86,13 @@ public enum Predictor {
             }
         }
         let reachability = grouping.map { _ in PCIeReachability(fabric: fabric, acs: acs) }
-        let bypasses = reachability?.bypasses() ?? []
-        let hazards = grouping.map { reachability!.hazards(grouping: $0, bypasses: bypasses) } ?? []
         let scenarios = topology.scenarios.map {
             OwnershipModel.predict($0, fabric: fabric, grouping: grouping, kernel: kernel, iommu: topology.iommu,
                                    virtio: virtio, acs: acs)
         }
         return KernelPrediction(topology: topology, kernel: kernel, fabric: fabric, iommuActive: active,
-                                iommuNote: note, grouping: grouping, hazards: hazards,
-                                bypasses: bypasses, reachability: reachability,
+                                iommuNote: note, grouping: grouping,
+                                reachability: reachability, reaches: reachability?.peerReaches() ?? [],
                                 unrealizable: Realizability.check(topology), scenarios: scenarios, virtio: virtio)
     }
 }

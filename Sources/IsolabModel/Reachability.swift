@@ -130,8 +130,8 @@ extension PCIeReachability {
 
     /// The bypassing pairs the grouping puts in different groups: the kernel's claim of
     /// isolation is wrong for each.
-    public func hazards(grouping: IOMMUGrouping, bypasses: [PCIeRoute]? = nil) -> [Hazard] {
-        (bypasses ?? self.bypasses()).compactMap { r in
+    public func hazards(grouping: IOMMUGrouping) -> [Hazard] {
+        bypasses().compactMap { r in
             guard let ga = grouping.groupOf[r.from], let gb = grouping.groupOf[r.to], ga != gb else { return nil }
             return Hazard(from: fabric.functions[r.from].displayName, to: fabric.functions[r.to].displayName,
                           fromGroup: ga, toGroup: gb, route: r, reachability: self)

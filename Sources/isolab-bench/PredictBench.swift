@@ -70,7 +70,7 @@ enum PredictBench {
             let fns = p!.fabric.functions.count
             let endpoints = p!.fabric.endpoints.count
             results.append((endpoints, median))
-            print(String(repeating: " ", count: max(0, 7 - String(endpoints).count)) + "\(endpoints)  \(fns)  \(p!.groups.count)  \(p!.hazards.count)  \(fmt(median))  \(fmt(median / Double(fns) * 1000))")
+            print(String(repeating: " ", count: max(0, 7 - String(endpoints).count)) + "\(endpoints)  \(fns)  \(p!.groups.count)  \(p!.hazardCount)  \(fmt(median))  \(fmt(median / Double(fns) * 1000))")
         }
         let small = results.first!, large = results.last!
         let growth = (large.1 / small.1) / (Double(large.0) / Double(small.0))

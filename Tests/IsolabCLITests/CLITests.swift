@@ -96,7 +96,7 @@ final class CLITests: XCTestCase {
         let r = try isolab(["predict", "topologies/switch-no-acs.yaml", "--kernel", "all", "--format", "json"])
         XCTAssertEqual(r.status, 0, r.err)
         let doc = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
-        XCTAssertEqual(doc["schema"] as? String, "isolab-predict/1")
+        XCTAssertEqual(doc["schema"] as? String, "isolab-predict/2")
         let preds = doc["predictions"] as! [[String: Any]]
         XCTAssertEqual(preds.map { $0["kernel"] as! String }, ["5.10", "6.1", "6.12", "7.3"])
         for p in preds {
@@ -106,7 +106,11 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(groups.contains { g in
                 Set((g["members"] as! [[String: Any]]).compactMap { $0["node"] as? String }) == ["dp0", "A"]
             })
-            XCTAssertEqual((p["hazards"] as! [[String: Any]]).count, 2)
+            XCTAssertEqual(p["hazardCount"] as? Int, 2)
+            XCTAssertNil(p["hazards"], "pairs only with --hazards pairs")
+            let reach = try XCTUnwrap((p["reaches"] as? [[String: Any]])?.first)
+            XCTAssertEqual(reach["connector"] as? String, "the internal bus of switch sw0")
+            XCTAssertEqual((reach["sides"] as? [[String: Any]])?.compactMap { $0["via"] as? String }, ["dp0", "dp1"])
             let steps = (p["scenarios"] as! [[String: Any]])[0]["steps"] as! [[String: Any]]
             XCTAssertEqual(steps.map { $0["result"] as! String }, ["ok", "ok", "ok", "ok", "faulted", "delivered", "faulted", "delivered"])
             XCTAssertNotNil((steps[4]["rule"] as? [String: Any])?["kernelFunction"])
@@ -127,7 +131,13 @@ final class CLITests: XCTestCase {
         let r = try isolab(["predict", "topologies/threat-separate-groups.yaml", "--kernel", "6.12"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("A  edu  group 4  !! hazard"), r.out)
-        XCTAssertTrue(r.out.contains("A -> nic0"))
+        XCTAssertTrue(r.out.contains("2 ordered pairs"), r.out)
+        XCTAssertTrue(r.out.contains("turns via dp0: A (group 4) — dp0 has no ACS capability"), r.out)
+        XCTAssertFalse(r.out.contains("    A -> nic0: "), "pairs only on request")
+        let pairs = try isolab(["predict", "topologies/threat-separate-groups.yaml", "--kernel", "6.12", "--hazards", "pairs"])
+        XCTAssertTrue(pairs.out.contains("    A -> nic0: "), pairs.out)
+        let json = try isolab(["predict", "topologies/threat-separate-groups.yaml", "--kernel", "6.12", "--hazards", "pairs", "--format", "json"])
+        XCTAssertTrue(json.out.contains("\"hazards\" : ["), json.out)
     }
 }
 

@@ -16,6 +16,18 @@ struct PredictCommand: ParsableCommand {
 
     @OptionGroup var formatOptions: FormatOptions
 
+    /// How hazards are listed.
+    enum HazardListing: String, ExpressibleByArgument, CaseIterable {
+        /// By what connects the endpoints (a switch's internal bus, a conventional bus, a
+        /// multifunction slot), with a count of the pairs: linear in the fabric.
+        case compact
+        /// Also every ordered pair, with its reason: grows with the square of a fan-out.
+        case pairs
+    }
+
+    @Option(help: "Hazards by what connects the endpoints (compact), or also every ordered pair (pairs).")
+    var hazards: HazardListing = .compact
+
     func run() throws {
         try reportingInputErrors {
             let format = try formatOptions.accepted([.text, .json])
@@ -24,9 +36,9 @@ struct PredictCommand: ParsableCommand {
             let predictions = topologies.flatMap { t in ks.map { (label: $0.label, p: Predictor.predict(t, kernel: $0.generation)) } }
             switch format {
             case .json:
-                print(PredictionJSON.render(predictions))
+                print(PredictionJSON.render(predictions, pairs: hazards == .pairs))
             default:
-                print(predictions.map { TextRenderer.render($0.p, label: $0.label) }.joined(separator: "\n"))
+                print(predictions.map { TextRenderer.render($0.p, label: $0.label, pairs: hazards == .pairs) }.joined(separator: "\n"))
             }
         }
     }

@@ -1,10 +1,10 @@
 import Foundation
 import IsolabModel
 
-/// The stable JSON form of predictions (schema `isolab-predict/1`, docs/predict-json.md).
+/// The stable JSON form of predictions (schema `isolab-predict/2`, docs/predict-json.md).
 enum PredictionJSON {
     struct Document: Encodable {
-        var schema = "isolab-predict/1"
+        var schema = "isolab-predict/2"
         var predictions: [Entry]
     }
 
@@ -19,7 +19,11 @@ enum PredictionJSON {
         var iommuNote: String?
         var groups: [Group]
         var functions: [Function]
-        var hazards: [HazardJSON]
+        /// Where endpoints reach each other past the IOMMU, by what connects them.
+        var reaches: [ReachJSON]
+        /// Ordered pairs the groups separate: counted always, listed with `--hazards pairs`.
+        var hazardCount: Int
+        var hazards: [HazardJSON]?
         var unrealizable: [UnrealizableJSON]
         var scenarios: [ScenarioJSON]
     }
@@ -62,6 +66,25 @@ enum PredictionJSON {
         var reason: String
     }
 
+    struct ReachJSON: Encodable {
+        var connector: String
+        var sides: [SideJSON]
+        var hazardCount: Int
+    }
+
+    struct SideJSON: Encodable {
+        var via: String
+        var path: String
+        var turns: Bool
+        var reason: String
+        var endpoints: [EndpointJSON]
+    }
+
+    struct EndpointJSON: Encodable {
+        var node: String
+        var group: Int?
+    }
+
     struct UnrealizableJSON: Encodable {
         var node: String
         var reason: String
@@ -101,7 +124,7 @@ enum PredictionJSON {
         var because: String
     }
 
-    static func entry(_ p: KernelPrediction, label: String) -> Entry {
+    static func entry(_ p: KernelPrediction, label: String, pairs: Bool) -> Entry {
         let f = p.fabric
         let groups = (p.grouping?.groups ?? []).map { g in
             Group(id: g.id, members: g.members.map { i in
@@ -139,15 +162,24 @@ enum PredictionJSON {
         return Entry(file: p.topology.file, topology: p.topology.name, iommu: p.topology.iommu.rawValue,
                      kernel: label, generation: p.kernel.id, ownership: p.kernel.ownership.rawValue,
                      iommuActive: p.iommuActive, iommuNote: p.iommuNote, groups: groups, functions: functions,
-                     hazards: p.hazards.map { HazardJSON(from: $0.from, to: $0.to, fromGroup: $0.fromGroup, toGroup: $0.toGroup, reason: $0.reason) },
+                     reaches: p.reaches.map { r in
+                         ReachJSON(connector: r.connector, sides: r.sides.map { s in
+                             SideJSON(via: f.functions[s.function].displayName, path: f.functions[s.function].path, turns: s.turns,
+                                      reason: s.reason, endpoints: s.endpoints.map {
+                                          EndpointJSON(node: f.functions[$0].displayName, group: p.grouping?.groupOf[$0])
+                                      })
+                         }, hazardCount: p.grouping.map(r.hazardCount) ?? 0)
+                     },
+                     hazardCount: p.hazardCount,
+                     hazards: pairs ? p.hazards.map { HazardJSON(from: $0.from, to: $0.to, fromGroup: $0.fromGroup, toGroup: $0.toGroup, reason: $0.reason) } : nil,
                      unrealizable: p.unrealizable.map { UnrealizableJSON(node: $0.node, reason: $0.reason, line: $0.location.line, column: $0.location.column) },
                      scenarios: scenarios)
     }
 
-    static func render(_ predictions: [(label: String, p: KernelPrediction)]) -> String {
+    static func render(_ predictions: [(label: String, p: KernelPrediction)], pairs: Bool = false) -> String {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        let doc = Document(predictions: predictions.map { entry($0.p, label: $0.label) })
+        let doc = Document(predictions: predictions.map { entry($0.p, label: $0.label, pairs: pairs) })
         return String(data: try! enc.encode(doc), encoding: .utf8)!
     }
 }

@@ -19,10 +19,19 @@ enum TextRenderer {
         }
     }
 
-    static func render(_ p: KernelPrediction, label: String) -> String {
+    static func render(_ p: KernelPrediction, label: String, pairs: Bool = false) -> String {
         var lines = [header(p, label: label)]
         if let note = p.iommuNote { lines.append("  note: \(note)") }
-        let hazardNodes = Set(p.hazards.flatMap { [$0.from, $0.to] })
+        // Endpoints with a hazard: below a turning side, with a peer in another group elsewhere
+        // in the same reach (linear: per reach, the groups each side holds).
+        var hazardNodes = Set<String>()
+        if let grouping = p.grouping {
+            for r in p.reaches where r.hazardCount(grouping) > 0 {
+                for s in r.sides {
+                    for e in s.endpoints where r.hazardCount(of: e, grouping) > 0 { hazardNodes.insert(p.fabric.functions[e].displayName) }
+                }
+            }
+        }
         func walk(bus: Int, indent: String) {
             let fs = p.fabric.buses[bus].functions.map { p.fabric.functions[$0] }
             for (i, f) in fs.enumerated() {
@@ -41,9 +50,12 @@ enum TextRenderer {
                 lines.append("    \(g.id): " + g.members.map { p.fabric.functions[$0].displayName }.joined(separator: ", "))
             }
         }
-        if !p.hazards.isEmpty {
-            lines.append("  hazards (PCIe routes around the IOMMU between different groups):")
-            for h in p.hazards { lines.append("    \(h.from) -> \(h.to): \(h.reason)") }
+        if p.hazardCount > 0 {
+            lines.append("  hazards (PCIe routes around the IOMMU between different groups): \(p.hazardCount) ordered pairs")
+            for r in p.reaches where p.grouping.map(r.hazardCount) ?? 0 > 0 { lines += reachLines(r, p) }
+            if pairs {
+                for h in p.hazards { lines.append("    \(h.from) -> \(h.to): \(h.reason)") }
+            }
         }
         if !p.unrealizable.isEmpty {
             lines.append("  unrealizable in QEMU 7.2:")
@@ -57,6 +69,20 @@ enum TextRenderer {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// One reach: what connects its sides, and per side whether requests from below it turn
+    /// there, its endpoints and their groups.
+    static func reachLines(_ r: PeerReach, _ p: KernelPrediction) -> [String] {
+        var lines = ["    on \(r.connector): endpoints below a side that turns reach every endpoint below the other sides"]
+        for s in r.sides {
+            let f = p.fabric.functions[s.function]
+            let eps = s.endpoints.map { e in
+                p.fabric.functions[e].displayName + (p.grouping?.groupOf[e].map { " (group \($0))" } ?? "")
+            }
+            lines.append("      \(s.turns ? "turns" : "isolated") via \(f.displayName): \(eps.joined(separator: ", ")) — \(s.reason)")
+        }
+        return lines
     }
 
     static func explain(_ p: KernelPrediction, label: String, device: String?) -> String {
