@@ -37,9 +37,10 @@ struct MatrixCommand: ParsableCommand {
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
     var noSnapshot = false
     @OptionGroup var bootOptions: BootOptions
+    @OptionGroup var developer: DeveloperKernelOptions
 
     func run() throws {
-        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?)!
+        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?, developer: DeveloperKernel?)!
         var boot = BootPath.pvh, clock = GuestClock.host
         try reportingInputErrors { plan = try validated(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
@@ -56,7 +57,12 @@ struct MatrixCommand: ParsableCommand {
             let catalog = try builder.catalog
             let runsRoot = RunsDirectory.root()
             for k in Set(cells.map(\.kernel)).sorted() {
-                images[k] = try builder.build(kernel: try catalog.kernel(id: k), agent: agent)
+                if let dev = plan.developer, dev.label == k {
+                    images[k] = try dev.image(builder, agent: agent)
+                    log("kernel \(k): \(dev.release), generation \(dev.generation.id)" + (dev.treeSource.map { ", tree \($0.summary)" } ?? ""))
+                } else {
+                    images[k] = try builder.build(kernel: try catalog.kernel(id: k), agent: agent)
+                }
             }
             for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
                 let scenarios: [Scenario?] = cell.topology.scenarios.isEmpty ? [nil] : cell.topology.scenarios
@@ -109,7 +115,9 @@ struct MatrixCommand: ParsableCommand {
         }
         let kernels = images.keys.sorted().map { k in
             KernelBuild(label: k, release: images[k]!.kernelRelease,
-                        packages: images[k]!.metadata.packages.map { KernelPackage(name: $0.name, version: $0.version, sha256: $0.sha256) })
+                        packages: images[k]!.metadata.packages.map { KernelPackage(name: $0.name, version: $0.version, sha256: $0.sha256) },
+                        imageSha256: images[k]!.metadata.kernelSha256,
+                        tree: plan.developer?.label == k ? plan.developer?.treeSource : nil)
         }
         let doc = ResultsDocument(isolab: Isolab.configuration.version, environment: environment, kernels: kernels, inputs: inputs)
         do {
@@ -137,10 +145,11 @@ struct MatrixCommand: ParsableCommand {
         var unrealizable: [Unrealizable]
     }
 
-    private func validated() throws -> ([Cell], [String], (Int, Int), Int?) {
+    private func validated() throws -> ([Cell], [String], (Int, Int), Int?, DeveloperKernel?) {
         let matrix: MatrixFile
         do { matrix = try MatrixFile.load(path: file) } catch let e as TopologyError { throw InputError(e.description) }
-        var kernels = matrix.kernels
+        let dev = try developer.resolve(requirements: true)
+        var kernels = dev == nil ? matrix.kernels : []
         if let kernel {
             let chosen = kernel.split(separator: ",").map(String.init)
             let bootable = KernelOptions.bootableIDs()
@@ -149,6 +158,7 @@ struct MatrixCommand: ParsableCommand {
             }
             kernels = chosen
         }
+        if let dev { kernels.append(dev.label) }
         var shardPair = (1, 1)
         if let shard {
             let parts = shard.split(separator: "/").compactMap { Int($0) }
@@ -164,7 +174,8 @@ struct MatrixCommand: ParsableCommand {
         var cells: [Cell] = []
         // Once per kernel: a kernels.yaml id reads the catalog and its config fragment.
         var generations: [String: KernelGeneration] = [:]
-        for k in kernels { generations[k] = try KernelOptions.imageCatalogGeneration(k) ?? KernelGeneration.resolve(k)! }
+        for k in kernels where k != dev?.label { generations[k] = try KernelOptions.imageCatalogGeneration(k) ?? KernelGeneration.resolve(k)! }
+        if let dev { generations[dev.label] = dev.generation }
         for t in topologies {
             let text = FileManager.default.contents(atPath: t.file) ?? Data()
             let sha = SHA256.hash(data: text).map { String(format: "%02x", $0) }.joined()
@@ -186,7 +197,7 @@ struct MatrixCommand: ParsableCommand {
                 }
             }
         }
-        return (cells, kernels, shardPair, matrix.jobs)
+        return (cells, kernels, shardPair, matrix.jobs, dev)
     }
 }
 

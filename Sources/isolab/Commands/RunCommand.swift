@@ -23,8 +23,9 @@ struct RunCommand: ParsableCommand {
 
     @Argument(help: "Topology files.")
     var files: [String]
-    @Option(help: "Kernel catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), a comma-separated list, or 'all'.")
-    var kernel: String = "6.1"
+    @Option(help: "Kernel catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), a comma-separated list, or 'all' (default: 6.1, or only the --kernel-tree / --kernel-image kernel).")
+    var kernel: String?
+    @OptionGroup var developer: DeveloperKernelOptions
     @Option(help: "Override the topology's vIOMMU.")
     var iommu: IOMMUModel?
     @Option(help: "libvirt connection URI (default: the embedded driver, qemu:///embed).")
@@ -52,7 +53,7 @@ struct RunCommand: ParsableCommand {
     var kernelArgs: [String] = []
 
     func run() throws {
-        var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)])!
+        var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)], developer: DeveloperKernel?)!
         var boot = BootPath.pvh, clock = GuestClock.host
         try reportingInputErrors { inputs = try validatedInputs(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
         let kernels = inputs.kernels
@@ -74,7 +75,14 @@ struct RunCommand: ParsableCommand {
             let catalog = try builder.catalog
             let runsRoot = RunsDirectory.root()
             for k in kernels {
-                let image = try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent)
+                let image: GuestImage
+                if let dev = inputs.developer, dev.label == k.label {
+                    image = try dev.image(builder, agent: agent)
+                    log("kernel \(dev.label): \(dev.release), generation \(dev.generation.id)"
+                        + (dev.treeSource.map { ", tree \($0.summary)" } ?? "") + ", kernel image sha256 \(image.metadata.kernelSha256.prefix(12))")
+                } else {
+                    image = try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent)
+                }
                 images[k.label] = image
                 for topology in topologies {
                 let fabric = Fabric(topology)
@@ -160,7 +168,7 @@ struct RunCommand: ParsableCommand {
         if observations.contains(where: { $0.outcome == .infrastructure }) { throw ExitCode(3) }
     }
 
-    private func validatedInputs() throws -> ([Topology], [(label: String, generation: KernelGeneration)]) {
+    private func validatedInputs() throws -> ([Topology], [(label: String, generation: KernelGeneration)], DeveloperKernel?) {
         guard !files.isEmpty else { throw InputError("run: give at least one topology file") }
         var topologies = try loadTopologies(files)
         if let iommu {
@@ -173,11 +181,13 @@ struct RunCommand: ParsableCommand {
         for name in scenario where !names.contains(name) {
             throw InputError("--scenario: no scenario '\(name)' in \(files.joined(separator: ", ")) (accepted: \(names.sorted().joined(separator: ", ")))")
         }
-        let kernels = try KernelOptions.parse(["--kernel", kernel]).resolve()
+        let dev = try developer.resolve(requirements: true)
+        var kernels = dev == nil || kernel != nil ? try KernelOptions.parse(["--kernel", kernel ?? "6.1"]).resolve() : []
         let bootable = KernelOptions.bootableIDs()
         for k in kernels where !bootable.contains(k.label) {
             throw InputError("--kernel: '\(k.label)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")), all)")
         }
+        if let dev { kernels.append((dev.label, dev.generation)) }
         guard jobs >= 1 else { throw InputError("--jobs: must be at least 1") }
         if interactive {
             guard topologies.count == 1, kernels.count == 1 else {
@@ -187,6 +197,6 @@ struct RunCommand: ParsableCommand {
                 throw InputError("--interactive: choose one scenario with --scenario (accepted: \(topologies[0].scenarios.map(\.name).joined(separator: ", ")))")
             }
         }
-        return (topologies, kernels)
+        return (topologies, kernels, dev)
     }
 }
