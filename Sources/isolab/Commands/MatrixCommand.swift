@@ -38,9 +38,11 @@ struct MatrixCommand: ParsableCommand {
     var noSnapshot = false
     @OptionGroup var bootOptions: BootOptions
     @OptionGroup var developer: DeveloperKernelOptions
+    @Option(help: "With --kernel-tree or --kernel-image: a catalog kernel id (run in the same matrix) or a saved results.json to compare with; writes regression.md and regression.json (every changed item, the model's reasoning for both kernels, a verdict per change) beside the reports.")
+    var baseline: String?
 
     func run() throws {
-        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?, developer: DeveloperKernel?)!
+        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?, developer: DeveloperKernel?, baseline: Baseline?)!
         var boot = BootPath.pvh, clock = GuestClock.host
         try reportingInputErrors { plan = try validated(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
         let log: (String) -> Void = { FileHandle.standardError.write(Data("isolab: \($0)\n".utf8)) }
@@ -126,6 +128,16 @@ struct MatrixCommand: ParsableCommand {
             log("cannot write the reports: \(error)")
             throw ExitCode(3)
         }
+        if let baseline = plan.baseline, let dev = plan.developer {
+            do {
+                let r = try baseline.write(results: doc, developer: dev, to: output)
+                log("\(dev.label) against \(baseline.kernel): \(r.entries.count) items changed, \(r.regressions.count) regressions, "
+                    + "\(r.entries.filter { $0.holds == .doesNotHold }.count) where the model's prediction does not hold; \(output)/regression.md")
+            } catch {
+                log("cannot write the regression report: \(error)")
+                throw ExitCode(3)
+            }
+        }
         func sum(_ stage: (Timing) -> Double) -> Double { observations.reduce(0) { $0 + stage($1.timing) } }
         log(String(format: "%d VMs in %.0f s wall, %.0f VM-seconds (boot %.0f, snapshot %.0f, restore %.0f, steps %.0f, create %.0f, teardown %.0f); reports in %@",
                    observations.count, Date().timeIntervalSince(started), sum(\.vmSeconds), sum(\.boot), sum(\.snapshot),
@@ -145,7 +157,7 @@ struct MatrixCommand: ParsableCommand {
         var unrealizable: [Unrealizable]
     }
 
-    private func validated() throws -> ([Cell], [String], (Int, Int), Int?, DeveloperKernel?) {
+    private func validated() throws -> ([Cell], [String], (Int, Int), Int?, DeveloperKernel?, Baseline?) {
         let matrix: MatrixFile
         do { matrix = try MatrixFile.load(path: file) } catch let e as TopologyError { throw InputError(e.description) }
         let dev = try developer.resolve(requirements: true)
@@ -158,6 +170,8 @@ struct MatrixCommand: ParsableCommand {
             }
             kernels = chosen
         }
+        let base = try baseline.map { try Baseline.resolve($0, developer: dev) }
+        if let base, base.document == nil, !kernels.contains(base.kernel) { kernels.append(base.kernel) }
         if let dev { kernels.append(dev.label) }
         var shardPair = (1, 1)
         if let shard {
@@ -197,7 +211,7 @@ struct MatrixCommand: ParsableCommand {
                 }
             }
         }
-        return (cells, kernels, shardPair, matrix.jobs, dev)
+        return (cells, kernels, shardPair, matrix.jobs, dev, base)
     }
 }
 
