@@ -103,15 +103,21 @@ public struct KernelBuildTree: Sendable {
             out.append("\(r.symbol) \(got) (\(r.why); build it \(r.accepted.map { "=\($0)" }.joined(separator: " or ")))")
         }
         let fm = FileManager.default
+        guard fm.fileExists(atPath: (path as NSString).appendingPathComponent("modules.order")) else {
+            return out + ["no modules.order: the tree's modules are not built (run `make bzImage modules` in the tree)"]
+        }
         for m in recipe.modules where m.required {
             if builtin.contains(m.name) { continue }
             let symbol = Self.moduleSymbols[m.name] ?? "the option that builds \(m.name)"
             if let rel = modules[m.name] {
                 if fm.fileExists(atPath: (path as NSString).appendingPathComponent(rel)) { continue }
                 out.append("\(symbol)=\(config[symbol]) but \(rel) is not built (run `make modules` in the tree)")
-            } else if !out.contains(where: { $0.hasPrefix(symbol + " ") }) {
-                let got = config[symbol] == "n" ? "is not set" : "=\(config[symbol])"
-                out.append("\(symbol) \(got): the guest's initramfs requires module \(m.name) (build it =m or =y)")
+            } else if out.contains(where: { $0.hasPrefix(symbol + " ") }) {
+                continue
+            } else if config[symbol] == "n" {
+                out.append("\(symbol) is not set (the guest's initramfs requires module \(m.name); build it =m or =y)")
+            } else {
+                out.append("\(symbol)=\(config[symbol]) but \(m.name) is in neither modules.order nor modules.builtin (run `make bzImage modules` in the tree)")
             }
         }
         return out

@@ -1,0 +1,89 @@
+import Foundation
+import XCTest
+
+/// A developer's kernel build tree through `--kernel-tree`, played by Debian's linux-source-6.12
+/// as isolab's `6.12-iommufd` builds it (tinyconfig + vm-images/kernel-configs/iommufd.config),
+/// kept as a build tree (`isolab images tree`; ci/test builds both trees before the tests), once
+/// as it is and once with Fixtures/owner-check-skipped.patch.
+final class KernelTreeCLITests: XCTestCase {
+    let fm = FileManager.default
+    static let patch = CLITests.root.appendingPathComponent("Tests/IsolabCLITests/Fixtures/owner-check-skipped.patch").path
+
+    func isolab(_ args: [String], cwd: String = CLITests.root.path) throws -> (status: Int32, out: String, err: String) {
+        try CLISupport.run(args, cwd: URL(fileURLWithPath: cwd))
+    }
+
+    /// The kept build tree of 6.12-iommufd, patched or not (a cache hit after the first build).
+    func tree(patched: Bool) throws -> String {
+        let r = try isolab(["images", "tree", "--kernel", "6.12-iommufd"] + (patched ? ["--patch", Self.patch] : []))
+        XCTAssertEqual(r.status, 0, r.err)
+        let path = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
+        XCTAssertTrue(fm.fileExists(atPath: path + "/arch/x86/boot/bzImage"), path)
+        XCTAssertFalse(fm.fileExists(atPath: path + "/lib/modules"), "a build tree, not modules_install output")
+        return path
+    }
+
+    func temporary(_ label: String) throws -> String {
+        let dir = fm.temporaryDirectory.appendingPathComponent("isolab-\(label)-\(UUID().uuidString.prefix(8))").path
+        try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A configured tree whose `.config` leaves CONFIG_VFIO_PCI unset (every other module the
+    /// recipe requires present as an empty `.ko`): nothing is built, nothing boots.
+    func treeWithoutVFIOPCI() throws -> String {
+        let dir = try temporary("novfiopci")
+        let fragment = try String(contentsOf: CLITests.root.appendingPathComponent("vm-images/kernel-configs/iommufd.config"), encoding: .utf8)
+        let config = fragment.split(separator: "\n").map { $0 == "CONFIG_VFIO_PCI=m" ? "# CONFIG_VFIO_PCI is not set" : String($0) }
+        try (config.joined(separator: "\n") + "\n").write(toFile: dir + "/.config", atomically: true, encoding: .utf8)
+        try fm.createDirectory(atPath: dir + "/include/config", withIntermediateDirectories: true)
+        try "6.12.99-test\n".write(toFile: dir + "/include/config/kernel.release", atomically: true, encoding: .utf8)
+        let modules = ["drivers/vfio/vfio.o", "drivers/vfio/vfio_iommu_type1.o", "virt/lib/irqbypass.o", "drivers/pci/pci-stub.o",
+                       "drivers/net/ethernet/intel/e1000e/e1000e.o", "drivers/nvme/host/nvme.o"]
+        for m in modules {
+            let ko = dir + "/" + m.dropLast(2) + ".ko"
+            try fm.createDirectory(atPath: (ko as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            XCTAssertTrue(fm.createFile(atPath: ko, contents: Data()))
+        }
+        try (modules.joined(separator: "\n") + "\n").write(toFile: dir + "/modules.order", atomically: true, encoding: .utf8)
+        return dir
+    }
+
+    func testTreeWithoutVFIOPCIIsRefusedBeforeBootingWithOneLineNamingTheOption() throws {
+        let dir = try treeWithoutVFIOPCI()
+        defer { try? fm.removeItem(atPath: dir) }
+        for command in [["run", "topologies/switch-no-acs.yaml"], ["matrix", "ci/matrix.yaml", "--output", dir + "/reports"]] {
+            let r = try isolab(command + ["--kernel-tree", dir])
+            XCTAssertEqual(r.status, 2, "\(command): \(r.err)")
+            let lines = r.err.split(separator: "\n")
+            XCTAssertEqual(lines.count, 1, r.err)
+            XCTAssertTrue(lines.first?.hasPrefix("isolab: --kernel-tree \(dir): ") == true, r.err)
+            XCTAssertTrue(r.err.contains("CONFIG_VFIO_PCI is not set"), r.err)
+            XCTAssertFalse(fm.fileExists(atPath: dir + "/reports"), "nothing ran")
+        }
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+        // predict needs only the version and .config: the tree's iommufd build predicts the cdev path.
+        let p = try isolab(["predict", "topologies/switch-no-acs.yaml", "--kernel-tree", dir, "--format", "json"])
+        XCTAssertEqual(p.status, 0, p.err)
+        XCTAssertTrue(p.out.contains("\"6.12.99-test\""), p.out)
+        XCTAssertFalse(p.out.contains("unsupported"), "IOMMUFD and VFIO_DEVICE_CDEV are in the tree's .config")
+    }
+
+    func testTreeWithoutVmlinuxBootsItsBzImageAndSaysSo() throws {
+        let tree = try tree(patched: false)
+        // The same tree without its vmlinux: every other top-level entry linked.
+        let dir = try temporary("novmlinux")
+        defer { try? fm.removeItem(atPath: dir) }
+        for name in try fm.contentsOfDirectory(atPath: tree) where name != "vmlinux" {
+            try fm.createSymbolicLink(atPath: dir + "/" + name, withDestinationPath: tree + "/" + name)
+        }
+        let r = try isolab(["run", "topologies/nvme-alone.yaml", "--kernel-tree", dir, "--kernel-label", "no-vmlinux", "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("kernel no-vmlinux: booting bzimage instead of pvh: no PVH vmlinux: the tree has no vmlinux"), r.err)
+        let doc = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
+        let scenarios = ((doc?["runs"] as? [[String: Any]])?.first?["observed"] as? [String: Any])?["scenarios"] as? [[String: Any]] ?? []
+        XCTAssertFalse(scenarios.isEmpty)
+        for s in scenarios { XCTAssertEqual(s["outcome"] as? String, "completed", "\(s)") }
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+}
