@@ -187,7 +187,8 @@ public final class ImageBuilder: @unchecked Sendable {
         log("building initramfs for \(kernelID) (\(kernelRelease))")
         let fm = FileManager.default
         let kernelCopy = (work as NSString).appendingPathComponent(kernel.fileName)
-        if link(kernel.path, kernelCopy) != 0 { try fm.copyItem(atPath: kernel.path, toPath: kernelCopy) }
+        // A developer's files are copied: a rebuild rewrites arch/x86/boot/bzImage in place.
+        if origin != .debian || link(kernel.path, kernelCopy) != 0 { try fm.copyItem(atPath: kernel.path, toPath: kernelCopy) }
         let (vmlinux, pvhUnavailable) = try pvhKernel(kernel, copy: kernelCopy, work: work, kernelID: kernelID, source: source)
         let index = try ModuleIndex(directory: modulesDirectory)
         let contents = try InitramfsBuilder(recipe: recipe, busybox: try Shell.which(busybox)).build(
@@ -230,7 +231,9 @@ public final class ImageBuilder: @unchecked Sendable {
             log("\(kernelID): no PVH boot, the bzImage is used: \(why)")
             return (nil, why)
         case .file(let path):
-            if link(path, output) != 0 { try FileManager.default.copyItem(atPath: path, toPath: output) }
+            // A copy without debug info (the PVH note and the banner stay).
+            try FileManager.default.copyItem(atPath: path, toPath: output)
+            if let strip = try? Shell.which("strip") { _ = try? Shell.run([strip, "--strip-debug", output]) }
             let elf = try ELFKernel(path: output)
             return (VmlinuxMetadata(sha256: try Hashing.sha256(file: output), bytes: Int(ImageCache.size(output)),
                                     pvhEntry: elf.pvhEntry, compression: nil), nil)

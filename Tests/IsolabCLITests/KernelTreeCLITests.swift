@@ -77,13 +77,68 @@ final class KernelTreeCLITests: XCTestCase {
         for name in try fm.contentsOfDirectory(atPath: tree) where name != "vmlinux" {
             try fm.createSymbolicLink(atPath: dir + "/" + name, withDestinationPath: tree + "/" + name)
         }
-        let r = try isolab(["run", "topologies/nvme-alone.yaml", "--kernel-tree", dir, "--kernel-label", "no-vmlinux", "--format", "json"])
+        // A git work tree: the default label is the release and `git describe --always --dirty`.
+        func git(_ args: [String]) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+            p.arguments = ["-C", dir, "-c", "user.name=isolab-test", "-c", "user.email=test@localhost"] + args
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "git \(args)")
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        _ = try git(["init", "-q"])
+        _ = try git(["add", "-A"])
+        _ = try git(["commit", "-q", "-m", "tree"])
+        try "local change\n".write(toFile: dir + "/NOTES", atomically: true, encoding: .utf8)
+        _ = try git(["add", "NOTES"])
+        let commit = try git(["rev-parse", "--short", "HEAD"])
+        let release = try String(contentsOfFile: tree + "/include/config/kernel.release", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let label = "\(release)@\(commit)-dirty"
+        let r = try isolab(["run", "topologies/nvme-alone.yaml", "--kernel-tree", dir, "--format", "json"])
         XCTAssertEqual(r.status, 0, r.err)
-        XCTAssertTrue(r.err.contains("kernel no-vmlinux: booting bzimage instead of pvh: no PVH vmlinux: the tree has no vmlinux"), r.err)
+        XCTAssertTrue(r.err.contains("kernel \(label): booting bzimage instead of pvh: no PVH vmlinux: the tree has no vmlinux"), r.err)
+        XCTAssertTrue(r.err.contains(", dirty)"), "the tree's git state is reported: \(r.err)")
         let doc = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any]
         let scenarios = ((doc?["runs"] as? [[String: Any]])?.first?["observed"] as? [String: Any])?["scenarios"] as? [[String: Any]] ?? []
         XCTAssertFalse(scenarios.isEmpty)
         for s in scenarios { XCTAssertEqual(s["outcome"] as? String, "completed", "\(s)") }
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+
+    /// Groups and step results of each kernel's run in `isolab run --format json` output.
+    func facts(_ json: String) throws -> [String: [String]] {
+        let doc = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        var out: [String: [String]] = [:]
+        for run in doc["runs"] as? [[String: Any]] ?? [] {
+            let observed = run["observed"] as? [String: Any] ?? [:]
+            let groups = (observed["groups"] as? [[String: Any]] ?? []).map {
+                "group " + ($0["members"] as? [[String: Any]] ?? []).compactMap { $0["node"] as? String }.joined(separator: "+")
+            }
+            let steps = (observed["scenarios"] as? [[String: Any]] ?? []).flatMap { s in
+                (s["steps"] as? [[String: Any]] ?? []).map { "\(s["scenario"] ?? "") \($0["index"] ?? "") \($0["result"] ?? "")" }
+            }
+            out[run["kernel"] as? String ?? "?", default: []] += groups.sorted() + steps
+        }
+        return out
+    }
+
+    /// The unpatched tree through --kernel-tree is the catalog's 6.12-iommufd by another road:
+    /// the same groups and step results on the classic hazard fabric, legacy and cdev paths.
+    func testUnpatchedTreeObservesWhatTheCatalogBuildOfTheSameSourceDoes() throws {
+        let tree = try tree(patched: false)
+        let r = try isolab(["run", "topologies/switch-no-acs.yaml", "--kernel", "6.12-iommufd", "--kernel-tree", tree,
+                            "--kernel-label", "unpatched", "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("kernel unpatched: "), r.err)
+        XCTAssertFalse(r.err.contains("instead of pvh"), "the tree's vmlinux boots at its PVH entry: \(r.err)")
+        let f = try facts(r.out)
+        XCTAssertGreaterThan(f["unpatched"]?.count ?? 0, 10, "\(f)")
+        XCTAssertEqual(f["unpatched"], f["6.12-iommufd"])
         XCTAssertEqual(CLISupport.qemuCount(), 0)
     }
 }
