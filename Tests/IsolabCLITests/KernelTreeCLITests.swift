@@ -141,4 +141,45 @@ final class KernelTreeCLITests: XCTestCase {
         XCTAssertEqual(f["unpatched"], f["6.12-iommufd"])
         XCTAssertEqual(CLISupport.qemuCount(), 0)
     }
+
+    /// Runs the default matrix (every catalog fabric, intel and virtio-iommu) on a tree.
+    func matrix(tree: String, label: String, extra: [String] = []) throws -> (status: Int32, err: String, output: String, results: [String: Any]) {
+        let output = try temporary("tree-matrix")
+        let r = try isolab(["matrix", "ci/matrix.yaml", "--kernel-tree", tree, "--kernel-label", label, "--output", output] + extra)
+        let data = try Data(contentsOf: URL(fileURLWithPath: output + "/results.json"))
+        let doc = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any], r.err)
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+        return (r.status, r.err, output, doc)
+    }
+
+    /// `topology | scenario | title` of every verdict of `kind` on `kernel`.
+    func items(_ doc: [String: Any], kernel: String, kind: String) -> [String] {
+        (doc["runs"] as? [[String: Any]] ?? []).filter { $0["kernel"] as? String == kernel }.flatMap { run in
+            (run["verdicts"] as? [[String: Any]] ?? []).filter { $0["kind"] as? String == kind }.map {
+                "\(run["topology"] ?? "") | \($0["scenario"] as? String ?? "-") | \($0["title"] ?? "")"
+            }
+        }.sorted()
+    }
+
+    /// The kernel record of `label`: tree path, .config hash, image sha256.
+    func checkRecord(_ doc: [String: Any], label: String, tree: String) throws {
+        let k = try XCTUnwrap((doc["kernels"] as? [[String: Any]] ?? []).first { $0["label"] as? String == label })
+        let record = try XCTUnwrap(k["tree"] as? [String: Any])
+        XCTAssertEqual(record["path"] as? String, tree)
+        let config = try Data(contentsOf: URL(fileURLWithPath: tree + "/.config"))
+        XCTAssertEqual((record["configSha256"] as? String)?.count, 64)
+        XCTAssertFalse(config.isEmpty)
+        XCTAssertEqual((k["imageSha256"] as? String)?.count, 64)
+    }
+
+    func testUnpatchedTreeThroughTheMatrixFindsNoMismatch() throws {
+        let tree = try tree(patched: false)
+        let m = try matrix(tree: tree, label: "unpatched")
+        defer { try? fm.removeItem(atPath: m.output) }
+        XCTAssertEqual(m.status, 0, m.err)
+        XCTAssertEqual(items(m.results, kernel: "unpatched", kind: "mismatch"), [])
+        XCTAssertEqual(items(m.results, kernel: "unpatched", kind: "crash"), [])
+        XCTAssertGreaterThan(items(m.results, kernel: "unpatched", kind: "match").count, 100)
+        try checkRecord(m.results, label: "unpatched", tree: tree)
+    }
 }
