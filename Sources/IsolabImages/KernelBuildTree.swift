@@ -139,9 +139,15 @@ public struct KernelBuildTree: Sendable {
             return (bzImage, nil, "the tree's vmlinux is unreadable")
         }
         do {
-            let elf = try ELFKernel(data: data, path: vmlinux, readBanner: true)
-            guard elf.banner == bz.versionString else {
-                return (bzImage, nil, "the tree's vmlinux is not the bzImage's kernel (\(elf.banner ?? "no banner"))")
+            _ = try ELFKernel(data: data, path: vmlinux)
+            // Its banner (version-timestamp.c's linux_banner: "Linux version R (by@host) (compiler)
+            // UTS_VERSION"; init/version.c keeps a weak one without the build number) has the
+            // bzImage's release and UTS_VERSION (the setup header's "R (by@host) UTS_VERSION").
+            let words = bz.versionString.split(separator: ")", maxSplits: 1)
+            let utsVersion = words.count == 2 ? words[1].trimmingCharacters(in: .whitespaces) : bz.versionString
+            guard data.range(of: Data("Linux version \(release) ".utf8)) != nil,
+                  data.range(of: Data(" \(utsVersion)\n".utf8)) != nil else {
+                return (bzImage, nil, "the tree's vmlinux is not the bzImage's kernel (\(bz.versionString) is not in it): run `make bzImage`")
             }
             return (bzImage, vmlinux, nil)
         } catch {

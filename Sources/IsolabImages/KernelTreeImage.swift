@@ -122,7 +122,7 @@ enum VmlinuxSource {
         switch self {
         case .extract: return "extract"
         case .file(let path): return "file " + ((try? Hashing.sha256(file: path)) ?? path)
-        case .none: return "none"
+        case .none(let why): return "none: " + why
         }
     }
 }
