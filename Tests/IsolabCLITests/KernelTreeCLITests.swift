@@ -182,4 +182,64 @@ final class KernelTreeCLITests: XCTestCase {
         XCTAssertGreaterThan(items(m.results, kernel: "unpatched", kind: "match").count, 100)
         try checkRecord(m.results, label: "unpatched", tree: tree)
     }
+
+    /// What skipping the owner check in iommu_device_use_default_domain() implies on the catalog
+    /// fabrics (Fixtures/owner-check-skipped.patch), and nothing else: a kernel driver's bind
+    /// into a group userspace owns (VFIO group or iommufd cdev) succeeds where the model says
+    /// EBUSY; a later bind of that device finds it bound (EBUSY) where the model, which saw the
+    /// first bind fail, says ok; nvme's bind into a VFIO-owned group blocks (its probe's admin
+    /// commands DMA through a domain userspace owns and wait out their timeout). Under
+    /// virtio-iommu the cdev scenario never owns the group (no isolated MSI: EPERM), so it is
+    /// unchanged there.
+    static let ownerCheckSkippedMismatches = [
+        "integrated-endpoints | integrated-multifunction-ownership | step 7 bind mdisk",
+        "integrated-endpoints.virtio | integrated-multifunction-ownership | step 7 bind mdisk",
+        "multifunction-e1000e-edu | driver-bind-into-user-owned-group | step 3 bind nic0",
+        "multifunction-e1000e-edu | kernel-driver-blocks-iommufd-claim | step 6 bind nic0",
+        "multifunction-e1000e-edu | kernel-driver-blocks-iommufd-claim | step 9 bind nic0",
+        "multifunction-e1000e-edu | kernel-driver-blocks-user-claim | step 6 bind nic0",
+        "multifunction-e1000e-edu | kernel-driver-blocks-user-claim | step 8 bind nic0",
+        "multifunction-e1000e-edu.virtio | driver-bind-into-user-owned-group | step 3 bind nic0",
+        "multifunction-e1000e-edu.virtio | kernel-driver-blocks-user-claim | step 6 bind nic0",
+        "multifunction-e1000e-edu.virtio | kernel-driver-blocks-user-claim | step 8 bind nic0",
+    ]
+
+    func testOwnerCheckSkippedTreeShowsExactlyItsMismatchesAndTheDiffNamesThemRegressions() throws {
+        let tree = try tree(patched: true)
+        let label = "owner-check-skipped"
+        let m = try matrix(tree: tree, label: label, extra: ["--baseline", "6.12-iommufd"])
+        defer { try? fm.removeItem(atPath: m.output) }
+        XCTAssertEqual(m.status, 1, m.err)
+        XCTAssertEqual(items(m.results, kernel: label, kind: "mismatch"), Self.ownerCheckSkippedMismatches)
+        XCTAssertEqual(items(m.results, kernel: label, kind: "crash"), [])
+        XCTAssertEqual(items(m.results, kernel: "6.12-iommufd", kind: "mismatch"), [], "the unpatched source matches everywhere")
+        try checkRecord(m.results, label: label, tree: tree)
+
+        // regression.json: the same items, each a regression the model's prediction does not explain.
+        let data = try Data(contentsOf: URL(fileURLWithPath: m.output + "/regression.json"))
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        XCTAssertEqual(report["baselineKernel"] as? String, "6.12-iommufd")
+        let entries = report["entries"] as? [[String: Any]] ?? []
+        let named = entries.map { e -> String in
+            let c = e["change"] as? [String: Any] ?? [:]
+            return "\(c["topology"] ?? "") | \(c["scenario"] as? String ?? "-") | \(c["title"] ?? "")"
+        }.sorted()
+        XCTAssertEqual(named, Self.ownerCheckSkippedMismatches)
+        for e in entries {
+            XCTAssertEqual((e["change"] as? [String: Any])?["kind"] as? String, "regression", "\(e)")
+            XCTAssertEqual(e["holds"] as? String, "prediction-does-not-hold", "\(e)")
+        }
+        let md = try String(contentsOfFile: m.output + "/regression.md", encoding: .utf8)
+        XCTAssertTrue(md.contains("iommu\\_device\\_use\\_default\\_domain()"), "the model's reasoning is beside each change")
+
+        // report diff, the general tool, pairs the two kernels of one results.json the same way.
+        let results = m.output + "/results.json"
+        let diff = try isolab(["report", "diff", results, results, "--base-kernel", "6.12-iommufd", "--new-kernel", label])
+        XCTAssertEqual(diff.status, 1, diff.err)
+        XCTAssertTrue(diff.out.hasPrefix("regressions (\(Self.ownerCheckSkippedMismatches.count)):\n"), diff.out)
+        for item in Self.ownerCheckSkippedMismatches {
+            let parts = item.components(separatedBy: " | ")
+            XCTAssertTrue(diff.out.contains("\(parts[0]) on \(label): \(parts[1]): \(parts[2]): "), "\(item) in \(diff.out)")
+        }
+    }
 }
