@@ -99,8 +99,8 @@ public struct KernelBuildTree: Sendable {
     public func requirementProblems(recipe: Recipe) -> [String] {
         var out: [String] = []
         for r in Self.requiredOptions where !r.accepted.contains(config[r.symbol]) {
-            let got = config[r.symbol] == "n" ? "is not set" : "=\(config[r.symbol])"
-            out.append("\(r.symbol) \(got) (\(r.why); build it \(r.accepted.map { "=\($0)" }.joined(separator: " or ")))")
+            let got = config[r.symbol] == "n" ? " is not set" : "=\(config[r.symbol])"
+            out.append("\(r.symbol)\(got) (\(r.why); build it \(r.accepted.map { "=\($0)" }.joined(separator: " or ")))")
         }
         let fm = FileManager.default
         guard fm.fileExists(atPath: (path as NSString).appendingPathComponent("modules.order")) else {
