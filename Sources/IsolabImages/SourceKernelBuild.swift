@@ -2,12 +2,14 @@ import Foundation
 
 /// A catalog kernel isolab compiles itself (`build:` in kernels.yaml): Debian's kernel source
 /// package (`linux-source-X.Y`, its tarball in `/usr/src`) configured as `make tinyconfig`
-/// plus the entry's config fragment, built with `make bzImage modules`, installed with
+/// plus the entry's config fragment, built with `make bzImage modules` in a build tree that is
+/// kept (`trees/<key>`, see `tree(_:fragmentPath:patch:)`), then installed with
 /// `make modules_install` into a tree shaped like an unpacked Debian kernel
 /// (`boot/vmlinuz-R`, `boot/config-R`, `lib/modules/R`), cached in `kernels/built-<key>`.
 ///
-/// The key covers the source package (sha256) and the fragment's text, so a second call is a
-/// cache hit; the build log stays in the entry (`build.log`).
+/// The keys cover the source package (sha256) and the fragment's text, so a second call is a
+/// cache hit; the build log stays in the tree's entry (`build.log`). One compile serves the
+/// catalog image, `--kernel-tree` and every patched copy of the tree.
 struct SourceKernelBuild {
     let cache: ImageCache
     let resolver: KernelResolver
