@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "IsolabModelTests", dependencies: ["IsolabModel", "IsolabTopology", "IsolabProtocol"]),
         .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
-        .testTarget(name: "IsolabCLITests", dependencies: []),
+        .testTarget(name: "IsolabCLITests", dependencies: [], exclude: ["Fixtures"]),
         .testTarget(name: "IsolabReportTests", dependencies: ["IsolabReport", "IsolabModel", "IsolabProtocol", "IsolabTopology"]),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
         .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore", "IsolabProtocol"]),

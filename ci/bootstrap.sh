@@ -13,7 +13,7 @@ PACKAGES=(
   busybox-static cpio xz-utils zstd kmod
   debian-archive-keyring gpgv ca-certificates
   chromium fonts-dejavu-core   # the HTML report test renders report.html headless
-  gcc make bc flex bison libelf-dev libssl-dev   # the 6.12-iommufd kernel is compiled from source
+  gcc make bc flex bison libelf-dev libssl-dev patch   # the 6.12-iommufd kernel is compiled from source (patch: its patched test tree)
 )
 # Unprivileged account used by the image tests (`runuser -u isolab-test`) and by the
 # libvirt daemon test (a session-mode libvirtd with private directories runs as it).

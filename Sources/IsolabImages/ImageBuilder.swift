@@ -84,6 +84,12 @@ public final class ImageBuilder: @unchecked Sendable {
     /// Its key covers the kernel file, the modules shipped and the module index, not the whole
     /// modules tree.
     public func build(localKernel: LocalKernel, agent: String? = nil) throws -> GuestImage {
+        try build(localKernel: localKernel, agent: agent, vmlinux: .extract, config: nil)
+    }
+
+    /// As `build(localKernel:agent:)`, with the PVH `vmlinux` from `vmlinux` and, for a build
+    /// tree, its `.config` (both in the key when given).
+    func build(localKernel: LocalKernel, agent: String?, vmlinux: VmlinuxSource, config: KernelConfig?) throws -> GuestImage {
         let kernel = try KernelFile(path: localKernel.bzImage)
         let release = kernel.release
         guard let generation = localKernel.generation ?? BzImage.generation(ofRelease: release) else {
@@ -102,13 +108,13 @@ public final class ImageBuilder: @unchecked Sendable {
         let inputs = try commonInputs(agent: agent) + [
             "kernel-id: local-\(release)", "generation: \(generation)", "\(kernel.fileName.lowercased()): \(kernelSha)",
             "modules: \(moduleHashes.joined(separator: ","))",
-        ]
+        ] + (config == nil ? [] : ["vmlinux: \(vmlinux.keyPart)", "config: \(KernelConfig.modelSymbols.map { "\($0)=\(config![$0])" }.joined(separator: ","))"])
         let key = Hashing.sha256(inputs.joined(separator: "\n"))
         if let image = cached(key) { return image }
         return try buildLocked(key: key) { work in
             try assemble(key: key, work: work, kernel: kernel, modulesDirectory: modulesDir,
                          kernelRelease: release, agent: agent, kernelID: "local-\(release)", origin: .local,
-                         suite: nil, packages: [], generation: generation)
+                         suite: nil, packages: [], generation: generation, vmlinux: vmlinux, config: config)
         }
     }
 
@@ -132,7 +138,7 @@ public final class ImageBuilder: @unchecked Sendable {
     // MARK: - Internals
 
     /// A catalog entry's `build:` fragment, absolute (merge_config.sh runs inside the source tree).
-    private func fragmentPath(_ fragment: String) -> String {
+    func fragmentPath(_ fragment: String) -> String {
         URL(fileURLWithPath: recipe.directory).appendingPathComponent(fragment).standardized.path
     }
 
@@ -173,15 +179,17 @@ public final class ImageBuilder: @unchecked Sendable {
 
     private func assemble(key: String, work: String, kernel: KernelFile, modulesDirectory: String,
                           kernelRelease: String, agent: String?, kernelID: String, origin: KernelOrigin,
-                          suite: String?, packages: [DebPackage], generation: String) throws -> ImageMetadata {
+                          suite: String?, packages: [DebPackage], generation: String,
+                          vmlinux source: VmlinuxSource = .extract, config: KernelConfig? = nil) throws -> ImageMetadata {
         guard kernel.release == kernelRelease else {
             throw ImagesError.badKernelTree(path: kernel.path, problem: "the kernel is \(kernel.release) but the modules are for \(kernelRelease)")
         }
         log("building initramfs for \(kernelID) (\(kernelRelease))")
         let fm = FileManager.default
         let kernelCopy = (work as NSString).appendingPathComponent(kernel.fileName)
-        if link(kernel.path, kernelCopy) != 0 { try fm.copyItem(atPath: kernel.path, toPath: kernelCopy) }
-        let (vmlinux, pvhUnavailable) = try pvhKernel(kernel, copy: kernelCopy, work: work, kernelID: kernelID)
+        // A developer's files are copied: a rebuild rewrites arch/x86/boot/bzImage in place.
+        if origin != .debian || link(kernel.path, kernelCopy) != 0 { try fm.copyItem(atPath: kernel.path, toPath: kernelCopy) }
+        let (vmlinux, pvhUnavailable) = try pvhKernel(kernel, copy: kernelCopy, work: work, kernelID: kernelID, source: source)
         let index = try ModuleIndex(directory: modulesDirectory)
         let contents = try InitramfsBuilder(recipe: recipe, busybox: try Shell.which(busybox)).build(
             output: (work as NSString).appendingPathComponent("initramfs.cpio"), work: work,
@@ -194,7 +202,8 @@ public final class ImageBuilder: @unchecked Sendable {
             agentSha256: try agent.map { try Hashing.sha256(file: $0) },
             busyboxSha256: try Hashing.sha256(file: try Shell.which(busybox)), recipeSha256: recipe.sha256,
             initramfsBytes: contents.bytes, createdAt: Date(), vmlinux: vmlinux, pvhUnavailable: pvhUnavailable,
-            kernelConfig: Self.modelConfig(modulesDirectory: modulesDirectory, release: kernelRelease))
+            kernelConfig: config.map { c in Dictionary(uniqueKeysWithValues: KernelConfig.modelSymbols.map { ($0, c[$0]) }) }
+                ?? Self.modelConfig(modulesDirectory: modulesDirectory, release: kernelRelease))
     }
 
     /// The model's `KernelConfig.modelSymbols` from the kernel's `config-R` (Debian's
@@ -213,13 +222,26 @@ public final class ImageBuilder: @unchecked Sendable {
 
     /// The image's PVH `vmlinux` (`work/vmlinux`): unpacked from the bzImage's payload, or the
     /// developer's own. A kernel without a PVH entry gets none, with the reason.
-    private func pvhKernel(_ kernel: KernelFile, copy: String, work: String,
-                           kernelID: String) throws -> (VmlinuxMetadata?, String?) {
+    private func pvhKernel(_ kernel: KernelFile, copy: String, work: String, kernelID: String,
+                           source: VmlinuxSource) throws -> (VmlinuxMetadata?, String?) {
+        let output = (work as NSString).appendingPathComponent("vmlinux")
+        switch source {
+        case .extract: break
+        case .none(let why):
+            log("\(kernelID): no PVH boot, the bzImage is used: \(why)")
+            return (nil, why)
+        case .file(let path):
+            // A copy without debug info (the PVH note and the banner stay).
+            try FileManager.default.copyItem(atPath: path, toPath: output)
+            if let strip = try? Shell.which("strip") { _ = try? Shell.run([strip, "--strip-debug", output]) }
+            let elf = try ELFKernel(path: output)
+            return (VmlinuxMetadata(sha256: try Hashing.sha256(file: output), bytes: Int(ImageCache.size(output)),
+                                    pvhEntry: elf.pvhEntry, compression: nil), nil)
+        }
         if let elf = kernel.elf {
             return (VmlinuxMetadata(sha256: try Hashing.sha256(file: copy), bytes: Int(ImageCache.size(copy)),
                                     pvhEntry: elf.pvhEntry, compression: nil), nil)
         }
-        let output = (work as NSString).appendingPathComponent("vmlinux")
         do {
             let (elf, payload) = try BzImagePayload.extractVmlinux(bzImage: copy, to: output)
             return (VmlinuxMetadata(sha256: try Hashing.sha256(file: output), bytes: payload.uncompressedSize,

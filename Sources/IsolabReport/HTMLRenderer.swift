@@ -60,7 +60,10 @@ public enum HTMLRenderer {
         var out = "<table><tr><th>kernel</th><th>release</th><th>packages (version, sha256)</th></tr>\n"
         for k in doc.kernels {
             let pkgs = k.packages.map { "\(Escape.xml($0.name)) \(Escape.xml($0.version)) <code>\(Escape.xml($0.sha256))</code>" }
-            out += "<tr><td>\(Escape.xml(k.label))</td><td>\(Escape.xml(k.release ?? ""))</td><td>\(pkgs.joined(separator: "<br/>"))</td></tr>\n"
+            var source = pkgs
+            if let t = k.tree { source.append("tree " + Escape.xml(t.summary)) }
+            if let sha = k.imageSha256, k.packages.isEmpty { source.append("kernel image sha256 <code>\(Escape.xml(sha))</code>") }
+            out += "<tr><td>\(Escape.xml(k.label))</td><td>\(Escape.xml(k.release ?? ""))</td><td>\(source.joined(separator: "<br/>"))</td></tr>\n"
         }
         return out + "</table>\n"
     }

@@ -6,6 +6,11 @@ public enum MarkdownRenderer {
     public static func render(_ doc: ResultsDocument, limit: Int = 50) -> String {
         var out = "## isolab results\n\n"
         out += Escape.markdown(doc.environmentLine) + "\n\n"
+        for k in doc.kernels {
+            guard let t = k.tree else { continue }
+            out += "Kernel **\(Escape.markdown(k.label))** (\(Escape.markdown(k.release ?? "?"))) from tree \(Escape.markdown(t.summary))"
+                + (k.imageSha256.map { ", kernel image sha256 \($0.prefix(12))" } ?? "") + "\n\n"
+        }
         out += summaryTable(doc) + "\n"
         let failing = doc.checks.filter { $0.verdict.standing == .fail || $0.verdict.standing == .infrastructure }
         if failing.isEmpty {

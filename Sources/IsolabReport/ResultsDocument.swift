@@ -77,10 +77,41 @@ public struct KernelBuild: Codable, Equatable, Sendable {
     /// `uname -r`, when known.
     public var release: String?
     public var packages: [KernelPackage]
-    public init(label: String, release: String? = nil, packages: [KernelPackage] = []) {
+    /// sha256 of the kernel file the guest image was built from (the bzImage), when known.
+    public var imageSha256: String?
+    /// The developer's build tree it came from (`--kernel-tree`), when it did.
+    public var tree: KernelTreeSource?
+    public init(label: String, release: String? = nil, packages: [KernelPackage] = [],
+                imageSha256: String? = nil, tree: KernelTreeSource? = nil) {
         self.label = label
         self.release = release
         self.packages = packages
+        self.imageSha256 = imageSha256
+        self.tree = tree
+    }
+}
+
+/// Where a developer's kernel came from: its build tree, git state and configuration.
+public struct KernelTreeSource: Codable, Equatable, Sendable {
+    public var path: String
+    /// `git rev-parse HEAD` of the tree; nil when it is not a git work tree.
+    public var gitCommit: String?
+    /// Uncommitted changes (`git describe --dirty`).
+    public var gitDirty: Bool?
+    public var gitDescribe: String?
+    /// sha256 of the tree's `.config`.
+    public var configSha256: String
+
+    public init(path: String, gitCommit: String? = nil, gitDirty: Bool? = nil, gitDescribe: String? = nil, configSha256: String) {
+        self.path = path; self.gitCommit = gitCommit; self.gitDirty = gitDirty
+        self.gitDescribe = gitDescribe; self.configSha256 = configSha256
+    }
+
+    /// One line for reports: `PATH (git COMMIT, dirty), .config sha256 …`.
+    public var summary: String {
+        var s = path
+        if let gitCommit { s += " (git \(gitCommit.prefix(12))\(gitDirty == true ? ", dirty" : ""))" }
+        return s + ", .config sha256 \(configSha256.prefix(12))"
     }
 }
 

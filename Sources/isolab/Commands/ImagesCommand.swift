@@ -12,7 +12,7 @@ struct ImagesCommand: ParsableCommand {
         optional isolab agent) are cached by the content of all their inputs under \
         $ISOLAB_CACHE_DIR, else $XDG_CACHE_HOME/isolab, else ~/.cache/isolab.
         """,
-        subcommands: [Build.self, List.self, Prune.self],
+        subcommands: [Build.self, Tree.self, List.self, Prune.self],
         defaultSubcommand: List.self
     )
 
@@ -87,6 +87,30 @@ struct ImagesCommand: ParsableCommand {
                 }
                 try printImages(images, format: common.format)
             } }
+        }
+    }
+
+    struct Tree: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build and keep the build tree of a source-built catalog kernel, optionally patched; print its path.",
+            discussion: """
+            For a kernel of kernels.yaml with a build: fragment (6.12-iommufd). The tree is what \
+            `make bzImage modules` leaves (no modules_install), as a developer's --kernel-tree. \
+            --patch FILE (patch -p1) builds a copy of the unpatched tree with the patch applied, \
+            so only what the patch touches recompiles. Cached by source, fragment and patch.
+            """)
+        @OptionGroup var common: Common
+        @Option(help: "Catalog kernel id with a build: fragment.")
+        var kernel: String = "6.12-iommufd"
+        @Option(help: "A patch (-p1) to apply to the tree before building.")
+        var patch: String?
+
+        func run() throws {
+            try reportingErrors {
+                let builder = try ImageBuilder(cache: common.cache, recipe: try common.recipe())
+                builder.log = { line in FileHandle.standardError.write(Data("isolab: \(line)\n".utf8)) }
+                print(try builder.sourceTree(kernel: try builder.catalog.kernel(id: kernel), patch: patch))
+            }
         }
     }
 

@@ -34,9 +34,12 @@ struct MatrixCommand: ParsableCommand {
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
     var noSnapshot = false
     @OptionGroup var bootOptions: BootOptions
+    @OptionGroup var developer: DeveloperKernelOptions
+    @Option(help: "With --kernel-tree or --kernel-image: a catalog kernel id (run in the same matrix) or a saved results.json to compare with; writes regression.md and regression.json (every changed item, the model's reasoning for both kernels, a verdict per change) beside the reports.")
+    var baseline: String?
 
     func run() throws {
-        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?)!
+        var plan: (cells: [Cell], kernels: [String], shard: (Int, Int), jobs: Int?, developer: DeveloperKernel?, baseline: Baseline?)!
         var boot = BootPath.pvh, clock = GuestClock.host
         try reportingInputErrors { plan = try validated(); boot = try bootOptions.resolve(); clock = try bootOptions.resolveClock() }
         let log: (String) -> Void = { cliLogger.info("\($0)") }
@@ -54,7 +57,12 @@ struct MatrixCommand: ParsableCommand {
             let catalog = try builder.catalog
             let runsRoot = RunsDirectory.root()
             for k in Set(cells.map(\.kernel)).sorted() {
-                images[k] = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k), agent: agent) }
+                if let dev = plan.developer, dev.label == k {
+                    images[k] = try SignalTrap.cancellingImageBuilds { try dev.image(builder, agent: agent) }
+                    log("kernel \(k): \(dev.release), generation \(dev.generation.id)" + (dev.treeSource.map { ", tree \($0.summary)" } ?? ""))
+                } else {
+                    images[k] = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k), agent: agent) }
+                }
             }
             for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
                 let scenarios: [Scenario?] = cell.topology.scenarios.isEmpty ? [nil] : cell.topology.scenarios
@@ -110,7 +118,9 @@ struct MatrixCommand: ParsableCommand {
         }
         let kernels = images.keys.sorted().map { k in
             KernelBuild(label: k, release: images[k]!.kernelRelease,
-                        packages: images[k]!.metadata.packages.map { KernelPackage(name: $0.name, version: $0.version, sha256: $0.sha256) })
+                        packages: images[k]!.metadata.packages.map { KernelPackage(name: $0.name, version: $0.version, sha256: $0.sha256) },
+                        imageSha256: images[k]!.metadata.kernelSha256,
+                        tree: plan.developer?.label == k ? plan.developer?.treeSource : nil)
         }
         let doc = ResultsDocument(isolab: Isolab.configuration.version, environment: environment, kernels: kernels, inputs: inputs)
         do {
@@ -118,6 +128,16 @@ struct MatrixCommand: ParsableCommand {
         } catch {
             fail("cannot write the reports: \(error)")
             throw ExitCode(3)
+        }
+        if let baseline = plan.baseline, let dev = plan.developer {
+            do {
+                let r = try baseline.write(results: doc, developer: dev, to: output)
+                log("\(dev.label) against \(baseline.kernel): \(r.entries.count) items changed, \(r.regressions.count) regressions, "
+                    + "\(r.entries.filter { $0.holds == .doesNotHold }.count) where the model's prediction does not hold; \(output)/regression.md")
+            } catch {
+                fail("cannot write the regression report: \(error)")
+                throw ExitCode(3)
+            }
         }
         func sum(_ stage: (Timing) -> Double) -> Double { observations.reduce(0) { $0 + stage($1.timing) } }
         log(String(format: "%d VMs in %.0f s wall, %.0f VM-seconds (boot %.0f, snapshot %.0f, restore %.0f, steps %.0f, create %.0f, teardown %.0f); reports in %@",
@@ -138,10 +158,11 @@ struct MatrixCommand: ParsableCommand {
         var unrealizable: [Unrealizable]
     }
 
-    private func validated() throws -> ([Cell], [String], (Int, Int), Int?) {
+    private func validated() throws -> ([Cell], [String], (Int, Int), Int?, DeveloperKernel?, Baseline?) {
         let matrix: MatrixFile
         do { matrix = try MatrixFile.load(path: file) } catch let e as TopologyError { throw InputError(e.description) }
-        var kernels = matrix.kernels
+        let dev = try developer.resolve(requirements: true)
+        var kernels = dev == nil ? matrix.kernels : []
         if let kernel {
             let chosen = kernel.split(separator: ",").map(String.init)
             let bootable = KernelOptions.bootableIDs()
@@ -150,6 +171,9 @@ struct MatrixCommand: ParsableCommand {
             }
             kernels = chosen
         }
+        let base = try baseline.map { try Baseline.resolve($0, developer: dev) }
+        if let base, base.document == nil, !kernels.contains(base.kernel) { kernels.append(base.kernel) }
+        if let dev { kernels.append(dev.label) }
         var shardPair = (1, 1)
         if let shard {
             let parts = shard.split(separator: "/").compactMap { Int($0) }
@@ -164,7 +188,8 @@ struct MatrixCommand: ParsableCommand {
         var cells: [Cell] = []
         // Once per kernel: a kernels.yaml id reads the catalog and its config fragment.
         var generations: [String: KernelGeneration] = [:]
-        for k in kernels { generations[k] = try KernelOptions.imageCatalogGeneration(k) ?? KernelGeneration.resolve(k)! }
+        for k in kernels where k != dev?.label { generations[k] = try KernelOptions.imageCatalogGeneration(k) ?? KernelGeneration.resolve(k)! }
+        if let dev { generations[dev.label] = dev.generation }
         for t in topologies {
             let text = FileManager.default.contents(atPath: t.file) ?? Data()
             let sha = SHA256.hash(data: text).map { String(format: "%02x", $0) }.joined()
@@ -186,7 +211,7 @@ struct MatrixCommand: ParsableCommand {
                 }
             }
         }
-        return (cells, kernels, shardPair, matrix.jobs)
+        return (cells, kernels, shardPair, matrix.jobs, dev, base)
     }
 }
 

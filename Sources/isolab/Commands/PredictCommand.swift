@@ -13,6 +13,7 @@ struct PredictCommand: ParsableCommand {
     var files: [String]
 
     @OptionGroup var kernels: KernelOptions
+    @OptionGroup var developer: DeveloperKernelOptions
 
     @OptionGroup var formatOptions: FormatOptions
 
@@ -32,7 +33,7 @@ struct PredictCommand: ParsableCommand {
         try reportingInputErrors {
             let format = try formatOptions.accepted([.text, .json])
             let topologies = try loadTopologies(files)
-            let ks = try kernels.resolve()
+            let ks = try developer.resolve(requirements: false).map { [($0.label, $0.generation)] } ?? kernels.resolve()
             let predictions = topologies.flatMap { t in ks.map { (label: $0.label, p: Predictor.predict(t, kernel: $0.generation)) } }
             switch format {
             case .json:

@@ -55,13 +55,31 @@ struct ReportCommand: ParsableCommand {
         @Argument(help: "Baseline results.json.") var base: String
         @Argument(help: "New results.json.") var new: String
         @OptionGroup var formatOptions: FormatOptions
+        @Option(help: "Compare this kernel's runs of the baseline (with --new-kernel) instead of equal labels, e.g. 6.12.")
+        var baseKernel: String?
+        @Option(help: "The kernel of the new results compared with --base-kernel, e.g. a --kernel-tree's label.")
+        var newKernel: String?
 
         func run() throws {
             var changes: [Change] = []
             var format = OutputFormat.text
             try reportingInputErrors {
                 format = try formatOptions.accepted([.text, .markdown, .html])
-                changes = ResultsDiff.diff(base: try ReportCommand.load(base), new: try ReportCommand.load(new))
+                let (b, n) = (try ReportCommand.load(base), try ReportCommand.load(new))
+                switch (baseKernel, newKernel) {
+                case (nil, nil): changes = ResultsDiff.diff(base: b, new: n)
+                case let (bk?, nk?):
+                    guard b.kernels.contains(where: { $0.label == bk }) else { throw InputError("--base-kernel: \(base) has no kernel '\(bk)' (accepted: \(b.kernels.map(\.label).joined(separator: ", ")))") }
+                    guard n.kernels.contains(where: { $0.label == nk }) else { throw InputError("--new-kernel: \(new) has no kernel '\(nk)' (accepted: \(n.kernels.map(\.label).joined(separator: ", ")))") }
+                    let r = RegressionReport(base: b, baseKernel: bk, new: n, newKernel: nk)
+                    if format == .markdown {
+                        print(r.markdown(), terminator: "")
+                        if !r.regressions.isEmpty { throw ExitCode(1) }
+                        return
+                    }
+                    changes = r.entries.map(\.change)
+                default: throw InputError("--base-kernel and --new-kernel go together")
+                }
             }
             switch format {
             case .markdown: print(ResultsDiff.markdown(changes), terminator: "")

@@ -23,8 +23,9 @@ struct RunCommand: ParsableCommand {
 
     @Argument(help: "Topology files.")
     var files: [String]
-    @Option(help: "Kernel catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), a comma-separated list, or 'all'.")
-    var kernel: String = "6.1"
+    @Option(help: "Kernel catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), a comma-separated list, or 'all' (default: 6.1, or only the --kernel-tree / --kernel-image kernel).")
+    var kernel: String?
+    @OptionGroup var developer: DeveloperKernelOptions
     @Option(help: "Override the topology's vIOMMU.")
     var iommu: IOMMUModel?
     @OptionGroup var connectOptions: ConnectOptions
@@ -49,7 +50,7 @@ struct RunCommand: ParsableCommand {
     var kernelArgs: [String] = []
 
     func run() throws {
-        var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)])!
+        var inputs: (topologies: [Topology], kernels: [(label: String, generation: KernelGeneration)], developer: DeveloperKernel?)!
         var boot = BootPath.pvh, clock = GuestClock.host
         var format = OutputFormat.text
         try reportingInputErrors {
@@ -77,7 +78,14 @@ struct RunCommand: ParsableCommand {
             let catalog = try builder.catalog
             let runsRoot = RunsDirectory.root()
             for k in kernels {
-                let image = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent) }
+                let image: GuestImage
+                if let dev = inputs.developer, dev.label == k.label {
+                    image = try SignalTrap.cancellingImageBuilds { try dev.image(builder, agent: agent) }
+                    log("kernel \(dev.label): \(dev.release), generation \(dev.generation.id)"
+                        + (dev.treeSource.map { ", tree \($0.summary)" } ?? "") + ", kernel image sha256 \(image.metadata.kernelSha256.prefix(12))")
+                } else {
+                    image = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent) }
+                }
                 images[k.label] = image
                 for topology in topologies {
                 let fabric = Fabric(topology)
@@ -181,7 +189,7 @@ struct RunCommand: ParsableCommand {
         if observations.contains(where: { $0.outcome == .infrastructure }) { throw ExitCode(3) }
     }
 
-    private func validatedInputs() throws -> ([Topology], [(label: String, generation: KernelGeneration)]) {
+    private func validatedInputs() throws -> ([Topology], [(label: String, generation: KernelGeneration)], DeveloperKernel?) {
         guard !files.isEmpty else { throw InputError("run: give at least one topology file") }
         var topologies = try loadTopologies(files)
         if let iommu {
@@ -194,11 +202,13 @@ struct RunCommand: ParsableCommand {
         for name in scenario where !names.contains(name) {
             throw InputError("--scenario: no scenario '\(name)' in \(files.joined(separator: ", ")) (accepted: \(names.sorted().joined(separator: ", ")))")
         }
-        let kernels = try KernelOptions.parse(["--kernel", kernel]).resolve()
+        let dev = try developer.resolve(requirements: true)
+        var kernels = dev == nil || kernel != nil ? try KernelOptions.parse(["--kernel", kernel ?? "6.1"]).resolve() : []
         let bootable = KernelOptions.bootableIDs()
         for k in kernels where !bootable.contains(k.label) {
             throw InputError("--kernel: '\(k.label)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")), all)")
         }
+        if let dev { kernels.append((dev.label, dev.generation)) }
         if interactive {
             guard topologies.count == 1, kernels.count == 1, connectOptions.connect.count <= 1 else {
                 throw InputError("--interactive: give one topology file, one --kernel and at most one --connect")
@@ -207,6 +217,6 @@ struct RunCommand: ParsableCommand {
                 throw InputError("--interactive: choose one scenario with --scenario (accepted: \(topologies[0].scenarios.map(\.name).joined(separator: ", ")))")
             }
         }
-        return (topologies, kernels)
+        return (topologies, kernels, dev)
     }
 }
