@@ -72,6 +72,8 @@ final class CLITests: XCTestCase {
             ["predict", f, "--kernel", "bogus"], ["predict", f, "--format", "yaml"],
             ["predict", f, "--format", "json", "--format", "text"], ["predict"],
             ["explain", f, "--kernel", "6.1,6.12"], ["explain", f, "--kernel", "6.1", "--kernel", "7.3"], ["explain", f],
+            ["explain", f, "--kernel", "all"], ["run", f, "--kernel", "6.1", "--kernel", "bogus"],
+            ["run", f, "--kernel", "6.8.0"], ["run", f, "--emulator", "/nonexistent/qemu"], ["matrix", "--emulator", "/nonexistent/qemu"], ["images", "tree", "--kernel", "6.1,7.3"], ["images", "build", "--kernel", "4.19"],
             ["run", f, "--kernel", "bogus"], ["run", f, "--boot", "uefi"], ["run", f, "--clock", "slow"],
             ["run", f, "--iommu", "arm"], ["run", f, "--accel", "hvf"], ["run", f, "--jobs", "0"], ["run", f, "--jobs", "many"],
             ["run", f, "--format", "yaml"], ["run", f, "--step-timeout", "3", "--step-timeout", "4"], ["run", f, "--scenario", "nope"],
@@ -90,6 +92,15 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(r.err.hasPrefix("isolab: "), "\(label): \(r.err)")
             XCTAssertEqual(r.out, "", label)
         }
+    }
+
+    /// `--kernel` means the same everywhere: ids, comma-separated or repeated, accumulate.
+    func testKernelListsAccumulateAcrossRepeatsAndCommas() throws {
+        let r = try isolab(["predict", "topologies/switch-no-acs.yaml", "--kernel", "6.1,6.12", "--kernel", "7.3", "--kernel", "6.1",
+                            "--format", "json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let doc = try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as! [String: Any]
+        XCTAssertEqual((doc["predictions"] as! [[String: Any]]).map { $0["kernel"] as! String }, ["6.1", "6.12", "7.3"])
     }
 
     func testPredictJSONHasGroupsWithNullNodesForChipsetPerKernel() throws {

@@ -12,8 +12,7 @@ struct ExplainCommand: ParsableCommand {
     @Argument(help: "A topology file (YAML).")
     var file: String
 
-    @Option(help: "Kernel: a catalog id or a version (or give --kernel-tree).")
-    var kernel: String?
+    @OptionGroup var kernels: KernelOptions
     @OptionGroup var developer: DeveloperKernelOptions
 
     @Option(help: "Explain only this node and the steps that name it.")
@@ -22,11 +21,9 @@ struct ExplainCommand: ParsableCommand {
     func run() throws {
         try reportingInputErrors {
             let t = try loadTopologies([file])[0]
-            var k = KernelOptions()
-            k.kernel = kernel ?? ""
             let dev = try developer.resolve(requirements: false)
-            let resolved = try dev.map { [($0.label, $0.generation)] } ?? (kernel == nil ? [] : k.resolve())
-            guard resolved.count == 1, kernel != "all", dev == nil || kernel == nil, let (label, gen) = resolved.first else {
+            let resolved = try dev.map { [($0.label, $0.generation)] } ?? (kernels.given ? kernels.resolve() : [])
+            guard resolved.count == 1, dev == nil || !kernels.given, let (label, gen) = resolved.first else {
                 throw InputError("--kernel: explain takes one kernel (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), a version, or --kernel-tree DIR alone)")
             }
             if let d = device, !t.allNodes.contains(where: { $0.id == d }) {

@@ -46,8 +46,8 @@ struct ImagesCommand: ParsableCommand {
             when the kernel has one (the default boot path of run and matrix).
             """)
         @OptionGroup var common: Common
-        @Option(name: .customLong("kernel"), help: "Catalog kernel id (repeatable).")
-        var kernels: [String] = []
+        @OptionGroup var kernelOptions: KernelOptions
+        var kernels: [String] { kernelOptions.ids(or: []) }
         @Option(help: "isolab-agent binary to include as /isolab-agent.")
         var agent: String?
         @Flag(help: "Resolve the newest package versions again (runs apt-get update).")
@@ -100,8 +100,15 @@ struct ImagesCommand: ParsableCommand {
             so only what the patch touches recompiles. Cached by source, fragment and patch.
             """)
         @OptionGroup var common: Common
-        @Option(help: "Catalog kernel id with a build: fragment.")
-        var kernel: String = "6.12-iommufd"
+        /// One catalog kernel with a build: fragment (default 6.12-iommufd).
+        @OptionGroup var kernelOptions: KernelOptions
+        var kernel: String { kernelOptions.ids(or: ["6.12-iommufd"])[0] }
+
+        func validate() throws {
+            guard kernelOptions.ids(or: ["6.12-iommufd"]).count == 1 else {
+                throw ValidationError("--kernel: images tree builds one kernel")
+            }
+        }
         @Option(help: "A patch (-p1) to apply to the tree before building.")
         var patch: String?
 
@@ -117,11 +124,14 @@ struct ImagesCommand: ParsableCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List cached images, newest first.")
         @OptionGroup var common: Common
-        @Option(help: "Only images of this kernel id.")
-        var kernel: String?
+        /// Only images of these kernels.
+        @OptionGroup var kernelOptions: KernelOptions
 
         func run() throws {
-            try reportingErrors { try printImages(common.cache.list(kernel: kernel), format: common.format) }
+            let ids = kernelOptions.ids(or: [])
+            try reportingErrors {
+                try printImages(ids.isEmpty ? common.cache.list() : ids.flatMap { common.cache.list(kernel: $0) }, format: common.format)
+            }
         }
     }
 
@@ -130,14 +140,23 @@ struct ImagesCommand: ParsableCommand {
             abstract: "Remove old images, unpacked kernels and .debs no longer used.",
             discussion: "Keeps the --keep newest images per kernel built from its current packages.")
         @OptionGroup var common: Common
-        @Option(help: "Only images of this kernel id.")
-        var kernel: String?
+        /// Only images of these kernels.
+        @OptionGroup var kernelOptions: KernelOptions
         @Option(help: "Images to keep per kernel (0 removes all).")
         var keep: Int = 1
 
         func run() throws {
             try reportingErrors {
-                let report = try common.cache.prune(kernel: kernel, keep: keep)
+                let ids = kernelOptions.ids(or: [])
+                let kernels: [String?] = ids.isEmpty ? [nil] : ids
+                var report = try common.cache.prune(kernel: kernels[0], keep: keep)
+                for k in kernels.dropFirst() {
+                    let r = try common.cache.prune(kernel: k, keep: keep)
+                    report.images += r.images
+                    report.kernels += r.kernels
+                    report.debs += r.debs
+                    report.bytes += r.bytes
+                }
                 switch common.format {
                 case .json:
                     let e = JSONEncoder(); e.outputFormatting = [.prettyPrinted, .sortedKeys]

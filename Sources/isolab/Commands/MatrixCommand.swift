@@ -24,12 +24,13 @@ struct MatrixCommand: ParsableCommand {
 
     @Argument(help: "The matrix file.")
     var file: String = "ci/matrix.yaml"
-    @Option(help: "Only these kernels (comma-separated catalog ids).")
-    var kernel: String?
+    /// Only these kernels (default: the matrix file's).
+    @OptionGroup var kernelOptions: KernelOptions
     @OptionGroup var jobsOptions: JobsOptions
     @Option(help: "Run only shard I of N (1-based), e.g. 2/4.")
     var shard: String?
     @OptionGroup var connectOptions: ConnectOptions
+    @OptionGroup var emulatorOptions: EmulatorOptions
     @OptionGroup var outputOptions: OutputOptions
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
     var noSnapshot = false
@@ -72,6 +73,7 @@ struct MatrixCommand: ParsableCommand {
                                        image: images[cell.kernel]!, kernelLabel: cell.kernel, directory: dir)
                     r.boot = boot
                     r.clock = clock
+                    r.emulator = emulatorOptions.emulator
                     requests.append(r)
                     owner.append(ci)
                 }
@@ -163,14 +165,7 @@ struct MatrixCommand: ParsableCommand {
         do { matrix = try MatrixFile.load(path: file) } catch let e as TopologyError { throw InputError(e.description) }
         let dev = try developer.resolve(requirements: true)
         var kernels = dev == nil ? matrix.kernels : []
-        if let kernel {
-            let chosen = kernel.split(separator: ",").map(String.init)
-            let bootable = KernelOptions.bootableIDs()
-            for k in chosen where !bootable.contains(k) {
-                throw InputError("--kernel: '\(k)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")))")
-            }
-            kernels = chosen
-        }
+        if kernelOptions.given { kernels = try kernelOptions.bootable(or: []) }
         let base = try baseline.map { try Baseline.resolve($0, developer: dev) }
         if let base, base.document == nil, !kernels.contains(base.kernel) { kernels.append(base.kernel) }
         if let dev { kernels.append(dev.label) }

@@ -43,6 +43,19 @@ struct JobsOptions: ParsableArguments {
     func resolve(_ fallback: Int? = nil) -> Int { jobs ?? fallback ?? ProcessInfo.processInfo.activeProcessorCount }
 }
 
+/// `--emulator`, defined once: a QEMU binary instead of the one libvirt finds (a developer's
+/// own build, or a wrapper that sets its module and data folders).
+struct EmulatorOptions: ParsableArguments {
+    @Option(help: "A QEMU binary (qemu-system-x86_64) instead of libvirt's default: a developer's own build or a wrapper script.")
+    var emulator: String?
+
+    func validate() throws {
+        if let emulator, !FileManager.default.isExecutableFile(atPath: emulator) {
+            throw ValidationError("--emulator: \(emulator) is not an executable file")
+        }
+    }
+}
+
 /// `--connect`, defined once: libvirt connections, guests spread over them.
 struct ConnectOptions: ParsableArguments {
     @Option(help: "libvirt connection URI (repeatable: guests are spread over them; default: the embedded driver, qemu:///embed; qemu:///system or qemu+ssh://HOST/system use a daemon).")
@@ -52,18 +65,41 @@ struct ConnectOptions: ParsableArguments {
     var uris: [String?] { connect.isEmpty ? [nil] : connect.map { Optional($0) } }
 }
 
-/// `--kernel`, defined once.
+/// `--kernel`, defined once for every command: ids, comma-separated or repeated (repeats
+/// accumulate), `all` for the model catalog; commands that do not boot also take versions.
 struct KernelOptions: ParsableArguments {
-    @Option(name: .long, help: "Kernel: a catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), 'all', or a developer kernel's version such as 6.8.0.")
-    var kernel: String = "all"
+    @Option(name: .long, help: "Kernels: catalog ids (\(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), or a vm-images/kernels.yaml id), 'all', or (predict, explain) a version such as 6.8.0; comma-separated or repeated.")
+    var kernel: [String] = []
+
+    /// Whether `--kernel` was given.
+    var given: Bool { !kernel.isEmpty }
+
+    /// The ids asked for, in order and without repeats (`all` expanded to the model catalog),
+    /// or `fallback` when none was given.
+    func ids(or fallback: [String] = ["all"]) -> [String] {
+        var out: [String] = []
+        for part in (kernel.isEmpty ? fallback : kernel).flatMap({ $0.split(separator: ",") }) {
+            let id = part.trimmingCharacters(in: .whitespaces)
+            for x in id == "all" ? KernelGeneration.catalog.map(\.id) : [id] where !out.contains(x) { out.append(x) }
+        }
+        return out
+    }
+
+    /// Ids that must boot: each must be a catalog kernel, else bad input listing them.
+    func bootable(or fallback: [String]) throws -> [String] {
+        let ids = ids(or: fallback)
+        let bootable = Self.bootableIDs()
+        for k in ids where !bootable.contains(k) {
+            throw InputError("--kernel: '\(k)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")), all)")
+        }
+        return ids
+    }
 
     /// The kernels to predict for, each with the label it is reported under: a model catalog
     /// id, an id of `vm-images/kernels.yaml` (a source-built kernel with what its fragment
     /// builds), or a version.
-    func resolve() throws -> [(label: String, generation: KernelGeneration)] {
-        if kernel == "all" { return KernelGeneration.catalog.map { ($0.id, $0) } }
-        return try kernel.split(separator: ",").map { part in
-            let id = String(part)
+    func resolve(or fallback: [String] = ["all"]) throws -> [(label: String, generation: KernelGeneration)] {
+        return try ids(or: fallback).map { id in
             if let g = try Self.imageCatalogGeneration(id) { return (id, g) }
             guard let g = KernelGeneration.resolve(id) else {
                 throw InputError("--kernel: unknown kernel '\(id)' (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")), all, or a version such as 6.8.0)")

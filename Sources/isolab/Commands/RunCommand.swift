@@ -23,8 +23,8 @@ struct RunCommand: ParsableCommand {
 
     @Argument(help: "Topology files.")
     var files: [String]
-    @Option(help: "Kernel catalog id (\(KernelGeneration.catalog.map(\.id).joined(separator: ", "))), a comma-separated list, or 'all' (default: 6.1, or only the --kernel-tree / --kernel-image kernel).")
-    var kernel: String?
+    /// Default 6.1, or only the --kernel-tree / --kernel-image kernel.
+    @OptionGroup var kernelOptions: KernelOptions
     @OptionGroup var developer: DeveloperKernelOptions
     @Option(help: "Override the topology's vIOMMU.")
     var iommu: IOMMUModel?
@@ -44,8 +44,7 @@ struct RunCommand: ParsableCommand {
     var interactive = false
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot of the fabric per kernel.")
     var noSnapshot = false
-    @Option(help: ArgumentHelp("An emulator binary instead of libvirt's default.", visibility: .hidden))
-    var emulator: String?
+    @OptionGroup var emulatorOptions: EmulatorOptions
     @Option(name: .customLong("kernel-arg"), help: ArgumentHelp("Extra kernel command-line word (repeatable).", visibility: .hidden))
     var kernelArgs: [String] = []
 
@@ -95,7 +94,7 @@ struct RunCommand: ParsableCommand {
                     let dir = RunsDirectory.new(in: runsRoot, label: [topology.name, k.label, s?.name ?? "inventory"].joined(separator: "-"))
                     var r = RunRequest(topology: topology, fabric: fabric, scenario: s, image: image,
                                        kernelLabel: k.label, directory: dir)
-                    r.emulator = emulator
+                    r.emulator = emulatorOptions.emulator
                     r.bootDeadline = bootDeadline
                     r.stepTimeout = stepTimeout
                     r.extraKernelArguments = kernelArgs
@@ -203,10 +202,10 @@ struct RunCommand: ParsableCommand {
             throw InputError("--scenario: no scenario '\(name)' in \(files.joined(separator: ", ")) (accepted: \(names.sorted().joined(separator: ", ")))")
         }
         let dev = try developer.resolve(requirements: true)
-        var kernels = dev == nil || kernel != nil ? try KernelOptions.parse(["--kernel", kernel ?? "6.1"]).resolve() : []
-        let bootable = KernelOptions.bootableIDs()
-        for k in kernels where !bootable.contains(k.label) {
-            throw InputError("--kernel: '\(k.label)' is not a catalog kernel (accepted: \(bootable.joined(separator: ", ")), all)")
+        var kernels: [(label: String, generation: KernelGeneration)] = []
+        if dev == nil || kernelOptions.given {
+            let ids = try kernelOptions.bootable(or: ["6.1"])
+            kernels = try kernelOptions.resolve(or: ids).filter { ids.contains($0.label) }
         }
         if let dev { kernels.append((dev.label, dev.generation)) }
         if interactive {
