@@ -50,7 +50,7 @@ extension ResultsDocument {
 
 /// The counts a summary table shows, in column order.
 enum SummaryColumn: CaseIterable {
-    case match, pinned, hazardAsExpected, expectedCrash, mismatch, hazard, unexpectedCrash, infrastructure, unrealizable
+    case match, pinned, hazardAsExpected, expectedCrash, mismatch, hazard, unexpectedCrash, flaky, infrastructure, unrealizable
 
     var title: String {
         switch self {
@@ -61,6 +61,7 @@ enum SummaryColumn: CaseIterable {
         case .mismatch: return "mismatch"
         case .hazard: return "hazard (new)"
         case .unexpectedCrash: return "crash (unexpected)"
+        case .flaky: return "flaky"
         case .infrastructure: return "infrastructure"
         case .unrealizable: return "unrealizable"
         }
@@ -76,6 +77,7 @@ enum SummaryColumn: CaseIterable {
             case .mismatch: return v.kind == .mismatch
             case .hazard: return v.kind == .hazard
             case .unexpectedCrash: return v.kind == .crash && v.crashExpected != true
+            case .flaky: return v.kind == .flaky
             case .infrastructure: return v.kind == .infrastructure
             case .unrealizable: return v.kind == .unrealizable
             }

@@ -229,4 +229,33 @@ public enum Judge {
         if r.result == "not-run", let c = crashedAt { parts.append("not run: the guest crashed at step \(c)") }
         return parts.isEmpty ? nil : parts.joined(separator: "; ")
     }
+
+    // MARK: repetitions
+
+    /// The verdicts of several repetitions of one cell, combined item by item: an item every
+    /// repetition judged alike keeps the first repetition's verdict; one judged differently
+    /// (another kind, or another observation) becomes `flaky`, its detail naming each
+    /// repetition's verdict and observation. Items seen in some repetitions only are flaky too.
+    public static func combining(_ repetitions: [[Verdict]]) -> [Verdict] {
+        guard let first = repetitions.first, repetitions.count > 1 else { return repetitions.first ?? [] }
+        var order = first.map(\.item)
+        for r in repetitions.dropFirst() { for v in r where !order.contains(v.item) { order.append(v.item) } }
+        let byItem = repetitions.map { Dictionary($0.map { ($0.item, $0) }, uniquingKeysWith: { a, _ in a }) }
+        return order.map { item in
+            let seen = byItem.map { $0[item] }
+            let present = seen.compactMap { $0 }
+            let alike = present.count == seen.count && present.allSatisfy {
+                $0.kind == present[0].kind && $0.observed == present[0].observed && $0.crashExpected == present[0].crashExpected
+            }
+            if alike { return present[0] }
+            var v = present[0]
+            v.kind = .flaky
+            v.observed = seen.map { $0?.observed ?? "absent" }.joined(separator: " | ")
+            v.detail = seen.enumerated().map { i, r in
+                "repetition \(i + 1): " + (r.map { "\($0.label), observed \($0.observed ?? "nothing")" + ($0.detail.map { " (\($0))" } ?? "") } ?? "no such item")
+            }.joined(separator: "; ")
+            v.crashExpected = nil
+            return v
+        }
+    }
 }

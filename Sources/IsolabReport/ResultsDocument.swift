@@ -37,11 +37,23 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
         public var observations: [VMObservation]
         /// Hex sha256 of the topology file's bytes.
         public var topologySHA256: String
+        /// The observations of each repetition (`isolab matrix --repeat N`), when there are
+        /// several; `observations` then holds them all.
+        public var repetitions: [[VMObservation]]
         public init(prediction: KernelPrediction, kernelLabel: String, observations: [VMObservation], topologySHA256: String) {
             self.prediction = prediction
             self.kernelLabel = kernelLabel
             self.observations = observations
             self.topologySHA256 = topologySHA256
+            self.repetitions = [observations]
+        }
+
+        /// A cell run `repetitions.count` times; each repetition is judged on its own and the
+        /// verdicts combined (`Judge.combining`).
+        public init(prediction: KernelPrediction, kernelLabel: String, repetitions: [[VMObservation]], topologySHA256: String) {
+            self.init(prediction: prediction, kernelLabel: kernelLabel, observations: repetitions.flatMap { $0 },
+                      topologySHA256: topologySHA256)
+            self.repetitions = repetitions
         }
     }
 
@@ -52,7 +64,12 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
             topologies.append(TopologyRecord(i.prediction.topology, fabric: i.prediction.fabric, sha256: i.topologySHA256))
         }
         self.init(isolab: isolab, kernels: kernels, topologies: topologies, runs: inputs.map {
-            FabricRun(prediction: $0.prediction, kernelLabel: $0.kernelLabel, environment: environment, observations: $0.observations)
+            var run = FabricRun(prediction: $0.prediction, kernelLabel: $0.kernelLabel, environment: environment, observations: $0.observations)
+            if $0.repetitions.count > 1 {
+                let p = $0.prediction
+                run.verdicts = Judge.combining($0.repetitions.map { Judge.verdicts(p, observations: $0) })
+            }
+            return run
         })
     }
 }

@@ -23,6 +23,10 @@ public struct Verdict: Codable, Equatable, Sendable {
         /// The run gave no usable observation: QEMU or libvirt failed, the guest hung where no
         /// step was predicted to block, or isolab was interrupted.
         case infrastructure
+        /// Repetitions of the same cell (`isolab matrix --repeat N`) judged the item differently;
+        /// `detail` lists each repetition's verdict and observation. Never folded into match
+        /// or mismatch: a failure unless `--allow-flaky`.
+        case flaky
     }
 
     /// What kind of item was checked.
@@ -111,7 +115,7 @@ public struct Verdict: Codable, Equatable, Sendable {
         switch kind {
         case .match, .pinned, .hazardAsExpected: return .pass
         case .unrealizable: return .neutral
-        case .mismatch, .hazard: return .fail
+        case .mismatch, .hazard, .flaky: return .fail
         case .crash: return crashExpected == true ? .pass : .fail
         case .infrastructure: return .infrastructure
         }

@@ -152,3 +152,28 @@ final class MatrixCLITests: XCTestCase {
         XCTAssertEqual(CLISupport.qemuCount(), 0)
     }
 }
+
+/// `isolab matrix --repeat N`: every cell N times on real guests; a stable fabric gives the
+/// same verdicts as one run and no flaky item.
+extension MatrixCLITests {
+    func testRepeatedCellsOfAStableFabricAreNeverFlaky() throws {
+        let dir = try workspace()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/nvme-alone.yaml").path,
+                                         toPath: dir + "/topologies/nvme-alone.yaml")
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        let once = try isolab(["matrix", "matrix.yaml", "--output", "once"], cwd: dir)
+        XCTAssertEqual(once.status, 0, once.err)
+        let thrice = try isolab(["matrix", "matrix.yaml", "--repeat", "3", "--jobs", "4", "--output", "thrice"], cwd: dir)
+        XCTAssertEqual(thrice.status, 0, thrice.err)
+        XCTAssertTrue(thrice.err.contains("3 repetitions: 0 flaky item(s)"), thrice.err)
+        XCTAssertEqual(try verdictKinds(dir + "/thrice/results.json"), try verdictKinds(dir + "/once/results.json"))
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/thrice/results.json"))) as? [String: Any]
+        let runs = (doc?["runs"] as? [[String: Any]]) ?? []
+        let observations: [[String: Any]] = (runs.first?["observations"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(observations.filter { $0["scenario"] as? String == "nvme-to-vfio-and-back" }.count, 3, "every repetition is kept")
+        let diff = try isolab(["report", "diff", "once/results.json", "thrice/results.json"], cwd: dir)
+        XCTAssertEqual(diff.status, 0, diff.out + diff.err)
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+}

@@ -123,3 +123,26 @@ final class JudgeDetailTests: XCTestCase {
         XCTAssertEqual(v.first?.observed, "legacy-endpoint without ACS")
     }
 }
+
+/// `--repeat`: repetitions judged alike keep their verdict; judged differently, `flaky`.
+final class FlakyVerdictTests: XCTestCase {
+    func testItemsJudgedDifferentlyAcrossRepetitionsAreFlakyWithEveryObservation() throws {
+        let p = try predict(switchNoACS)
+        let same = Judge.verdicts(p, observations: [observation(p, scenario: "p2p")])
+        XCTAssertEqual(Judge.combining([same, same]), same)
+        let other = Judge.verdicts(p, observations: [observation(p, scenario: "p2p", results: [4: "delivered"])])
+        let combined = Judge.combining([same, other, same])
+        let v = try XCTUnwrap(combined.first { $0.item == "step:p2p:4" })
+        XCTAssertEqual(v.kind, .flaky)
+        XCTAssertEqual(v.standing, .fail)
+        XCTAssertEqual(v.observed, "faulted | delivered | faulted")
+        XCTAssertTrue(v.detail?.contains("repetition 2: mismatch, observed delivered") == true, v.detail ?? "")
+        XCTAssertEqual(combined.filter { $0.kind == .flaky }.count, 1, "only the item that differed")
+        XCTAssertEqual(ExitStatus.of(combined), 1)
+        let doc = document([(p, [observation(p, scenario: "p2p")])])
+        var flakyDoc = doc
+        flakyDoc.runs[0].verdicts = combined
+        XCTAssertTrue(MarkdownRenderer.summaryTable(flakyDoc).contains("flaky"))
+        XCTAssertTrue(TAPRenderer.render(flakyDoc).contains("not ok"))
+    }
+}

@@ -34,6 +34,10 @@ struct MatrixCommand: ParsableCommand {
     @OptionGroup var outputOptions: OutputOptions
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
     var noSnapshot = false
+    @Option(name: .customLong("repeat"), help: "Run every cell N times; an item judged differently between repetitions is reported flaky, with each observation.")
+    var repetitions: Int = 1
+    @Flag(help: "Flaky items do not fail the run (they are still reported).")
+    var allowFlaky = false
     @OptionGroup var bootOptions: BootOptions
     @OptionGroup var developer: DeveloperKernelOptions
     @Option(help: "With --kernel-tree or --kernel-image: a catalog kernel id (run in the same matrix) or a saved results.json to compare with; writes regression.md and regression.json (every changed item, the model's reasoning for both kernels, a verdict per change) beside the reports.")
@@ -50,7 +54,7 @@ struct MatrixCommand: ParsableCommand {
 
         var images: [String: GuestImage] = [:]
         var requests: [RunRequest] = []
-        var owner: [Int] = []   // request -> cell
+        var owner: [(cell: Int, repetition: Int)] = []   // request -> cell and repetition
         do {
             let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: Recipe(directory: Recipe.locate()))
             builder.log = log
@@ -65,6 +69,7 @@ struct MatrixCommand: ParsableCommand {
                     images[k] = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k), agent: agent) }
                 }
             }
+            for rep in 0..<repetitions {
             for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
                 let scenarios: [Scenario?] = cell.topology.scenarios.isEmpty ? [nil] : cell.topology.scenarios
                 for s in scenarios {
@@ -75,8 +80,9 @@ struct MatrixCommand: ParsableCommand {
                     r.clock = clock
                     r.emulator = emulatorOptions.emulator
                     requests.append(r)
-                    owner.append(ci)
+                    owner.append((ci, rep))
                 }
+            }
             }
             RunsDirectory.prune(runsRoot, keep: max(200, requests.count * 2))
         } catch let e as ExitCode {
@@ -112,11 +118,11 @@ struct MatrixCommand: ParsableCommand {
                                       libvirt: connections[0].libvirtVersion())
         var inputs: [ResultsDocument.Input] = []
         for (ci, cell) in cells.enumerated() {
-            let obs = zip(owner, observations).filter { $0.0 == ci }.map(\.1)
+            let reps = (0..<repetitions).map { rep in zip(owner, observations).filter { $0.0.cell == ci && $0.0.repetition == rep }.map(\.1) }
             // Judged against what the booted kernel's config builds (an image records it).
             let generation = images[cell.kernel].flatMap(KernelGeneration.of) ?? cell.generation
             inputs.append(ResultsDocument.Input(prediction: Predictor.predict(cell.topology, kernel: generation),
-                                                kernelLabel: cell.kernel, observations: obs, topologySHA256: cell.sha256))
+                                                kernelLabel: cell.kernel, repetitions: reps, topologySHA256: cell.sha256))
         }
         let kernels = images.keys.sorted().map { k in
             KernelBuild(label: k, release: images[k]!.kernelRelease,
@@ -147,7 +153,9 @@ struct MatrixCommand: ParsableCommand {
                    sum(\.restore), sum(\.steps), sum(\.create), sum(\.teardown), output))
         print(MarkdownRenderer.summaryTable(doc), terminator: "")
         if fleet.cancellation.isCancelled { throw ExitCode(130) }
-        let status = ExitStatus.of(doc)
+        let flaky = doc.runs.flatMap(\.verdicts).filter { $0.kind == .flaky }.count
+        if repetitions > 1 { log("\(repetitions) repetitions: \(flaky) flaky item(s)" + (flaky > 0 && allowFlaky ? " (allowed)" : "")) }
+        let status = ExitStatus.of(doc.runs.flatMap(\.verdicts).filter { !(allowFlaky && $0.kind == .flaky) })
         if status != 0 { throw ExitCode(status) }
     }
 
@@ -161,6 +169,7 @@ struct MatrixCommand: ParsableCommand {
     }
 
     private func validated() throws -> ([Cell], [String], (Int, Int), Int?, DeveloperKernel?, Baseline?) {
+        guard repetitions >= 1 else { throw InputError("--repeat: must be at least 1") }
         let matrix: MatrixFile
         do { matrix = try MatrixFile.load(path: file) } catch let e as TopologyError { throw InputError(e.description) }
         let dev = try developer.resolve(requirements: true)
