@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "IsolabLibvirt", targets: ["IsolabLibvirt"]),
         .library(name: "IsolabVM", targets: ["IsolabVM"]),
         .library(name: "IsolabReport", targets: ["IsolabReport"]),
+        .library(name: "IsolabEngine", targets: ["IsolabEngine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -50,14 +51,21 @@ let package = Package(
                                                   .product(name: "Logging", package: "swift-log")]),
         // Verdicts (prediction vs observation), results JSON, JUnit/TAP/Markdown/HTML, diff, merge. No I/O.
         .target(name: "IsolabReport", dependencies: ["IsolabModel", "IsolabProtocol"]),
-        .executableTarget(name: "isolab", dependencies: [
+        // One engine for every command that boots: cells (fabric × kernel × vIOMMU × emulator),
+        // provisioning (images), execution (the fleet over libvirt connections), judging and
+        // report files. The commands only parse options and print.
+        .target(name: "IsolabEngine", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .executableTarget(name: "isolab", dependencies: [
+            "IsolabEngine", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Benchmarks (not tests): prints figures, never passes or fails on time.
-        .executableTarget(name: "isolab-bench", dependencies: ["IsolabModel", "IsolabTopology", "IsolabImages", "IsolabVM", "IsolabLibvirt", "IsolabProtocol", "IsolabReport"]),
+        .executableTarget(name: "isolab-bench", dependencies: ["IsolabEngine", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabVM", "IsolabLibvirt", "IsolabProtocol", "IsolabReport"]),
         .testTarget(name: "IsolabModelTests", dependencies: ["IsolabModel", "IsolabTopology", "IsolabProtocol"]),
         .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
@@ -66,6 +74,7 @@ let package = Package(
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
         .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore", "IsolabProtocol"]),
         .testTarget(name: "IsolabLibvirtTests", dependencies: ["IsolabLibvirt"]),
+        .testTarget(name: "IsolabEngineTests", dependencies: ["IsolabEngine", "IsolabModel", "IsolabTopology"]),
         .testTarget(name: "IsolabVMTests", dependencies: ["IsolabVM", "IsolabLibvirt", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol"],
                     exclude: ["golden"]),
     ],

@@ -3,6 +3,10 @@ public struct Unrealizable: Sendable, Equatable {
     public var node: String
     public var reason: String
     public var location: SourceLocation
+
+    public init(node: String, reason: String, location: SourceLocation) {
+        self.node = node; self.reason = reason; self.location = location
+    }
 }
 
 /// Checks a topology against what the emulator and Linux's enumeration can realize

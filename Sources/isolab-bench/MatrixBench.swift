@@ -1,52 +1,62 @@
 import Foundation
+import IsolabEngine
+import IsolabModel
 import IsolabProtocol
 import IsolabReport
 
-/// `isolab-bench matrix [MATRIX_FILE] [ISOLAB MATRIX OPTIONS…]`: runs the built `isolab matrix`
-/// (next to this executable) into a scratch directory and prints, from its results.json, the
-/// wall time, the number of VMs, VM-seconds and where they went (create, boot, steps,
-/// teardown), overall and per kernel. Figures only: mismatches or slow runs never fail it.
+/// `isolab-bench matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot]`: runs a whole
+/// matrix through the engine `isolab matrix` uses (IsolabEngine's ``MatrixRun``) and prints the
+/// wall time, the number of VMs, VM-seconds and where they went (create, boot, steps, teardown),
+/// overall, per kernel and per emulator. Figures only: mismatches or slow runs never fail it.
 enum MatrixBench {
     static func run(_ args: [String]) {
-        do { try measure(file: args.first ?? "ci/matrix.yaml", extra: Array(args.dropFirst())) } catch {
+        do { try measure(try Options(args)) } catch {
             FileHandle.standardError.write(Data("isolab-bench matrix: \(error)\n".utf8))
             exit(1)
         }
     }
 
-    /// The `isolab` executable built beside this one (same configuration).
-    static func isolabExecutable() throws -> String {
-        let me = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let path = me.deletingLastPathComponent().appendingPathComponent("isolab").path
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw BenchError("no isolab executable at \(path); build it first: swift build -c release --product isolab")
+    struct Options {
+        var file = "ci/matrix.yaml"
+        var kernels: [String]?
+        var jobs: Int?
+        var snapshots = true
+
+        init(_ args: [String]) throws {
+            var rest = args[...]
+            while let a = rest.popFirst() {
+                switch a {
+                case "--kernel":
+                    guard let v = rest.popFirst() else { throw BenchError("--kernel needs ids, e.g. 6.1,7.3") }
+                    kernels = (kernels ?? []) + v.split(separator: ",").map(String.init)
+                case "--jobs":
+                    guard let v = rest.popFirst().flatMap({ Int($0) }), v >= 1 else { throw BenchError("--jobs needs a number ≥ 1") }
+                    jobs = v
+                case "--no-snapshot": snapshots = false
+                default:
+                    guard !a.hasPrefix("-") else { throw BenchError("unknown option \(a) (accepted: --kernel, --jobs, --no-snapshot)") }
+                    file = a
+                }
+            }
         }
-        return path
     }
 
-    static func measure(file: String, extra: [String]) throws {
-        guard FileManager.default.fileExists(atPath: file) else {
-            throw BenchError("\(file): no such matrix file (give MATRIX_FILE, default ci/matrix.yaml, from the package root)")
+    static func measure(_ o: Options) throws {
+        guard FileManager.default.fileExists(atPath: o.file) else {
+            throw BenchError("\(o.file): no such matrix file (give MATRIX_FILE, default ci/matrix.yaml, from the package root)")
         }
-        let isolab = try isolabExecutable()
-        let output = NSTemporaryDirectory() + "isolab-bench-matrix-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: output) }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: isolab)
-        p.arguments = ["matrix", file, "--output", output] + extra
-        p.standardOutput = FileHandle.nullDevice   // the summary table; the figures below replace it
+        let matrixFile = try MatrixPlanner.load(o.file)
+        let kernels = try o.kernels.map { try $0.map(MatrixKernel.catalog) }
+        let cells = try MatrixPlanner.cells(matrix: matrixFile, kernels: kernels, emulators: ["default"],
+                                            realizable: { t, _ in Realizability.check(t) })
+        var matrix = MatrixRun(cells: cells, kernels: Dictionary(uniqueKeysWithValues: Set(cells.map(\.kernel)).map { ($0, .catalog($0)) }))
+        matrix.jobs = o.jobs ?? matrixFile.jobs ?? ProcessInfo.processInfo.activeProcessorCount
+        matrix.snapshots = o.snapshots
         let start = Date()
-        try p.run()
-        p.waitUntilExit()
+        let outcome = try matrix.run(try Provisioner(log: { FileHandle.standardError.write(Data("\($0)\n".utf8)) }))
         let wall = Date().timeIntervalSince(start)
-        // 0 pass, 1 mismatches, 3 infrastructure: all still measured. 2 is bad input, 130 Ctrl-C.
-        guard [0, 1, 3].contains(p.terminationStatus) else {
-            throw BenchError("isolab \(p.arguments!.joined(separator: " ")) exited \(p.terminationStatus)")
-        }
-        let results = output + "/results.json"
-        guard let data = FileManager.default.contents(atPath: results) else { throw BenchError("isolab matrix wrote no \(results)") }
-        let doc = try ResultsDocument.decode(data, source: results)
-        print(report(doc, wall: wall, title: "isolab-bench matrix: \(([file] + extra).joined(separator: " ")), exit \(p.terminationStatus)"))
+        let status = ExitStatus.of(outcome.document)
+        print(report(outcome.document, wall: wall, title: "isolab-bench matrix: \(o.file), verdict status \(status)"))
     }
 
     /// The figures for one finished matrix.
@@ -57,7 +67,7 @@ enum MatrixBench {
         let vmSeconds = Self.vmSeconds(timings)
         var lines = [title]
         lines.append("  fabric × kernel cells: \(doc.runs.count) (\(doc.runs.filter { !$0.booted }.count) not booted: unrealizable)")
-        lines.append("  wall: isolab matrix start to exit (image cache, judging and reports included)")
+        lines.append("  wall: the matrix engine start to end (image cache and judging included)")
         lines.append("  VMs: \(all.count)   wall: \(f(wall)) s   VM-seconds: \(f(vmSeconds))   VMs at once (VM-s / wall): \(String(format: "%.2f", vmSeconds / max(wall, 0.001)))")
         let outcomes = Dictionary(grouping: all, by: \.outcome.rawValue).map { "\($0.key) \($0.value.count)" }.sorted()
         lines.append("  outcomes: \(outcomes.joined(separator: ", "))")

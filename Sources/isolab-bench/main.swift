@@ -4,7 +4,7 @@
 //   isolab-bench boot [KERNEL…]   PVH vs bzImage boot per kernel, raw QEMU (BootPathBench.swift)
 //   isolab-bench run [FABRIC [KERNEL [pvh|bzimage]]]   isolab vs raw QEMU for one fabric (RunBench.swift)
 //   isolab-bench restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store S]… [--clock C] [--each]   restored scenarios' stages per kernel (RestoreBench.swift)
-//   isolab-bench matrix [MATRIX_FILE [OPTIONS…]]   a whole `isolab matrix`: wall, VMs, stages (MatrixBench.swift)
+//   isolab-bench matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot]   a whole matrix through the engine: wall, VMs, stages (MatrixBench.swift)
 import Foundation
 
 switch CommandLine.arguments.dropFirst().first {
@@ -21,6 +21,6 @@ case "restore":
 case "matrix":
     MatrixBench.run(Array(CommandLine.arguments.dropFirst(2)))
 default:
-    FileHandle.standardError.write(Data("usage: isolab-bench predict | images | boot [KERNEL…] | run [FABRIC [KERNEL [pvh|bzimage]]] | restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store S]… [--clock C] [--each] | matrix [MATRIX_FILE [ISOLAB MATRIX OPTIONS…]]\n".utf8))
+    FileHandle.standardError.write(Data("usage: isolab-bench predict | images | boot [KERNEL…] | run [FABRIC [KERNEL [pvh|bzimage]]] | restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store S]… [--clock C] [--each] | matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot]\n".utf8))
     exit(2)
 }

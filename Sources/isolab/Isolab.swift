@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IsolabEngine
 
 /// The `isolab` command line: predict, explain and boot PCIe fabrics.
 @main
@@ -19,6 +20,7 @@ struct Isolab: ParsableCommand {
     static func main() {
         let (arguments, level) = Verbosity.extract(Array(CommandLine.arguments.dropFirst()))
         Verbosity.bootstrap(level)
+        MatrixRun.isolabVersion = configuration.version
         let command: ParsableCommand
         do {
             command = try parseAsRoot(arguments)

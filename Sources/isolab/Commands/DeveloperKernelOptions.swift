@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IsolabEngine
 import IsolabImages
 import IsolabModel
 import IsolabReport
@@ -84,15 +85,12 @@ struct DeveloperKernel {
     var tree: KernelBuildTree?
     var local: LocalKernel?
 
-    /// The guest image (cached by content).
-    func image(_ builder: ImageBuilder, agent: String?) throws -> GuestImage {
-        if let tree { return try builder.build(kernelTree: tree, generation: generationID, agent: agent) }
-        return try builder.build(localKernel: local!, agent: agent)
+    /// Where its guest image comes from.
+    var source: KernelSource {
+        if let tree { return .tree(tree, generation: generationID) }
+        return .local(local!)
     }
 
-    /// What the results record about it.
-    var treeSource: KernelTreeSource? {
-        tree.map { KernelTreeSource(path: $0.path, gitCommit: $0.git?.commit, gitDirty: $0.git?.dirty,
-                                    gitDescribe: $0.git?.describe, configSha256: $0.configSha256) }
-    }
+    /// What the results record of its tree.
+    var treeSource: KernelTreeSource? { source.treeSource }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IsolabEngine
 import IsolabImages
 import IsolabModel
 import IsolabTopology
@@ -46,6 +47,9 @@ struct JobsOptions: ParsableArguments {
 /// `--emulator`, defined once: a QEMU binary instead of the one libvirt finds (a developer's
 /// own build, or a wrapper that sets its module and data folders).
 struct EmulatorOptions: ParsableArguments {
+    /// The label the emulator is reported under.
+    static let label = "default"
+
     @Option(help: "A QEMU binary (qemu-system-x86_64) instead of libvirt's default: a developer's own build or a wrapper script.")
     var emulator: String?
 
@@ -113,16 +117,7 @@ extension KernelOptions {
     /// The generation of a kernels.yaml entry that is not a model catalog id, with what its
     /// config fragment builds; nil for model catalog ids and unknown ids.
     static func imageCatalogGeneration(_ id: String) throws -> KernelGeneration? {
-        guard !KernelGeneration.catalog.contains(where: { $0.id == id }),
-              let recipe = try? Recipe(directory: Recipe.locate()), let catalog = try? recipe.catalog(),
-              let entry = catalog.kernels.first(where: { $0.id == id }) else { return nil }
-        guard let g = KernelGeneration.resolve(entry.generation) else {
-            throw InputError("\(recipe.catalogPath): kernel '\(id)': generation '\(entry.generation)' is not a model generation (accepted: \(KernelGeneration.catalog.map(\.id).joined(separator: ", ")) or a version)")
-        }
-        guard let fragment = entry.build else { return g }
-        let path = (recipe.directory as NSString).appendingPathComponent(fragment)
-        guard let config = try? KernelConfig(path: path) else { return g }
-        return g.configured(by: config.values)
+        try asInput { try MatrixKernel.imageCatalogGeneration(id) }
     }
 
     /// The kernel ids `run` and `matrix` can boot: the model catalog's and kernels.yaml's.
@@ -178,21 +173,15 @@ struct InputError: Error, CustomStringConvertible {
 
 /// Loads topology files, turning every failure into one line on stderr and exit status 2.
 func loadTopologies(_ paths: [String]) throws -> [Topology] {
-    var out: [Topology] = []
-    var names: [String: String] = [:]
-    for p in paths {
-        do {
-            let t = try TopologyLoader.load(path: p)
-            if let other = names[t.name] {
-                throw InputError("\(p): name '\(t.name)' is also the name of \(other); names are unique in a catalog")
-            }
-            names[t.name] = p
-            out.append(t)
-        } catch let e as TopologyError {
-            throw InputError(e.description)
-        }
+    try asInput { try TopologySet.load(paths) }
+}
+
+/// The engine's bad-input errors as the CLI's.
+func asInput<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as EngineError {
+        guard case .input(let s) = e else { throw e }
+        throw InputError(s)
     }
-    return out
 }
 
 /// Runs a command body, reporting bad input the way isolab promises: one line, exit 2.

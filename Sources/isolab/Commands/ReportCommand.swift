@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IsolabEngine
 import IsolabReport
 
 /// `isolab report`: render, merge and compare results documents.

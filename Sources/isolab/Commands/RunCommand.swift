@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IsolabEngine
 import IsolabImages
 import IsolabLibvirt
 import IsolabModel
@@ -68,40 +69,32 @@ struct RunCommand: ParsableCommand {
             unrealizable.append((t, problems))
             for p in problems { log("\(p.location): \(p.node): unrealizable, not booted: \(p.reason)") }
         }
+        var settings = RunSettings()
+        settings.boot = boot
+        settings.clock = clock
+        settings.bootDeadline = bootDeadline
+        settings.stepTimeout = stepTimeout
+        settings.extraKernelArguments = kernelArgs
+        if let e = emulatorOptions.emulator { settings.emulatorBinaries[EmulatorOptions.label] = e }
         var requests: [RunRequest] = []
         var images: [String: GuestImage] = [:]
         do {
-            let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: Recipe(directory: Recipe.locate()))
-            builder.log = log
-            let agent = try AgentBinary.locate()
-            let catalog = try builder.catalog
+            let provisioner = try Provisioner(log: log)
+            provisioner.around = { try SignalTrap.cancellingImageBuilds($0) }
             let runsRoot = RunsDirectory.root()
             for k in kernels {
-                let image: GuestImage
-                if let dev = inputs.developer, dev.label == k.label {
-                    image = try SignalTrap.cancellingImageBuilds { try dev.image(builder, agent: agent) }
+                let dev = inputs.developer.flatMap { $0.label == k.label ? $0 : nil }
+                let image = try provisioner.image(dev?.source ?? .catalog(k.label))
+                if let dev {
                     log("kernel \(dev.label): \(dev.release), generation \(dev.generation.id)"
                         + (dev.treeSource.map { ", tree \($0.summary)" } ?? "") + ", kernel image sha256 \(image.metadata.kernelSha256.prefix(12))")
-                } else {
-                    image = try SignalTrap.cancellingImageBuilds { try builder.build(kernel: try catalog.kernel(id: k.label), agent: agent) }
                 }
                 images[k.label] = image
                 for topology in topologies {
-                let fabric = Fabric(topology)
-                let scenarios: [Scenario?] = topology.scenarios.isEmpty
-                    ? [nil] : topology.scenarios.filter { scenario.isEmpty || scenario.contains($0.name) }
-                for s in scenarios {
-                    let dir = RunsDirectory.new(in: runsRoot, label: [topology.name, k.label, s?.name ?? "inventory"].joined(separator: "-"))
-                    var r = RunRequest(topology: topology, fabric: fabric, scenario: s, image: image,
-                                       kernelLabel: k.label, directory: dir)
-                    r.emulator = emulatorOptions.emulator
-                    r.bootDeadline = bootDeadline
-                    r.stepTimeout = stepTimeout
-                    r.extraKernelArguments = kernelArgs
-                    r.boot = boot
-                    r.clock = clock
-                    requests.append(r)
-                }
+                    let chosen: [Scenario?] = topology.scenarios.isEmpty
+                        ? [nil] : topology.scenarios.filter { scenario.isEmpty || scenario.contains($0.name) }
+                    requests += settings.requests(topology, scenarios: chosen, image: image, kernel: k.label,
+                                                  emulator: EmulatorOptions.label, runsRoot: runsRoot)
                 }
             }
         } catch let e as ExitCode {
@@ -121,8 +114,8 @@ struct RunCommand: ParsableCommand {
         }
         defer { connections.forEach { $0.close() } }
         let connection = connections[0]
-        let runner = try GuestRunner(connection: connection)
         if accel != .tcg, let first = requests.first {
+            let runner = try GuestRunner(connection: connection)
             let probe = AccelProbe.probeKVM(runner: runner, image: first.image, kernelLabel: first.kernelLabel,
                                             directory: RunsDirectory.new(in: RunsDirectory.root(), label: "kvm-probe"))
             if probe.works {
@@ -150,33 +143,18 @@ struct RunCommand: ParsableCommand {
             FileHandle.standardError.write(Data(report.text().utf8))
             return
         }
+        // Several connections: one live progress line as the matrix has; one: a line per guest.
+        let observer: FleetObserver = connections.count > 1
+            ? Progress(total: requests.count) : GuestLog(total: requests.count, booting: noSnapshot)
+        let fleet = Fleet(connections: connections, jobs: jobs, snapshots: !noSnapshot)
+        let signals = SignalTrap(cancel: fleet.cancellation, log: log)
+        defer { signals.release() }
         let observations: [VMObservation]
-        let cancelled: Bool
-        if connections.count > 1 {
-            // Spread over the connections as the matrix does, whole fabrics per connection.
-            let fleet = Fleet(connections: connections, jobs: jobs, snapshots: !noSnapshot)
-            let signals = SignalTrap(cancel: fleet.cancellation, log: log)
-            defer { signals.release() }
-            do { observations = try fleet.run(requests, progress: Progress(total: requests.count)) } catch {
-                fail("libvirt: \(error)")
-                throw ExitCode(3)
-            }
-            cancelled = fleet.cancellation.isCancelled
-        } else {
-            let scheduler = Scheduler(runner: runner, jobs: jobs)
-            scheduler.snapshots = !noSnapshot
-            let signals = SignalTrap(cancel: scheduler.cancellation, log: log)
-            defer { signals.release() }
-            let total = requests.count
-            scheduler.onStart = { i, r in
-                log("[\(i + 1)/\(total)] \(noSnapshot ? "booting" : "starting") \(r.topology.name) on \(r.kernelLabel)" + (r.scenario.map { ", scenario \($0.name)" } ?? ""))
-            }
-            scheduler.onFinish = { i, o in
-                log("[\(i + 1)/\(total)] \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s" + (o.problem.map { ": \($0)" } ?? ""))
-            }
-            observations = scheduler.run(requests)
-            cancelled = scheduler.cancellation.isCancelled
+        do { observations = try fleet.run(requests, observer: observer) } catch {
+            fail(String(describing: error))
+            throw ExitCode(3)
         }
+        let cancelled = fleet.cancellation.isCancelled
 
         let report = RunReport(topologies: topologies, unrealizable: unrealizable, kernels: kernels.map(\.label),
                                images: images, observations: observations)
@@ -218,4 +196,23 @@ struct RunCommand: ParsableCommand {
         }
         return (topologies, kernels, dev)
     }
+}
+
+/// `isolab run` on one connection: a line as each guest starts and finishes.
+final class GuestLog: FleetObserver, @unchecked Sendable {
+    private let total: Int
+    private let booting: Bool
+    init(total: Int, booting: Bool) { self.total = total; self.booting = booting }
+
+    func started(_ i: Int, _ r: RunRequest) {
+        let line = "[\(i + 1)/\(total)] \(booting ? "booting" : "starting") \(r.topology.name) on \(r.kernelLabel)" + (r.scenario.map { ", scenario \($0.name)" } ?? "")
+        cliLogger.info("\(line)")
+    }
+
+    func finished(_ i: Int, _ o: VMObservation) {
+        let line = "[\(i + 1)/\(total)] \(o.outcome.rawValue) in \(String(format: "%.1f", o.timing.total)) s" + (o.problem.map { ": \($0)" } ?? "")
+        cliLogger.info("\(line)")
+    }
+
+    func ended() {}
 }

@@ -1,0 +1,83 @@
+import Crypto
+import Foundation
+import IsolabModel
+import IsolabTopology
+
+/// One cell of a matrix: a fabric (under one vIOMMU) on one kernel and one emulator.
+public struct Cell: Sendable {
+    public var topology: Topology
+    /// The kernel's label (a catalog id or a developer kernel's label).
+    public var kernel: String
+    /// The emulator's label (an `emulators.yaml` id, or a developer build's label).
+    public var emulator: String
+    /// The model generation the kernel is judged against before its image is known.
+    public var generation: KernelGeneration
+    /// Hex sha256 of the topology file's bytes.
+    public var sha256: String
+    /// Why the emulator cannot build it as declared; empty when it boots.
+    public var unrealizable: [Unrealizable]
+
+    public init(topology: Topology, kernel: String, emulator: String, generation: KernelGeneration, sha256: String,
+                unrealizable: [Unrealizable]) {
+        self.topology = topology; self.kernel = kernel; self.emulator = emulator
+        self.generation = generation; self.sha256 = sha256; self.unrealizable = unrealizable
+    }
+}
+
+/// A kernel of the matrix: its label and the generation it is judged against.
+public struct MatrixKernel: Sendable {
+    public var label: String
+    public var generation: KernelGeneration
+    public init(label: String, generation: KernelGeneration) { self.label = label; self.generation = generation }
+}
+
+/// Builds a matrix's cells: fabric × vIOMMU × kernel × emulator, in that order.
+public enum MatrixPlanner {
+    /// Every cell. A topology that declares `intel` is also run under each other vIOMMU of
+    /// `iommus`, named `<name>.<iommu>`, on the kernels that drive it; a declared vIOMMU runs
+    /// on every kernel. `realizable` answers for a topology on an emulator.
+    public static func cells(topologies: [(topology: Topology, sha256: String)], kernels: [MatrixKernel],
+                             iommus: [IOMMUModel], emulators: [String],
+                             realizable: (Topology, String) -> [Unrealizable]) -> [Cell] {
+        var cells: [Cell] = []
+        for (t, sha) in topologies {
+            var variants = [t]
+            if t.iommu == .intel {
+                for m in iommus where m != .intel {
+                    var v = t
+                    v.iommu = m
+                    v.name = "\(t.name).\(m.rawValue)"
+                    variants.append(v)
+                }
+            }
+            for v in variants {
+                for k in kernels {
+                    // An added vIOMMU runs only where the kernel drives it; a declared one everywhere.
+                    if v.name != t.name, !k.generation.drives(v.iommu) { continue }
+                    for e in emulators {
+                        cells.append(Cell(topology: v, kernel: k.label, emulator: e, generation: k.generation,
+                                          sha256: sha, unrealizable: realizable(v, e)))
+                    }
+                }
+            }
+        }
+        return cells
+    }
+
+    /// Shard `index` (1-based) of `count`: every `count`-th cell, deterministically.
+    public static func shard(_ cells: [Cell], index: Int, of count: Int) -> [Cell] {
+        cells.enumerated().filter { $0.offset % count == index - 1 }.map(\.element)
+    }
+
+    /// Parses `I/N` (1 ≤ I ≤ N); nil when malformed.
+    public static func parseShard(_ text: String) -> (index: Int, count: Int)? {
+        let parts = text.split(separator: "/").compactMap { Int($0) }
+        guard parts.count == 2, parts[1] >= 1, (1...parts[1]).contains(parts[0]) else { return nil }
+        return (parts[0], parts[1])
+    }
+
+    /// Hex sha256 of a file's bytes (empty input for an unreadable file).
+    public static func fileSHA256(_ path: String) -> String {
+        SHA256.hash(data: FileManager.default.contents(atPath: path) ?? Data()).map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,149 @@
+import Foundation
+import IsolabImages
+import IsolabLibvirt
+import IsolabModel
+import IsolabProtocol
+import IsolabReport
+import IsolabVM
+
+/// A matrix's whole life: provision every kernel's image, run every cell's scenarios (each
+/// `repetitions` times) over the libvirt connections, judge every observation against the
+/// model. `isolab matrix`, `isolab run` and the benches call it; they only parse and print.
+public struct MatrixRun {
+    public var cells: [Cell]
+    /// Where each kernel label's image comes from.
+    public var kernels: [String: KernelSource]
+    public var repetitions = 1
+    public var settings = RunSettings()
+    /// libvirt URIs; nil is the embedded driver.
+    public var connections: [String?] = [nil]
+    /// Guests at once per connection.
+    public var jobs = ProcessInfo.processInfo.activeProcessorCount
+    /// One saved boot per fabric, restored for each scenario.
+    public var snapshots = true
+    /// Only these scenarios (empty: all).
+    public var scenarios: [String] = []
+    public var log: (String) -> Void = { _ in }
+
+    public init(cells: [Cell], kernels: [String: KernelSource]) {
+        self.cells = cells
+        self.kernels = kernels
+    }
+
+    /// What a finished matrix gives back.
+    public struct Outcome {
+        public var document: ResultsDocument
+        public var observations: [VMObservation]
+        public var images: [String: GuestImage]
+        /// Seconds from the first guest's start to the last one's end.
+        public var wall: Double
+        public var cancelled: Bool
+    }
+
+    /// The guest image of every kernel the cells name, in label order.
+    public func provision(_ provisioner: Provisioner) throws -> [String: GuestImage] {
+        var images: [String: GuestImage] = [:]
+        for k in Set(cells.map(\.kernel)).sorted() {
+            guard let source = kernels[k] else { throw EngineError.provisioning("kernel \(k): no source given") }
+            do { images[k] = try provisioner.image(source) } catch let e as EngineError { throw e } catch let e as ImagesError {
+                if case .cancelled = e { throw e }
+                throw EngineError.provisioning(String(describing: e))
+            }
+        }
+        return images
+    }
+
+    /// How many guests ``run(_:observer:cancellation:provisioned:)`` will start.
+    public var requestCount: Int {
+        repetitions * cells.filter(\.unrealizable.isEmpty).reduce(0) { n, c in
+            let s = c.topology.scenarios
+            return n + (s.isEmpty ? 1 : s.filter { scenarios.isEmpty || scenarios.contains($0.name) }.count)
+        }
+    }
+
+    /// One request per scenario per realizable cell per repetition, with the cell and
+    /// repetition each belongs to.
+    public func requests(images: [String: GuestImage], runsRoot: String = RunsDirectory.root())
+        -> [(request: RunRequest, cell: Int, repetition: Int)] {
+        var out: [(RunRequest, Int, Int)] = []
+        for rep in 0..<repetitions {
+            for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
+                let t = cell.topology
+                let chosen: [Scenario?] = t.scenarios.isEmpty ? [nil] : t.scenarios.filter { scenarios.isEmpty || scenarios.contains($0.name) }
+                for r in settings.requests(t, scenarios: chosen, image: images[cell.kernel]!, kernel: cell.kernel,
+                                           emulator: cell.emulator, runsRoot: runsRoot) {
+                    out.append((r, ci, rep))
+                }
+            }
+        }
+        RunsDirectory.prune(runsRoot, keep: max(200, out.count * 2))
+        return out
+    }
+
+    /// Opens the connections (closed by the caller).
+    public func connect() throws -> [LibvirtConnection] {
+        do { return try connections.map { try LibvirtConnection.open(connect: $0) } } catch {
+            throw EngineError.libvirt("cannot connect: \(error)")
+        }
+    }
+
+    /// Provisions, runs and judges. `cancellation` stops the guests (finished ones are still judged).
+    public func run(_ provisioner: Provisioner, observer: FleetObserver? = nil,
+                    cancellation: Cancellation = Cancellation(),
+                    provisioned: ([String: GuestImage]) -> Void = { _ in }) throws -> Outcome {
+        let images = try provision(provisioner)
+        provisioned(images)
+        let planned = requests(images: images)
+        let connections = try connect()
+        defer { connections.forEach { $0.close() } }
+        let fleet = Fleet(connections: connections, jobs: jobs, snapshots: snapshots, cancellation: cancellation)
+        let started = Date()
+        let observations = try fleet.run(planned.map(\.request), observer: observer)
+        let wall = Date().timeIntervalSince(started)
+        let environment = Environment(isolab: Self.isolabVersion, qemu: connections[0].hypervisorVersion(),
+                                      libvirt: connections[0].libvirtVersion())
+        let document = judge(planned.map { ($0.cell, $0.repetition) }, observations: observations, images: images,
+                             environment: environment)
+        return Outcome(document: document, observations: observations, images: images, wall: wall,
+                       cancelled: cancellation.isCancelled)
+    }
+
+    /// Every cell judged against the model (an unrealizable cell with its reasons, no observation).
+    public func judge(_ owners: [(cell: Int, repetition: Int)], observations: [VMObservation],
+                      images: [String: GuestImage], environment: Environment) -> ResultsDocument {
+        var inputs: [ResultsDocument.Input] = []
+        for (ci, cell) in cells.enumerated() {
+            let reps = (0..<repetitions).map { rep in zip(owners, observations).filter { $0.0.cell == ci && $0.0.repetition == rep }.map(\.1) }
+            // Judged against what the booted kernel's config builds (an image records it).
+            let generation = images[cell.kernel].flatMap(KernelGeneration.of) ?? cell.generation
+            inputs.append(ResultsDocument.Input(prediction: Predictor.predict(cell.topology, kernel: generation),
+                                                kernelLabel: cell.kernel, repetitions: reps, topologySHA256: cell.sha256))
+        }
+        let builds = images.keys.sorted().map { Provisioner.kernelBuild(label: $0, image: images[$0]!, source: kernels[$0]) }
+        return ResultsDocument(isolab: Self.isolabVersion, environment: environment, kernels: builds, inputs: inputs)
+    }
+
+    /// The isolab version results record (set by the CLI from its configuration).
+    nonisolated(unsafe) public static var isolabVersion = "dev"
+}
+
+/// Writes a results document and every rendering of it into a directory.
+public enum ReportFiles {
+    public static func write(_ doc: ResultsDocument, to directory: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let files: [(String, String)] = [
+                ("results.json", try doc.json()),
+                ("results.xml", JUnitRenderer.render(doc)),
+                ("results.tap", TAPRenderer.render(doc)),
+                ("summary.md", MarkdownRenderer.render(doc)),
+                ("report.html", HTMLRenderer.render(doc)),
+            ]
+            for (name, text) in files {
+                try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+            }
+        } catch {
+            throw EngineError.reporting("\(directory): \(error)")
+        }
+    }
+}

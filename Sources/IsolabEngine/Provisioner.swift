@@ -1,0 +1,60 @@
+import Foundation
+import IsolabImages
+import IsolabModel
+import IsolabReport
+import IsolabVM
+
+/// Where a kernel's guest image comes from.
+public enum KernelSource: Sendable {
+    /// A `vm-images/kernels.yaml` id (a Debian package or a Debian source build).
+    case catalog(String)
+    /// A developer's build tree (`--kernel-tree`); `generation` as given with `--generation`.
+    case tree(KernelBuildTree, generation: String?)
+    /// A developer's installed kernel (`--kernel-image` + `--modules`).
+    case local(LocalKernel)
+
+    /// What the results record of a build tree.
+    public var treeSource: KernelTreeSource? {
+        guard case .tree(let t, _) = self else { return nil }
+        return KernelTreeSource(path: t.path, gitCommit: t.git?.commit, gitDirty: t.git?.dirty,
+                                gitDescribe: t.git?.describe, configSha256: t.configSha256)
+    }
+}
+
+/// Provides what guests need: kernel images (built once, cached by content) and the agent.
+public final class Provisioner {
+    public let builder: ImageBuilder
+    /// The static guest agent every image carries.
+    public let agent: String
+    /// Wraps every image build (the CLI makes Ctrl-C cancel the tools a build runs).
+    public var around: (() throws -> GuestImage) throws -> GuestImage = { try $0() }
+
+    /// Opens the image cache and the recipe; errors name what is missing.
+    public init(log: @escaping (String) -> Void) throws {
+        do {
+            builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: Recipe(directory: Recipe.locate()))
+            builder.log = log
+            agent = try AgentBinary.locate()
+        } catch {
+            throw EngineError.provisioning(String(describing: error))
+        }
+    }
+
+    /// The guest image of a kernel.
+    public func image(_ source: KernelSource) throws -> GuestImage {
+        try around { [builder, agent] in
+            switch source {
+            case .catalog(let id): return try builder.build(kernel: try builder.catalog.kernel(id: id), agent: agent)
+            case .tree(let tree, let generation): return try builder.build(kernelTree: tree, generation: generation, agent: agent)
+            case .local(let local): return try builder.build(localKernel: local, agent: agent)
+            }
+        }
+    }
+
+    /// What the results record of a booted kernel.
+    public static func kernelBuild(label: String, image: GuestImage, source: KernelSource?) -> KernelBuild {
+        KernelBuild(label: label, release: image.kernelRelease,
+                    packages: image.metadata.packages.map { KernelPackage(name: $0.name, version: $0.version, sha256: $0.sha256) },
+                    imageSha256: image.metadata.kernelSha256, tree: source?.treeSource)
+    }
+}
