@@ -3,8 +3,8 @@ struct Check {
     var run: FabricRun
     var verdict: Verdict
 
-    /// `switch-no-acs on 6.1`.
-    var suite: String { "\(run.topology) on \(run.kernel)" }
+    /// `switch-no-acs on 6.1` (`… on 6.1 · QEMU 10.0` when the run records its emulator).
+    var suite: String { "\(run.topology) on \(run.platform)" }
 
     /// `p2p-between-switch-ports: 4 dma A -> B`, or the verdict title for items outside scenarios.
     var name: String {

@@ -56,7 +56,7 @@ public enum FabricSVG {
             if let d = v.device, let p = byName[d] { flagged.insert(p) }
         }
 
-        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"fabric\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" role=\"img\" aria-label=\"\(Escape.xml("fabric \(topology.name) on kernel \(run.kernel)"))\">\n"
+        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"fabric\" width=\"\(width)\" height=\"\(height)\" viewBox=\"0 0 \(width) \(height)\" role=\"img\" aria-label=\"\(Escape.xml("fabric \(topology.name) on kernel \(run.platform)"))\">\n"
         out += "<style>text { font-family: sans-serif; } .name { font-weight: bold; font-size: 12px; } .sub { font-family: monospace; font-size: 10px; fill: #333; } .bus { font-size: 10px; fill: #fff; }</style>\n"
         out += "<defs><marker id=\"\(marker)\" viewBox=\"0 0 10 10\" refX=\"9\" refY=\"5\" markerWidth=\"6\" markerHeight=\"6\" orient=\"auto-start-reverse\"><path d=\"M0,0 L10,5 L0,10 z\" fill=\"#c00\"/></marker></defs>\n"
         // The root bus.

@@ -7,6 +7,7 @@ public enum HTMLRenderer {
         var out = page(title: title)
         out += "<h1>\(Escape.xml(title))</h1>\n<p class=\"env\">\(Escape.xml(doc.environmentLine))</p>\n"
         out += kernels(doc)
+        out += emulators(doc)
         out += summary(doc)
         for (ti, t) in doc.topologies.enumerated() {
             let runs = doc.runs.filter { $0.topology == t.name }
@@ -68,6 +69,17 @@ public enum HTMLRenderer {
         return out + "</table>\n"
     }
 
+    static func emulators(_ doc: ResultsDocument) -> String {
+        guard let es = doc.emulators, !es.isEmpty else { return "" }
+        var out = "<table><tr><th>emulator</th><th>version</th><th>binary, packages (version, sha256)</th><th>libvirt</th></tr>\n"
+        for e in es {
+            var source = [Escape.xml(e.binary ?? "libvirt's default") + (e.binarySha256.map { " <code>\(Escape.xml($0))</code>" } ?? "")]
+            source += e.packages.map { "\(Escape.xml($0.name)) \(Escape.xml($0.version)) <code>\(Escape.xml($0.sha256))</code>" }
+            out += "<tr><td>\(Escape.xml(e.label))</td><td>\(Escape.xml(e.version))</td><td>\(source.joined(separator: "<br/>"))</td><td>\(Escape.xml(e.libvirt ?? ""))</td></tr>\n"
+        }
+        return out + "</table>\n"
+    }
+
     static func standingClass(_ s: String) -> String {
         switch s {
         case "pass": return "pass"
@@ -83,7 +95,7 @@ public enum HTMLRenderer {
         out += cols.map { "<th>\(Escape.xml($0.title))</th>" }.joined() + "</tr>\n"
         for r in doc.runs {
             let ti = doc.topologies.firstIndex { $0.name == r.topology } ?? 0
-            out += "<tr class=\"\(standingClass(r.status))\"><td><a href=\"#t\(ti)\">\(Escape.xml(r.topology))</a></td><td>\(Escape.xml(r.kernel))</td><td>\(Escape.xml(r.status))</td>"
+            out += "<tr class=\"\(standingClass(r.status))\"><td><a href=\"#t\(ti)\">\(Escape.xml(r.topology))</a></td><td>\(Escape.xml(r.platform))</td><td>\(Escape.xml(r.status))</td>"
             out += cols.map { c in let n = c.count(r.verdicts); return "<td class=\"n\">\(n == 0 ? "" : String(n))</td>" }.joined()
             out += "</tr>\n"
         }
@@ -119,10 +131,12 @@ public enum HTMLRenderer {
             }
             rows += "</tr>\n"
         }
-        let caption = changedCount == 0 ? "Across kernels: every item observed the same on each kernel"
-            : "Across kernels: ◆ \(changedCount) of \(items.count) items changed between kernels (a thick left edge where the kernel before differs)"
+        let both = Set(runs.map(\.emulator)).count > 1
+        let axis = both ? "kernels and emulators" : "kernels", column = both ? "column" : "kernel"
+        let caption = changedCount == 0 ? "Across \(axis): every item observed the same on each \(column)"
+            : "Across \(axis): ◆ \(changedCount) of \(items.count) items changed between \(axis) (a thick left edge where the \(column) before differs)"
         return "<table class=\"cross\"><caption>\(Escape.xml(caption))</caption><tr><th>item</th>"
-            + runs.map { "<th>\(Escape.xml($0.kernel))</th>" }.joined() + "</tr>\n" + rows + "</table>\n"
+            + runs.map { "<th>\(Escape.xml($0.platform))</th>" }.joined() + "</tr>\n" + rows + "</table>\n"
     }
 
     static func run(_ r: FabricRun, topology t: TopologyRecord, id: String) -> String {
@@ -131,7 +145,7 @@ public enum HTMLRenderer {
             return n == 0 ? nil : "\(n) \(c.title)"
         }.joined(separator: ", ")
         var out = "<details id=\"\(id)\"\(r.status == "pass" ? "" : " open=\"open\"")>\n"
-        out += "<summary class=\"\(standingClass(r.status))\">kernel \(Escape.xml(r.kernel)) (model \(Escape.xml(r.generation))) — \(Escape.xml(r.status)) — \(Escape.xml(counts))</summary>\n"
+        out += "<summary class=\"\(standingClass(r.status))\">kernel \(Escape.xml(r.platform)) (model \(Escape.xml(r.generation))) — \(Escape.xml(r.status)) — \(Escape.xml(counts))</summary>\n"
         if let note = r.iommuNote { out += "<p>\(Escape.xml(note))</p>\n" }
         out += FabricSVG.render(t, run: r, id: id) + "\n"
         out += legend(r, topology: t)

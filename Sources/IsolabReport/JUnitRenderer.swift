@@ -13,7 +13,7 @@ public enum JUnitRenderer {
             let cs = run.verdicts.map { Check(run: run, verdict: $0) }
             let topology = doc.topology(named: run.topology)
             let kernel = doc.kernels.first { $0.label == run.kernel }
-            let suite = "\(run.topology) on \(run.kernel)"
+            let suite = "\(run.topology) on \(run.platform)"
             let time = run.observations.reduce(0) { $0 + $1.timing.total }
             out += "  <testsuite name=\"\(Escape.xml(suite))\" tests=\"\(cs.count)\" failures=\"\(count(.fail, cs))\" errors=\"\(count(.infrastructure, cs))\" skipped=\"0\" time=\"\(seconds(time))\">\n"
             var props: [(String, String)] = [
@@ -21,6 +21,11 @@ public enum JUnitRenderer {
                 ("libvirt.version", run.environment.libvirt), ("kernel.label", run.kernel),
                 ("kernel.generation", run.generation),
             ]
+            if let e = run.emulator { props.append(("emulator.label", e)) }
+            if let e = doc.emulators?.first(where: { $0.label == run.emulator }) {
+                if let sha = e.binarySha256 { props.append(("emulator.sha256", sha)) }
+                for p in e.packages { props.append(("emulator.package", "\(p.name) \(p.version) sha256:\(p.sha256)")) }
+            }
             if let r = kernel?.release { props.append(("kernel.release", r)) }
             for p in kernel?.packages ?? [] { props.append(("kernel.package", "\(p.name) \(p.version) sha256:\(p.sha256)")) }
             if let t = topology {
@@ -31,6 +36,7 @@ public enum JUnitRenderer {
             for (k, v) in props { out += "      <property name=\"\(Escape.xml(k))\" value=\"\(Escape.xml(v))\"/>\n" }
             out += "    </properties>\n"
             let classname = "isolab." + run.topology + ".kernel-" + run.kernel.replacingDots
+                + (run.emulator.map { ".qemu-" + $0.replacingDots } ?? "")
             for c in cs { out += testcase(c, classname: classname, file: topology?.file) }
             out += "  </testsuite>\n"
         }

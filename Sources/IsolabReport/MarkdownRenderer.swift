@@ -11,6 +11,12 @@ public enum MarkdownRenderer {
             out += "Kernel **\(Escape.markdown(k.label))** (\(Escape.markdown(k.release ?? "?"))) from tree \(Escape.markdown(t.summary))"
                 + (k.imageSha256.map { ", kernel image sha256 \($0.prefix(12))" } ?? "") + "\n\n"
         }
+        for e in doc.emulators ?? [] {
+            out += "Emulator **\(Escape.markdown(e.label))**: \(Escape.markdown(e.version))"
+                + (e.binarySha256.map { ", binary sha256 \($0.prefix(12))" } ?? "")
+                + (e.packages.isEmpty ? "" : ", from " + e.packages.map { Escape.markdown("\($0.name) \($0.version)") }.joined(separator: ", "))
+                + (e.libvirt.map { ", driven by libvirt \($0)" } ?? "") + "\n\n"
+        }
         out += summaryTable(doc) + "\n"
         let failing = doc.checks.filter { $0.verdict.standing == .fail || $0.verdict.standing == .infrastructure }
         if failing.isEmpty {
@@ -43,7 +49,7 @@ public enum MarkdownRenderer {
         var out = "| fabric | kernel | status | " + cols.map(\.title).joined(separator: " | ") + " |\n"
         out += "|---|---|---|" + cols.map { _ in "--:|" }.joined() + "\n"
         for r in doc.runs {
-            out += "| \(Escape.markdown(r.topology)) | \(Escape.markdown(r.kernel)) | \(r.status == "FAIL" ? "**FAIL**" : Escape.markdown(r.status)) | "
+            out += "| \(Escape.markdown(r.topology)) | \(Escape.markdown(r.platform)) | \(r.status == "FAIL" ? "**FAIL**" : Escape.markdown(r.status)) | "
             out += cols.map { c in let n = c.count(r.verdicts); return n == 0 ? "" : String(n) }.joined(separator: " | ") + " |\n"
         }
         return out

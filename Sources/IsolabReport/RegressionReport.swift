@@ -26,10 +26,7 @@ public struct RegressionReport: Codable, Equatable, Sendable {
     /// Changes between `baseKernel`'s runs in `base` and `newKernel`'s runs in `new` (one
     /// document may be both).
     public init(base: ResultsDocument, baseKernel: String, new: ResultsDocument, newKernel: String) {
-        var b = base
-        b.runs = base.runs.filter { $0.kernel == baseKernel }.map { r in var r = r; r.kernel = newKernel; return r }
-        var n = new
-        n.runs = new.runs.filter { $0.kernel == newKernel }
+        let (b, n) = ResultsDiff.paired(base: base, new: new, kernels: (baseKernel, newKernel))
         baselineKernel = baseKernel
         kernel = newKernel
         entries = ResultsDiff.diff(base: b, new: n).map { c in

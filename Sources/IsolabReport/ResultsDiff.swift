@@ -17,6 +17,8 @@ public struct Change: Codable, Equatable, Sendable {
     public var kind: Kind
     public var topology: String
     public var kernel: String
+    /// The emulator label of the runs compared, when they record one.
+    public var emulator: String?
     public var scenario: String?
     /// The verdict's `item` key (`step:<scenario>:<index>`, `group:<paths>`, …).
     public var item: String
@@ -25,10 +27,15 @@ public struct Change: Codable, Equatable, Sendable {
     public var after: Verdict?
 }
 
+extension Change {
+    /// The kernel, and the emulator when the runs record one.
+    public var platform: String { emulator.map { "\(kernel) · QEMU \($0)" } ?? kernel }
+}
+
 /// Baseline comparison of two results documents, keyed by fabric, kernel and item.
 public enum ResultsDiff {
     public static func diff(base: ResultsDocument, new: ResultsDocument) -> [Change] {
-        func key(_ r: FabricRun, _ v: Verdict) -> String { [r.topology, r.kernel, v.item].joined(separator: "\u{0}") }
+        func key(_ r: FabricRun, _ v: Verdict) -> String { [r.topology, r.kernel, r.emulator ?? "", v.item].joined(separator: "\u{0}") }
         var old: [String: (FabricRun, Verdict)] = [:]
         for r in base.runs { for v in r.verdicts { old[key(r, v)] = (r, v) } }
         var out: [Change] = []
@@ -38,7 +45,7 @@ public enum ResultsDiff {
                 let k = key(r, v)
                 seen.insert(k)
                 guard let (_, b) = old[k] else {
-                    out.append(Change(kind: .added, topology: r.topology, kernel: r.kernel, scenario: v.scenario,
+                    out.append(Change(kind: .added, topology: r.topology, kernel: r.kernel, emulator: r.emulator, scenario: v.scenario,
                                       item: v.item, title: v.title, before: nil, after: v))
                     continue
                 }
@@ -54,14 +61,14 @@ public enum ResultsDiff {
                     kind = nil
                 }
                 if let kind {
-                    out.append(Change(kind: kind, topology: r.topology, kernel: r.kernel, scenario: v.scenario,
+                    out.append(Change(kind: kind, topology: r.topology, kernel: r.kernel, emulator: r.emulator, scenario: v.scenario,
                                       item: v.item, title: v.title, before: b, after: v))
                 }
             }
         }
         for r in base.runs {
             for v in r.verdicts where !seen.contains(key(r, v)) {
-                out.append(Change(kind: .removed, topology: r.topology, kernel: r.kernel, scenario: v.scenario,
+                out.append(Change(kind: .removed, topology: r.topology, kernel: r.kernel, emulator: r.emulator, scenario: v.scenario,
                                   item: v.item, title: v.title, before: v, after: nil))
             }
         }
@@ -69,6 +76,25 @@ public enum ResultsDiff {
         return out.enumerated().sorted {
             (order.firstIndex(of: $0.element.kind)!, $0.offset) < (order.firstIndex(of: $1.element.kind)!, $1.offset)
         }.map(\.element)
+    }
+
+    /// The two documents reduced to the runs of one kernel and/or one emulator each, the base's
+    /// relabelled as the new one's, so that `diff` pairs them: "what did QEMU 10 change?"
+    /// (`emulators: ("7.2", "10.0")`), "what did my kernel change?" (`kernels: ("6.12", "mine")`).
+    public static func paired(base: ResultsDocument, new: ResultsDocument, kernels: (base: String, new: String)? = nil,
+                              emulators: (base: String, new: String)? = nil) -> (base: ResultsDocument, new: ResultsDocument) {
+        func keep(_ r: FabricRun, _ k: String?, _ e: String?) -> Bool {
+            (k == nil || r.kernel == k) && (e == nil || r.emulator == e)
+        }
+        var b = base, n = new
+        b.runs = base.runs.filter { keep($0, kernels?.base, emulators?.base) }.map { r in
+            var r = r
+            if let k = kernels?.new { r.kernel = k }
+            if let e = emulators?.new { r.emulator = e }
+            return r
+        }
+        n.runs = new.runs.filter { keep($0, kernels?.new, emulators?.new) }
+        return (b, n)
     }
 
     /// Whether the changes include a regression (a CI gate exits 1 on it).
@@ -80,7 +106,7 @@ public enum ResultsDiff {
     }
 
     static func name(_ c: Change) -> String {
-        "\(c.topology) on \(c.kernel): " + (c.scenario.map { "\($0): " } ?? "") + c.title
+        "\(c.topology) on \(c.platform): " + (c.scenario.map { "\($0): " } ?? "") + c.title
     }
 
     /// One line per change, grouped by kind.
@@ -107,7 +133,7 @@ public enum ResultsDiff {
         out += "| change | fabric | kernel | item | before | after |\n|---|---|---|---|---|---|\n"
         for c in changes {
             let item = (c.scenario.map { "\($0): " } ?? "") + c.title
-            out += "| \(c.kind == .regression ? "**regression**" : c.kind.rawValue) | \(Escape.markdown(c.topology)) | \(Escape.markdown(c.kernel)) | \(Escape.markdown(item)) | \(Escape.markdown(describe(c.before))) | \(Escape.markdown(describe(c.after))) |\n"
+            out += "| \(c.kind == .regression ? "**regression**" : c.kind.rawValue) | \(Escape.markdown(c.topology)) | \(Escape.markdown(c.platform)) | \(Escape.markdown(item)) | \(Escape.markdown(describe(c.before))) | \(Escape.markdown(describe(c.after))) |\n"
         }
         return out
     }
@@ -120,7 +146,7 @@ public enum ResultsDiff {
             let cls = c.kind == .regression ? "fail" : (c.kind == .fix ? "pass" : "neutral")
             let item = (c.scenario.map { "\($0): " } ?? "") + c.title
             let rule = (c.after ?? c.before)?.rule.map { "\($0.kernelFunction): \($0.text)" } ?? ""
-            out += "<tr class=\"\(cls)\"><td>\(c.kind.rawValue)</td><td>\(Escape.xml(c.topology))</td><td>\(Escape.xml(c.kernel))</td><td>\(Escape.xml(item))</td><td>\(Escape.xml(describe(c.before)))</td><td>\(Escape.xml(describe(c.after)))</td><td>\(Escape.xml(rule))</td></tr>\n"
+            out += "<tr class=\"\(cls)\"><td>\(c.kind.rawValue)</td><td>\(Escape.xml(c.topology))</td><td>\(Escape.xml(c.platform))</td><td>\(Escape.xml(item))</td><td>\(Escape.xml(describe(c.before)))</td><td>\(Escape.xml(describe(c.after)))</td><td>\(Escape.xml(rule))</td></tr>\n"
         }
         return out + "</table>\n</body>\n</html>\n"
     }

@@ -14,6 +14,8 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
     public var isolab: String
     /// The kernels the runs booted, by label.
     public var kernels: [KernelBuild]
+    /// The emulators that ran them, by label (absent in documents written before the axis).
+    public var emulators: [EmulatorBuild]?
     /// The fabrics, by name.
     public var topologies: [TopologyRecord]
     /// One per fabric × kernel.
@@ -40,6 +42,10 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
         /// The observations of each repetition (`isolab matrix --repeat N`), when there are
         /// several; `observations` then holds them all.
         public var repetitions: [[VMObservation]]
+        /// The emulator's label (`7.2`, `10.0`), when the run records one.
+        public var emulator: String?
+        /// What ran this input, when it differs from the document's (each emulator has its own).
+        public var environment: Environment?
         public init(prediction: KernelPrediction, kernelLabel: String, observations: [VMObservation], topologySHA256: String) {
             self.prediction = prediction
             self.kernelLabel = kernelLabel
@@ -64,7 +70,9 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
             topologies.append(TopologyRecord(i.prediction.topology, fabric: i.prediction.fabric, sha256: i.topologySHA256))
         }
         self.init(isolab: isolab, kernels: kernels, topologies: topologies, runs: inputs.map {
-            var run = FabricRun(prediction: $0.prediction, kernelLabel: $0.kernelLabel, environment: environment, observations: $0.observations)
+            var run = FabricRun(prediction: $0.prediction, kernelLabel: $0.kernelLabel, environment: $0.environment ?? environment,
+                                observations: $0.observations)
+            run.emulator = $0.emulator
             if $0.repetitions.count > 1 {
                 let p = $0.prediction
                 run.verdicts = Judge.combining($0.repetitions.map { Judge.verdicts(p, observations: $0) })
@@ -105,6 +113,27 @@ public struct KernelBuild: Codable, Equatable, Sendable {
         self.packages = packages
         self.imageSha256 = imageSha256
         self.tree = tree
+    }
+}
+
+/// One emulator of the run: its label, what it is and the libvirt that drove it.
+public struct EmulatorBuild: Codable, Equatable, Sendable {
+    public var label: String
+    /// `--version`'s first line, e.g. `QEMU emulator version 10.0.2 (Debian 1:10.0.2+ds-1~bpo12+1)`.
+    public var version: String
+    /// The binary libvirt ran (nil: libvirt's default, the host's QEMU).
+    public var binary: String?
+    /// Hex sha256 of the QEMU binary itself.
+    public var binarySha256: String?
+    /// The Debian packages it was unpacked from, when it was.
+    public var packages: [KernelPackage]
+    /// The libvirt library version that drove it.
+    public var libvirt: String?
+
+    public init(label: String, version: String, binary: String? = nil, binarySha256: String? = nil,
+                packages: [KernelPackage] = [], libvirt: String? = nil) {
+        self.label = label; self.version = version; self.binary = binary
+        self.binarySha256 = binarySha256; self.packages = packages; self.libvirt = libvirt
     }
 }
 
@@ -225,6 +254,9 @@ public struct FabricRun: Codable, Equatable, Sendable {
     public var iommuActive: Bool
     public var iommuNote: String?
     public var environment: Environment
+    /// The emulator's label (`7.2`, `10.0`, a developer build's), as in `ResultsDocument.emulators`;
+    /// nil in documents written before the emulator axis.
+    public var emulator: String?
     /// False when the fabric is unrealizable and was not booted.
     public var booted: Bool
     /// The groups the model predicts at boot, as guest paths.
@@ -257,6 +289,9 @@ public struct FabricRun: Codable, Equatable, Sendable {
                   observations: observations, verdicts: Judge.verdicts(p, observations: observations))
     }
 
+    /// The kernel, and the emulator when the run records one: `6.1`, `6.1 · QEMU 10.0`.
+    public var platform: String { emulator.map { "\(kernel) · QEMU \($0)" } ?? kernel }
+
     /// The observed group of each guest path, from the run's inventory.
     public var observedGroupOf: [String: Int] {
         let inv = observations.first { $0.scenario == nil }?.inventory ?? observations.first { $0.inventory != nil }?.inventory
@@ -285,6 +320,8 @@ public enum ReportError: Error, Equatable, CustomStringConvertible {
     case conflictingTopology(String)
     /// Two shards booted different kernel builds under one label.
     case conflictingKernel(String)
+    /// Two shards ran different emulator builds under one label.
+    case conflictingEmulator(String)
     case encodingFailed(String)
 
     public var description: String {
@@ -301,6 +338,8 @@ public enum ReportError: Error, Equatable, CustomStringConvertible {
             return "topology \(t) differs between shards (different sha256)"
         case .conflictingKernel(let k):
             return "kernel \(k) differs between shards (different release or packages)"
+        case .conflictingEmulator(let e):
+            return "emulator \(e) differs between shards (different version or binary)"
         case .encodingFailed(let m):
             return "cannot encode the results: \(m)"
         }
@@ -355,9 +394,14 @@ extension ResultsDocument {
                     guard have.sha256 == t.sha256 else { throw .conflictingTopology(t.name) }
                 } else { out.topologies.append(t) }
             }
+            for e in shard.emulators ?? [] {
+                if let have = out.emulators?.first(where: { $0.label == e.label }) {
+                    guard have == e else { throw .conflictingEmulator(e.label) }
+                } else { out.emulators = (out.emulators ?? []) + [e] }
+            }
             for r in shard.runs {
-                guard seen.insert(r.topology + "\u{0}" + r.kernel).inserted else {
-                    throw .duplicateRun(topology: r.topology, kernel: r.kernel)
+                guard seen.insert([r.topology, r.kernel, r.emulator ?? ""].joined(separator: "\u{0}")).inserted else {
+                    throw .duplicateRun(topology: r.topology, kernel: r.platform)
                 }
                 out.runs.append(r)
             }

@@ -60,13 +60,26 @@ struct ReportCommand: ParsableCommand {
         var baseKernel: String?
         @Option(help: "The kernel of the new results compared with --base-kernel, e.g. a --kernel-tree's label.")
         var newKernel: String?
+        @Option(help: "Compare this emulator's runs of the baseline (with --new-emulator), e.g. 7.2: what did another QEMU change?")
+        var baseEmulator: String?
+        @Option(help: "The emulator of the new results compared with --base-emulator, e.g. 10.0.")
+        var newEmulator: String?
 
         func run() throws {
             var changes: [Change] = []
             var format = OutputFormat.text
             try reportingInputErrors {
                 format = try formatOptions.accepted([.text, .markdown, .html])
-                let (b, n) = (try ReportCommand.load(base), try ReportCommand.load(new))
+                var (b, n) = (try ReportCommand.load(base), try ReportCommand.load(new))
+                switch (baseEmulator, newEmulator) {
+                case (nil, nil): break
+                case let (be?, ne?):
+                    let have = { (d: ResultsDocument) in Set(d.runs.compactMap(\.emulator)).sorted() }
+                    guard have(b).contains(be) else { throw InputError("--base-emulator: \(base) has no runs on emulator '\(be)' (accepted: \(have(b).joined(separator: ", ")))") }
+                    guard have(n).contains(ne) else { throw InputError("--new-emulator: \(new) has no runs on emulator '\(ne)' (accepted: \(have(n).joined(separator: ", ")))") }
+                    (b, n) = ResultsDiff.paired(base: b, new: n, emulators: (be, ne))
+                default: throw InputError("--base-emulator and --new-emulator go together")
+                }
                 switch (baseKernel, newKernel) {
                 case (nil, nil): changes = ResultsDiff.diff(base: b, new: n)
                 case let (bk?, nk?):
