@@ -9,6 +9,8 @@ import Yams
 /// kernels: ["5.10", "6.1", "6.12", "7.3"]
 /// iommus: [intel, virtio]             # added to every fabric that declares intel (the default);
 ///                                     # a fabric declaring another vIOMMU keeps only its own
+/// emulators: ["7.2", "10.0"]          # optional: vm-images/emulators.yaml ids (default: the
+///                                     # host's QEMU only)
 /// jobs: 2                             # optional default for --jobs
 /// ```
 public struct MatrixFile: Sendable, Equatable {
@@ -17,15 +19,18 @@ public struct MatrixFile: Sendable, Equatable {
     public var kernels: [String]
     public var iommus: [IOMMUModel]
     public var jobs: Int?
+    /// Emulator ids (`vm-images/emulators.yaml`); empty: the host's QEMU only.
+    public var emulators: [String] = []
 
-    public static func load(path: String) throws -> MatrixFile {
+    /// Loads a matrix file; `emulators`, when given, are the ids its `emulators:` may name.
+    public static func load(path: String, emulators: [String]? = nil) throws -> MatrixFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TopologyError(file: path, line: 1, column: 1, field: "(file)", message: "cannot read the file", accepted: "a YAML matrix file")
         }
-        return try parse(String(decoding: data, as: UTF8.self), file: path)
+        return try parse(String(decoding: data, as: UTF8.self), file: path, emulators: emulators)
     }
 
-    public static func parse(_ text: String, file: String) throws -> MatrixFile {
+    public static func parse(_ text: String, file: String, emulators: [String]? = nil) throws -> MatrixFile {
         let r = YAMLReader(file: file)
         let root: Yams.Node
         do {
@@ -40,7 +45,7 @@ public struct MatrixFile: Sendable, Equatable {
         }
         var m = MatrixFile(file: file, fabrics: [], kernels: [], iommus: [.intel], jobs: nil)
         var seen = Set<String>()
-        for (key, _, value) in try r.mapping(root, "(document)", allowed: ["fabrics", "kernels", "iommus", "jobs"]) {
+        for (key, _, value) in try r.mapping(root, "(document)", allowed: ["fabrics", "kernels", "iommus", "emulators", "jobs"]) {
             seen.insert(key)
             switch key {
             case "fabrics":
@@ -54,6 +59,13 @@ public struct MatrixFile: Sendable, Equatable {
                 m.iommus = try r.sequence(value, "iommus").map {
                     IOMMUModel(rawValue: try r.oneOf($0, "iommus[]", IOMMUModel.allCases.map(\.rawValue)))!
                 }
+            case "emulators":
+                m.emulators = try r.sequence(value, "emulators").map {
+                    if let ids = emulators { return try r.oneOf($0, "emulators[]", ids) }
+                    return try r.scalar($0, "emulators[]", what: "an emulators.yaml id")
+                }
+                if m.emulators.isEmpty { throw r.error(value, "emulators", "the list is empty", accepted: emulators?.joined(separator: ", ") ?? "emulators.yaml ids") }
+                if Set(m.emulators).count != m.emulators.count { throw r.error(value, "emulators", "an id is listed twice", accepted: "each id once") }
             case "jobs":
                 m.jobs = try r.int(value, "jobs", range: 1...64)
             default: break

@@ -16,6 +16,8 @@ public struct RunRequest: Sendable {
     public var accel: Accelerator = .tcg
     /// An emulator binary other than libvirt's default.
     public var emulator: String?
+    /// What the emulator is (`QEMU emulator version 10.0.2 …`), named when libvirt cannot start it.
+    public var emulatorVersion: String?
     /// Where the run keeps its console, records, plan and domain XML.
     public var directory: String
     /// Seconds from domain start to the agent's first record.
@@ -95,6 +97,12 @@ public final class GuestRunner: @unchecked Sendable {
         return "isolab-" + String(base.prefix(60)) + "-" + String(UUID().uuidString.prefix(8)).lowercased()
     }
 
+    /// An infrastructure failure that names both sides of the libvirt/QEMU pair.
+    static func cannotStart(_ req: RunRequest, on connection: LibvirtConnection, _ error: Error) -> String {
+        "libvirt \(connection.libvirtVersion()) could not start the guest on \(req.emulatorVersion ?? "libvirt's default QEMU")"
+            + (req.emulator.map { " (\($0))" } ?? "") + ": \(error)"
+    }
+
     public func run(_ req: RunRequest, cancel: Cancellation = Cancellation()) -> VMObservation {
         var run = RunBook(req)
         run.connection = connection.uri
@@ -120,7 +128,7 @@ public final class GuestRunner: @unchecked Sendable {
             domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
         } catch {
             watch.forget(name)
-            return finish(.infrastructure("libvirt could not start the guest: \(error)"))
+            return finish(.infrastructure(Self.cannotStart(req, on: connection, error)))
         }
         run.timing.create = Date().timeIntervalSince(created)
         defer { watch.forget(name) }

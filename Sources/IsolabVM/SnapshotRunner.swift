@@ -128,7 +128,7 @@ extension GuestRunner {
         do {
             domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
         } catch {
-            return .failure(.libvirt("\(error)"))
+            return .failure(.cannotStart(Self.cannotStart(req, on: connection, error)))
         }
         let relay: ChannelRelay
         do {
@@ -277,13 +277,15 @@ extension GuestRunner {
 public enum SnapshotError: Error, CustomStringConvertible {
     case prepare(String)
     case libvirt(String)
+    /// libvirt refused to start the guest: the text names libvirt's and QEMU's versions.
+    case cannotStart(String)
     case boot(String)
     case save(String)
 
     /// The failure may come from where the guest was to be saved, not from the guest.
     var mayBeTheStore: Bool {
         switch self {
-        case .prepare, .libvirt, .save: return true
+        case .prepare, .libvirt, .cannotStart, .save: return true
         case .boot: return false
         }
     }
@@ -292,6 +294,7 @@ public enum SnapshotError: Error, CustomStringConvertible {
         switch self {
         case .prepare(let s): return "cannot prepare the boot: \(s)"
         case .libvirt(let s): return "libvirt could not start the guest: \(s)"
+        case .cannotStart(let s): return s
         case .boot(let s): return "the guest did not reach the agent's ready state: \(s)"
         case .save(let s): return "cannot save the guest: \(s)"
         }
