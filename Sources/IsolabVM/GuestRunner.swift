@@ -127,7 +127,7 @@ public final class GuestRunner: @unchecked Sendable {
             watch.expect(name)
             domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
         } catch {
-            watch.forget(name)
+            watch.failedToStart(name)
             return finish(.infrastructure(Self.cannotStart(req, on: connection, error)))
         }
         run.timing.create = Date().timeIntervalSince(created)
@@ -329,63 +329,5 @@ public struct RunFiles: Sendable {
             try? fm.removeItem(atPath: f)
             fm.createFile(atPath: f, contents: nil)
         }
-    }
-}
-
-/// Lifecycle events of the domains a runner started, keyed by name.
-final class LifecycleWatch: @unchecked Sendable {
-    private let connection: LibvirtConnection
-    private var token: Int32 = -1
-    private let lock = NSCondition()
-    private var watched: Set<String> = []
-    private var stops: [String: String] = [:]
-
-    init(connection: LibvirtConnection) throws {
-        self.connection = connection
-        token = try connection.addLifecycleHandler { [weak self] name, event in
-            self?.record(name, event)
-        }
-    }
-
-    func stop() { if token >= 0 { connection.removeLifecycleHandler(token); token = -1 } }
-
-    func expect(_ name: String) { lock.lock(); watched.insert(name); stops[name] = nil; lock.unlock() }
-    func forget(_ name: String) { lock.lock(); watched.remove(name); stops[name] = nil; lock.unlock() }
-
-    private func record(_ name: String, _ event: LifecycleEvent) {
-        lock.lock(); defer { lock.unlock() }
-        guard watched.contains(name) else { return }
-        switch event {
-        case .stopped(let why):
-            stops[name] = Self.describe(why)
-            lock.broadcast()
-        case .crashed:
-            stops[name] = stops[name] ?? "QEMU reported a guest crash"
-            lock.broadcast()
-        default: break
-        }
-    }
-
-    static func describe(_ why: StopReason) -> String {
-        switch why {
-        case .shutdown: return "the guest powered off"
-        case .destroyed: return "the domain was destroyed"
-        case .crashed: return "the guest crashed"
-        case .failed: return "QEMU exited unexpectedly (killed or failed)"
-        case .migrated, .saved, .fromSnapshot: return "the domain was saved or moved"
-        case .unknown(let n): return "the domain stopped (reason \(n))"
-        }
-    }
-
-    func stopped(_ name: String) -> String? {
-        lock.lock(); defer { lock.unlock() }
-        return stops[name]
-    }
-
-    func waitStopped(_ name: String, seconds: Double) -> Bool {
-        let until = Date().addingTimeInterval(seconds)
-        lock.lock(); defer { lock.unlock() }
-        while stops[name] == nil { if !lock.wait(until: until) { return false } }
-        return true
     }
 }

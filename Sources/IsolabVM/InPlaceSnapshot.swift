@@ -141,6 +141,11 @@ extension GuestRunner {
         watch.expect(live.name)
         do {
             live.domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
+        } catch {
+            watch.failedToStart(live.name)
+            return "cannot start the guest again from its snapshot: \(error)"
+        }
+        do {
             live.parameters = parameters
             live.relay = try ChannelRelay(socketPath: live.socketPath, recordsPath: "\(live.directory)/records.jsonl")
         } catch {
@@ -153,8 +158,8 @@ extension GuestRunner {
     /// destroy waits 200 ms for the process it finds a zombie), else destroyed through libvirt.
     /// Returns once libvirt has dropped the domain and its stop event is in (at most 10 s), as
     /// `startAgain`'s new QEMU of the same name needs: a QEMU that ended on its own (killed,
-    /// crashed) can leave libvirt seconds behind ("domain … already exists"), and the watch
-    /// keys events by name, so a late stop event would be taken for the new QEMU's.
+    /// crashed) can leave libvirt seconds behind ("domain … already exists"). (The watch
+    /// attributes a late stop event to the instance it belongs to in any case.)
     func end(_ live: LiveGuest) {
         if live.domain.isActive(), ChildReaper.endAdoptedQEMU(domain: live.name, holding: SocketHold.adoptedQEMU(domain: live.name)) {
             _ = watch.waitStopped(live.name, seconds: 2)

@@ -128,6 +128,7 @@ extension GuestRunner {
         do {
             domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
         } catch {
+            watch.failedToStart(name)
             return .failure(.cannotStart(Self.cannotStart(req, on: connection, error)))
         }
         let relay: ChannelRelay
@@ -204,6 +205,10 @@ extension GuestRunner {
             return finish(.infrastructure("cannot prepare the run: \(error)"))
         }
 
+        // The copy before this one has the same name: start only once its stop event is in, so
+        // that no event of it can be taken for this copy's (libvirt's lookup is waited for by
+        // `restoreDomain`).
+        let free = watch.waitFree(saved.name, seconds: 10)
         watch.expect(saved.name)
         defer { watch.forget(saved.name) }
         let restored = Date()
@@ -213,7 +218,9 @@ extension GuestRunner {
         do {
             domain = try connection.restoreDomain(from: saved.statePath, xml: xml, name: saved.name)
         } catch {
-            return finish(.infrastructure("libvirt could not restore the saved guest: \(error)"))
+            watch.failedToStart(saved.name)
+            return finish(.infrastructure("libvirt could not restore the saved guest: \(error)"
+                                          + (free ? "" : " (the copy before it had not reported its stop after 10 s)")))
         }
         do {
             relay = try ChannelRelay(socketPath: socket, recordsPath: files.records)
