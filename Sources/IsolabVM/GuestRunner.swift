@@ -218,7 +218,8 @@ extension GuestRunner {
         let running = Date()
         var firstRecordAt: Date?
         var goalAt: Date?
-        var lastProgress = Date()
+        // The boot deadline and the step timeout count load-scaled seconds (LoadScaledClock).
+        var sinceStart = LoadScaledClock(start: running), sinceProgress = LoadScaledClock(start: running)
         var inFlight: Int?
         var end: VMEnd?
         var endedHere = false
@@ -228,7 +229,7 @@ extension GuestRunner {
                 let before = stream.records.count
                 stream.feed(chunk)
                 if stream.records.count > before {
-                    lastProgress = Date()
+                    sinceProgress.reset()
                     if firstRecordAt == nil { firstRecordAt = Date() }
                     for r in stream.records[before...] {
                         if r.type == .stepStart { inFlight = r.index }
@@ -247,6 +248,10 @@ extension GuestRunner {
             // A QEMU that exited on its own: libvirt must see its sockets close now.
             if let hold, hold.processEnded { hold.release() }
             let now = Date()
+            let load = HostLoad.shared.overcommit(now)
+            sinceStart.tick(now, overcommit: load)
+            sinceProgress.tick(now, overcommit: load)
+            let quiet = req.stepTimeout + req.stepGrace
             if (stopAtGoal || (endedHere && !waitForStop)), goalAt != nil, stream.error == nil {
                 end = .finished
             } else if endedHere, stream.error == nil, watch.waitStopped(name, seconds: req.afterDoneGrace) {
@@ -260,13 +265,12 @@ extension GuestRunner {
                 end = .interrupted
             } else if let d = goalAt, now.timeIntervalSince(d) > req.afterDoneGrace {
                 end = .finished   // the agent is done; the poweroff is late: destroy it
-            } else if firstRecordAt == nil, now.timeIntervalSince(running) > req.bootDeadline {
-                end = .deadline("no agent record \(Int(req.bootDeadline)) s after the guest started")
-            } else if let i = inFlight, now.timeIntervalSince(lastProgress) > req.stepTimeout + req.stepGrace {
-                end = .deadline("step \(i) gave no record for \(Int(req.stepTimeout + req.stepGrace)) s")
-            } else if firstRecordAt != nil, inFlight == nil, goalAt == nil,
-                      now.timeIntervalSince(lastProgress) > req.stepTimeout + req.stepGrace {
-                end = .deadline("the agent went quiet for \(Int(req.stepTimeout + req.stepGrace)) s")
+            } else if firstRecordAt == nil, sinceStart.elapsed > req.bootDeadline {
+                end = .deadline("no agent record \(sinceStart.describe(req.bootDeadline)) after the guest started")
+            } else if let i = inFlight, sinceProgress.elapsed > quiet {
+                end = .deadline("step \(i) gave no record for \(sinceProgress.describe(quiet))")
+            } else if firstRecordAt != nil, inFlight == nil, goalAt == nil, sinceProgress.elapsed > quiet {
+                end = .deadline("the agent went quiet for \(sinceProgress.describe(quiet))")
             } else {
                 // Every 10 ms: `done` noticed 15 ms sooner on average than at 30 ms, for reading two
                 // small files a few hundred times per guest.
