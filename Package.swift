@@ -25,8 +25,10 @@ let package = Package(
         .target(name: "IsolabModel", dependencies: ["IsolabProtocol"]),
         // YAML topology files -> validated IsolabModel.Topology, errors with file:line:column.
         .target(name: "IsolabTopology", dependencies: ["IsolabModel", "IsolabProtocol", .product(name: "Yams", package: "Yams")]),
-        // Kernel catalog, apt fetch into a private cache, initramfs recipe, content-addressed image cache.
+        // Kernel and emulator catalogs, apt fetch into a private cache, initramfs recipe,
+        // content-addressed image cache, emulator facts probed from the binaries.
         .target(name: "IsolabImages", dependencies: [
+            "IsolabModel",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -31,14 +31,22 @@ public struct MatrixKernel: Sendable {
     public init(label: String, generation: KernelGeneration) { self.label = label; self.generation = generation }
 }
 
+/// An emulator of the matrix: its label and what its binary answered a probe (nil: the host's
+/// QEMU as the model assumes it).
+public struct MatrixEmulator: Sendable {
+    public var label: String
+    public var facts: EmulatorFacts?
+    public init(label: String, facts: EmulatorFacts?) { self.label = label; self.facts = facts }
+}
+
 /// Builds a matrix's cells: fabric × vIOMMU × kernel × emulator, in that order.
 public enum MatrixPlanner {
     /// Every cell. A topology that declares `intel` is also run under each other vIOMMU of
     /// `iommus`, named `<name>.<iommu>`, on the kernels that drive it; a declared vIOMMU runs
-    /// on every kernel. `realizable` answers for a topology on an emulator.
+    /// on every kernel. Each cell's topology carries its emulator's facts, which decide what is
+    /// realizable (``Realizability/check(_:)``) and how it is built.
     public static func cells(topologies: [(topology: Topology, sha256: String)], kernels: [MatrixKernel],
-                             iommus: [IOMMUModel], emulators: [String],
-                             realizable: (Topology, String) -> [Unrealizable]) -> [Cell] {
+                             iommus: [IOMMUModel], emulators: [MatrixEmulator]) -> [Cell] {
         var cells: [Cell] = []
         for (t, sha) in topologies {
             var variants = [t]
@@ -55,8 +63,10 @@ public enum MatrixPlanner {
                     // An added vIOMMU runs only where the kernel drives it; a declared one everywhere.
                     if v.name != t.name, !k.generation.drives(v.iommu) { continue }
                     for e in emulators {
-                        cells.append(Cell(topology: v, kernel: k.label, emulator: e, generation: k.generation,
-                                          sha256: sha, unrealizable: realizable(v, e)))
+                        var built = v
+                        built.emulator = e.facts
+                        cells.append(Cell(topology: built, kernel: k.label, emulator: e.label, generation: k.generation,
+                                          sha256: sha, unrealizable: Realizability.check(built)))
                     }
                 }
             }

@@ -13,6 +13,8 @@ public struct MatrixRun {
     public var cells: [Cell]
     /// Where each kernel label's image comes from.
     public var kernels: [String: KernelSource]
+    /// The emulators the cells name, by label, provided (see ``Provisioner/emulator(_:)``).
+    public var emulators: [String: ProvidedEmulator]
     public var repetitions = 1
     public var settings = RunSettings()
     /// libvirt URIs; nil is the embedded driver.
@@ -25,9 +27,10 @@ public struct MatrixRun {
     public var scenarios: [String] = []
     public var log: (String) -> Void = { _ in }
 
-    public init(cells: [Cell], kernels: [String: KernelSource]) {
+    public init(cells: [Cell], kernels: [String: KernelSource], emulators: [String: ProvidedEmulator]) {
         self.cells = cells
         self.kernels = kernels
+        self.emulators = emulators
     }
 
     /// What a finished matrix gives back.
@@ -71,7 +74,7 @@ public struct MatrixRun {
                 let t = cell.topology
                 let chosen: [Scenario?] = t.scenarios.isEmpty ? [nil] : t.scenarios.filter { scenarios.isEmpty || scenarios.contains($0.name) }
                 for r in settings.requests(t, scenarios: chosen, image: images[cell.kernel]!, kernel: cell.kernel,
-                                           emulator: cell.emulator, runsRoot: runsRoot) {
+                                           emulator: emulators[cell.emulator], runsRoot: runsRoot) {
                     out.append((r, ci, rep))
                 }
             }
@@ -102,8 +105,9 @@ public struct MatrixRun {
         let wall = Date().timeIntervalSince(started)
         let environment = Environment(isolab: Self.isolabVersion, qemu: connections[0].hypervisorVersion(),
                                       libvirt: connections[0].libvirtVersion())
-        let document = judge(planned.map { ($0.cell, $0.repetition) }, observations: observations, images: images,
+        var document = judge(planned.map { ($0.cell, $0.repetition) }, observations: observations, images: images,
                              environment: environment)
+        document.emulators = emulators.keys.sorted().map { emulators[$0]!.record(libvirt: environment.libvirt) }
         return Outcome(document: document, observations: observations, images: images, wall: wall,
                        cancelled: cancellation.isCancelled)
     }
@@ -116,8 +120,13 @@ public struct MatrixRun {
             let reps = (0..<repetitions).map { rep in zip(owners, observations).filter { $0.0.cell == ci && $0.0.repetition == rep }.map(\.1) }
             // Judged against what the booted kernel's config builds (an image records it).
             let generation = images[cell.kernel].flatMap(KernelGeneration.of) ?? cell.generation
-            inputs.append(ResultsDocument.Input(prediction: Predictor.predict(cell.topology, kernel: generation),
-                                                kernelLabel: cell.kernel, repetitions: reps, topologySHA256: cell.sha256))
+            var input = ResultsDocument.Input(prediction: Predictor.predict(cell.topology, kernel: generation),
+                                              kernelLabel: cell.kernel, repetitions: reps, topologySHA256: cell.sha256)
+            if let e = emulators[cell.emulator] {
+                input.emulator = cell.emulator
+                input.environment = Environment(isolab: environment.isolab, qemu: e.facts.shortVersion, libvirt: environment.libvirt)
+            }
+            inputs.append(input)
         }
         let builds = images.keys.sorted().map { Provisioner.kernelBuild(label: $0, image: images[$0]!, source: kernels[$0]) }
         return ResultsDocument(isolab: Self.isolabVersion, environment: environment, kernels: builds, inputs: inputs)

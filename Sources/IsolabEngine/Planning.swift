@@ -53,17 +53,18 @@ public enum TopologySet {
 extension MatrixPlanner {
     /// The cells of a matrix file: its fabrics (globs) × `kernels` (default: the file's) ×
     /// its vIOMMUs × `emulators`.
-    public static func cells(matrix: MatrixFile, kernels: [MatrixKernel]? = nil, emulators: [String],
-                             realizable: (Topology, String) -> [Unrealizable]) throws -> [Cell] {
+    public static func cells(matrix: MatrixFile, kernels: [MatrixKernel]? = nil, emulators: [MatrixEmulator]) throws -> [Cell] {
         let files: [String]
         do { files = try matrix.expandFabrics() } catch let e as TopologyError { throw EngineError.input(e.description) }
         let topologies = try TopologySet.load(files).map { ($0, fileSHA256($0.file)) }
         let ks = try kernels ?? matrix.kernels.map(MatrixKernel.catalog)
-        return cells(topologies: topologies, kernels: ks, iommus: matrix.iommus, emulators: emulators, realizable: realizable)
+        return cells(topologies: topologies, kernels: ks, iommus: matrix.iommus, emulators: emulators)
     }
 
-    /// Loads a matrix file; errors are bad input with the file's line and field.
+    /// Loads a matrix file (its emulators checked against `emulators.yaml`); errors are bad
+    /// input with the file's line and field.
     public static func load(_ path: String) throws -> MatrixFile {
-        do { return try MatrixFile.load(path: path) } catch let e as TopologyError { throw EngineError.input(e.description) }
+        let ids = try? Recipe(directory: Recipe.locate()).emulatorCatalog().emulators.map(\.id)
+        do { return try MatrixFile.load(path: path, emulators: ids) } catch let e as TopologyError { throw EngineError.input(e.description) }
     }
 }

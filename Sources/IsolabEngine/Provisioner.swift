@@ -21,11 +21,11 @@ public enum KernelSource: Sendable {
     }
 }
 
-/// Provides what guests need: kernel images (built once, cached by content) and the agent.
+/// Provides what guests need: kernel images (built once, cached by content), the agent, and
+/// emulators (``Provisioner/emulator(_:)``).
 public final class Provisioner {
     public let builder: ImageBuilder
-    /// The static guest agent every image carries.
-    public let agent: String
+    private var agentPath: String?
     /// Wraps every image build (the CLI makes Ctrl-C cancel the tools a build runs).
     public var around: (() throws -> GuestImage) throws -> GuestImage = { try $0() }
 
@@ -34,15 +34,22 @@ public final class Provisioner {
         do {
             builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()), recipe: Recipe(directory: Recipe.locate()))
             builder.log = log
-            agent = try AgentBinary.locate()
         } catch {
             throw EngineError.provisioning(String(describing: error))
         }
     }
 
+    /// The static guest agent every image carries (located once, when an image is first built).
+    public func agent() throws -> String {
+        if let agentPath { return agentPath }
+        do { agentPath = try AgentBinary.locate() } catch { throw EngineError.provisioning(String(describing: error)) }
+        return agentPath!
+    }
+
     /// The guest image of a kernel.
     public func image(_ source: KernelSource) throws -> GuestImage {
-        try around { [builder, agent] in
+        let agent = try agent()
+        return try around { [builder] in
             switch source {
             case .catalog(let id): return try builder.build(kernel: try builder.catalog.kernel(id: id), agent: agent)
             case .tree(let tree, let generation): return try builder.build(kernelTree: tree, generation: generation, agent: agent)

@@ -12,22 +12,21 @@ public struct RunSettings: Sendable {
     /// Seconds one step may take in the guest; nil: ``RunRequest``'s default.
     public var stepTimeout: Double?
     public var extraKernelArguments: [String] = []
-    /// The binary libvirt runs for each emulator label; a label without one uses libvirt's default.
-    public var emulatorBinaries: [String: String] = [:]
 
     public init() {}
 
     /// One request per scenario of `topology` (or one inventory boot when it declares none),
     /// each with a fresh run directory under `runsRoot`.
     public func requests(_ topology: Topology, scenarios: [Scenario?], image: GuestImage, kernel: String,
-                         emulator: String?, runsRoot: String) -> [RunRequest] {
+                         emulator: ProvidedEmulator?, runsRoot: String) -> [RunRequest] {
         let fabric = Fabric(topology)
         return scenarios.map { s in
             let dir = RunsDirectory.new(in: runsRoot, label: [topology.name, kernel, s?.name ?? "inventory"].joined(separator: "-"))
             var r = RunRequest(topology: topology, fabric: fabric, scenario: s, image: image, kernelLabel: kernel, directory: dir)
             r.boot = boot
             r.clock = clock
-            r.emulator = emulator.flatMap { emulatorBinaries[$0] }
+            r.emulator = emulator?.binary
+            r.emulatorVersion = emulator?.facts.version
             if let bootDeadline { r.bootDeadline = bootDeadline }
             if let stepTimeout { r.stepTimeout = stepTimeout }
             r.extraKernelArguments = extraKernelArguments

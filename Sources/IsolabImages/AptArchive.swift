@@ -117,6 +117,19 @@ struct AptArchive {
         return result
     }
 
+    /// Exactly these packages at `version` (an emulator's binary, data and module packages).
+    func exact(_ names: [String], version: String) throws -> [DebPackage] {
+        try names.map { name in
+            let all = try records(of: name)
+            guard !all.isEmpty else { throw ImagesError.packageNotFound(package: name, suites: suites) }
+            guard let rec = all.first(where: { $0["Version"] == version }), let sha = rec["SHA256"], let file = rec["Filename"] else {
+                throw ImagesError.versionNotAvailable(package: name, suite: suites.joined(separator: "+"), wanted: version,
+                                                      available: all.compactMap { $0["Version"] })
+            }
+            return DebPackage(name: name, version: version, sha256: sha, size: Int(rec["Size"] ?? "") ?? 0, filename: file)
+        }
+    }
+
     /// Downloads exactly these package versions into `directory`; returns the file per package.
     func download(_ packages: [DebPackage], into directory: String) throws -> [String] {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -165,5 +178,32 @@ struct AptArchive {
         try versions.sorted { a, b in
             try Shell.run(["dpkg", "--compare-versions", a, "lt", b]).status == 0
         }
+    }
+}
+
+extension AptArchive {
+    /// The .debs of `packages` in the cache's `debs/<sha256>.deb`, downloading those missing
+    /// (under the archive's lock) and checking each against the signed index's sha256.
+    func cachedDebs(_ packages: [DebPackage], cache: ImageCache, what: String, log: (String) -> Void) throws -> [String] {
+        let fm = FileManager.default
+        let missing = packages.filter { !fm.fileExists(atPath: cache.path("debs", $0.sha256 + ".deb")) }
+        if !missing.isEmpty {
+            try FileLock.withLock(cache.lockPath("apt-" + suites.joined(separator: "+"))) {
+                if !hasIndexes { try update() }
+                let tmp = try cache.makeTemporaryDirectory("download")
+                defer { try? fm.removeItem(atPath: tmp) }
+                log("downloading \(missing.count) package(s) for \(what), \(missing.reduce(0) { $0 + $1.size } / 1_048_576) MiB")
+                let files = try download(missing, into: tmp)
+                try fm.createDirectory(atPath: cache.path("debs"), withIntermediateDirectories: true)
+                for (p, file) in zip(missing, files) {
+                    let actual = try Hashing.sha256(file: file)
+                    guard actual == p.sha256 else {
+                        throw ImagesError.checksumMismatch(file: (file as NSString).lastPathComponent, expected: p.sha256, actual: actual)
+                    }
+                    _ = rename(file, cache.path("debs", p.sha256 + ".deb"))
+                }
+            }
+        }
+        return packages.map { cache.path("debs", $0.sha256 + ".deb") }
     }
 }

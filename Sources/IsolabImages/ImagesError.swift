@@ -6,6 +6,10 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     case invalidFile(file: String, line: Int?, field: String?, problem: String, accepted: String?)
     /// The catalog has no kernel with this id.
     case unknownKernel(id: String, known: [String])
+    /// A developer's emulator binary that cannot be used as it is.
+    case badEmulator(path: String, problem: String)
+    /// An emulator id that is not in `vm-images/emulators.yaml` (and not a binary's path).
+    case unknownEmulator(id: String, known: [String])
     /// No Debian archive URI could be found in the machine's apt configuration.
     case noDebianSources(searched: [String])
     /// A pinned version is not served by the archive.
@@ -39,7 +43,7 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     /// rather than the machine or the archive: the CLI exits 2 for these, 3 otherwise.
     public var isBadInput: Bool {
         switch self {
-        case .invalidFile, .unknownKernel, .badKernelTree, .notABzImage, .missingModules, .badAgent: return true
+        case .invalidFile, .unknownKernel, .unknownEmulator, .badEmulator, .badKernelTree, .notABzImage, .missingModules, .badAgent: return true
         default: return false
         }
     }
@@ -54,6 +58,10 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
             s += problem
             if let accepted { s += " (accepted: \(accepted))" }
             return s
+        case let .badEmulator(path, problem):
+            return "--emulator \(path): \(problem)"
+        case let .unknownEmulator(id, known):
+            return "unknown emulator '\(id)' (accepted: \(known.joined(separator: ", ")), or the path of a qemu-system-x86_64)"
         case let .unknownKernel(id, known):
             return "unknown kernel '\(id)'; the catalog has: \(known.joined(separator: ", "))"
         case let .noDebianSources(searched):

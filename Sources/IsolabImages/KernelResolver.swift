@@ -85,28 +85,7 @@ public struct KernelResolver {
 
     /// The .debs of `resolved` in `debs/`, downloading (and checking sha256) those missing.
     public func debs(for resolved: ResolvedKernel) throws -> [String] {
-        let fm = FileManager.default
-        let missing = resolved.packages.filter { !fm.fileExists(atPath: cache.path("debs", $0.sha256 + ".deb")) }
-        if !missing.isEmpty {
-            let apt = try archive(for: resolved.kernel)
-            try FileLock.withLock(cache.lockPath("apt-" + resolved.kernel.suites.joined(separator: "+"))) {
-                if !apt.hasIndexes { try apt.update() }
-                let tmp = try cache.makeTemporaryDirectory("download")
-                defer { try? fm.removeItem(atPath: tmp) }
-                let mib = missing.reduce(0) { $0 + $1.size } / 1_048_576
-                log("downloading \(missing.count) package(s) for \(resolved.kernel.id), \(mib) MiB")
-                let files = try apt.download(missing, into: tmp)
-                try fm.createDirectory(atPath: cache.path("debs"), withIntermediateDirectories: true)
-                for (p, file) in zip(missing, files) {
-                    let actual = try Hashing.sha256(file: file)
-                    guard actual == p.sha256 else {
-                        throw ImagesError.checksumMismatch(file: (file as NSString).lastPathComponent, expected: p.sha256, actual: actual)
-                    }
-                    _ = rename(file, cache.path("debs", p.sha256 + ".deb"))
-                }
-            }
-        }
-        return resolved.packages.map { cache.path("debs", $0.sha256 + ".deb") }
+        try archive(for: resolved.kernel).cachedDebs(resolved.packages, cache: cache, what: resolved.kernel.id, log: log)
     }
 
     /// The unpacked kernel for `resolved`, downloading and unpacking when not cached.

@@ -34,6 +34,12 @@ public struct Recipe: Sendable {
     /// Loads the kernel catalog beside the recipe.
     public func catalog() throws -> KernelCatalog { try KernelCatalog.load(from: URL(fileURLWithPath: catalogPath)) }
 
+    /// `vm-images/emulators.yaml`.
+    public var emulatorCatalogPath: String { (directory as NSString).appendingPathComponent("emulators.yaml") }
+
+    /// Loads the emulator catalog beside the recipe.
+    public func emulatorCatalog() throws -> EmulatorCatalog { try EmulatorCatalog.load(from: emulatorCatalogPath) }
+
     /// sha256 over the recipe files and the builder format.
     public var sha256: String {
         Hashing.sha256(Recipe.format + "\n" + Hashing.sha256(initScript) + "\n" + Hashing.sha256(moduleListText))

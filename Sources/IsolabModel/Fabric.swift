@@ -123,6 +123,10 @@ public struct Fabric: Sendable {
     /// Where QEMU 7.2 puts AMDVI-PCI.
     public static let amdVIOMMUSlot = 1
 
+    /// QEMU's Intel root port model (vendor:device), an ACS-less root port where
+    /// pcie-root-port cannot disable ACS.
+    public static let ioh3420 = "8086:3420"
+
     public init(_ topology: Topology) {
         // Collect, per bus, the entries before ordering them, then number functions in
         // the order pci_scan_child_bus() adds them: every function of a bus by devfn,
@@ -156,6 +160,9 @@ public struct Fabric: Sendable {
                                     path: path, kind: nil)
                 if case .node(let n) = e {
                     describe(&f, node: n, onBus: buses[busIndex])
+                    if case .rootPort(false) = n.kind, topology.buildsRootPortWithoutACSAsIOH3420 {
+                        f.vendorDevice = Self.ioh3420   // hw/pci-bridge/ioh3420.c: no ACS capability
+                    }
                     if n.kind.isBridge {
                         let express: Bool
                         switch n.kind {

@@ -1,4 +1,4 @@
-/// Something in a topology that QEMU 7.2 (or the guest's enumeration) cannot build as declared.
+/// Something in a topology that the emulator (or the guest's enumeration) cannot build as declared.
 public struct Unrealizable: Sendable, Equatable {
     public var node: String
     public var reason: String
@@ -12,12 +12,37 @@ public struct Unrealizable: Sendable, Equatable {
 /// Checks a topology against what the emulator and Linux's enumeration can realize
 /// (KERNEL-NOTES §0.3, §0.11, §5.1).
 public enum Realizability {
+    /// What `topology.emulator` (its probed facts; the host's QEMU 7.2 as assumed when nil)
+    /// and Linux's enumeration cannot build as declared.
     public static func check(_ topology: Topology) -> [Unrealizable] {
         var out: [Unrealizable] = []
+        let facts = topology.emulator ?? .assumedHostQEMU72
+        let qemu = "QEMU " + facts.shortVersion
+        func lacks(_ model: String, _ n: FabricNode) {
+            out.append(Unrealizable(node: n.id, reason: "\(qemu) has no \(model) device model (its -device help does not list it)", location: n.location))
+        }
+        if let model = viommuModel(topology.iommu), !facts.has(model) {
+            let at = topology.fabric.first?.location ?? SourceLocation(file: topology.file, line: 1, column: 1)
+            out.append(Unrealizable(node: "iommu", reason: "\(qemu) has no \(model) device model: iommu \(topology.iommu.rawValue) cannot be built", location: at))
+        }
         func walk(_ nodes: [FabricNode], under parent: FabricNode?) {
             for n in nodes {
-                if case .downstreamPort(let acs) = n.kind, acs == true {
-                    out.append(Unrealizable(node: n.id, reason: "QEMU 7.2's switch downstream port (xio3130-downstream) has no ACS capability; acs: true cannot be built", location: n.location))
+                switch n.kind {
+                case .rootPort(let acs):
+                    if !facts.has("pcie-root-port") && (acs || !facts.has("ioh3420")) { lacks("pcie-root-port", n) }
+                    if !acs && !facts.rootPortCanDisableACS && !facts.has("ioh3420") {
+                        out.append(Unrealizable(node: n.id, reason: "\(qemu)'s pcie-root-port has no disable-acs property and it has no ioh3420: a root port without ACS cannot be built", location: n.location))
+                    }
+                case .downstreamPort(let acs):
+                    if !facts.has("xio3130-downstream") { lacks("xio3130-downstream", n) }
+                    if acs == true {
+                        // No QEMU gives xio3130-downstream an ACS capability (hw/pci-bridge/xio3130_downstream.c).
+                        out.append(Unrealizable(node: n.id, reason: "\(qemu)'s switch downstream port (xio3130-downstream) has no ACS capability; acs: true cannot be built", location: n.location))
+                    }
+                case .switchUpstream: if !facts.has("x3130-upstream") { lacks("x3130-upstream", n) }
+                case .pciePCIBridge: if !facts.has("pcie-pci-bridge") { lacks("pcie-pci-bridge", n) }
+                case .pciBridge: if !facts.has("pci-bridge") { lacks("pci-bridge", n) }
+                case .device(let m, _): if !facts.has(qemuModel(m)) { lacks(qemuModel(m), n) }
                 }
                 if let p = parent, n.slot != 0 {
                     switch p.kind {
@@ -27,7 +52,7 @@ public enum Realizability {
                     }
                 }
                 if parent == nil, topology.iommu == .amd, n.slot == Fabric.amdVIOMMUSlot {
-                    out.append(Unrealizable(node: n.id, reason: "slot \(n.slot) of pcie.0 is where QEMU 7.2 puts the AMD vIOMMU's own function (AMDVI-PCI), created before any other device", location: n.location))
+                    out.append(Unrealizable(node: n.id, reason: "slot \(n.slot) of pcie.0 is where QEMU puts the AMD vIOMMU's own function (AMDVI-PCI), created before any other device", location: n.location))
                 }
                 if parent == nil, n.slot == 0 {
                     out.append(Unrealizable(node: n.id, reason: "slot 0 of pcie.0 is the q35 host bridge, a single-function device: QEMU refuses other functions in that slot", location: n.location))
@@ -37,5 +62,25 @@ public enum Realizability {
         }
         walk(topology.fabric, under: nil)
         return out
+    }
+
+    /// The QEMU device model of a declared device.
+    public static func qemuModel(_ m: DeviceModel) -> String {
+        switch m {
+        case .edu: return "edu"
+        case .e1000e: return "e1000e"
+        case .nvme: return "nvme"
+        case .virtioNet: return "virtio-net-pci"
+        }
+    }
+
+    /// The QEMU device model of a vIOMMU; nil for none.
+    static func viommuModel(_ iommu: IOMMUModel) -> String? {
+        switch iommu {
+        case .intel: return "intel-iommu"
+        case .virtio: return "virtio-iommu-pci"
+        case .amd: return "amd-iommu"
+        case .none: return nil
+        }
     }
 }

@@ -239,6 +239,16 @@ public struct Topology: Sendable, Equatable {
     public var fabric: [FabricNode]
     public var scenarios: [Scenario]
     public var file: String
+    /// The emulator the fabric is built on, as its binary answered a probe; nil: the host's
+    /// QEMU as the model assumes it (``EmulatorFacts/assumedHostQEMU72``).
+    public var emulator: EmulatorFacts?
+
+    /// An ACS-less root port is QEMU's `ioh3420` where `pcie-root-port` has no `disable-acs`
+    /// (QEMU 11 dropped it); its guest path and group are the same.
+    public var buildsRootPortWithoutACSAsIOH3420: Bool {
+        guard let e = emulator else { return false }
+        return !e.rootPortCanDisableACS && e.has("ioh3420")
+    }
 
     public init(name: String, description: String? = nil, iommu: IOMMUModel = .intel, memoryMiB: Int = 512,
                 fabric: [FabricNode], scenarios: [Scenario] = [], file: String = "<memory>") {

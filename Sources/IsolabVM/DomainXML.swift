@@ -72,7 +72,10 @@ public enum DomainXML {
         if !args.isEmpty {
             domain.addChild(element("qemu:commandline", children: args.map { element("qemu:arg", ["value": $0]) }))
         }
-        let overrides = layout.controllers.filter { if case .rootPort(acs: false) = $0.kind { return true } else { return false } }
+        // An ACS-less root port is pcie-root-port with disable-acs, or an ioh3420 (libvirt's
+        // model name) where the emulator has no disable-acs.
+        let overrides = topology.buildsRootPortWithoutACSAsIOH3420 ? []
+            : layout.controllers.filter { if case .rootPort(acs: false) = $0.kind { return true } else { return false } }
         if !overrides.isEmpty {
             // libvirt has no attribute for disable-acs; <qemu:override> sets the property on
             // the device libvirt itself creates (libvirt >= 8.2).
@@ -98,8 +101,9 @@ public enum DomainXML {
             let model: String
             var children: [XMLElement] = []
             switch c.kind {
-            case .rootPort:
+            case .rootPort(let acs):
                 model = "pcie-root-port"
+                if !acs, topology.buildsRootPortWithoutACSAsIOH3420 { children.append(element("model", ["name": "ioh3420"])) }
                 children.append(element("target", [("chassis", String(index)), ("port", hex(c.slot << 3 | c.function))]))
             case .switchUpstream:
                 model = "pcie-switch-upstream-port"
@@ -156,7 +160,7 @@ public enum DomainXML {
         var chassis = 100
         for n in layout.commandLineNodes {
             var json = JSONObject()
-            json["driver"] = .string(qemuDriver(n.kind))
+            json["driver"] = .string(qemuDriver(n.kind, ioh3420: topology.buildsRootPortWithoutACSAsIOH3420))
             json["id"] = .string(n.qemuID)
             json["bus"] = .string(n.bus)
             json["addr"] = .string(n.function == 0 ? hex(n.slot) : "\(hex(n.slot)).\(hex(n.function))")
@@ -166,7 +170,7 @@ public enum DomainXML {
                 chassis += 1
                 json["chassis"] = .int(chassis)
                 json["port"] = .int(n.slot << 3 | n.function)
-                if !acs { json["disable-acs"] = .bool(true) }
+                if !acs, !topology.buildsRootPortWithoutACSAsIOH3420 { json["disable-acs"] = .bool(true) }
             case .downstreamPort:
                 chassis += 1
                 json["chassis"] = .int(chassis)
@@ -216,20 +220,14 @@ public enum DomainXML {
     public static let vmstateDriveID = "isolab-vmstate"
 
     /// The QEMU device a node kind is built from.
-    static func qemuDriver(_ kind: NodeKind) -> String {
+    static func qemuDriver(_ kind: NodeKind, ioh3420: Bool = false) -> String {
         switch kind {
-        case .rootPort: return "pcie-root-port"
+        case .rootPort(let acs): return !acs && ioh3420 ? "ioh3420" : "pcie-root-port"
         case .switchUpstream: return "x3130-upstream"
         case .downstreamPort: return "xio3130-downstream"
         case .pciePCIBridge: return "pcie-pci-bridge"
         case .pciBridge: return "pci-bridge"
-        case .device(let model, _):
-            switch model {
-            case .edu: return "edu"
-            case .e1000e: return "e1000e"
-            case .nvme: return "nvme"
-            case .virtioNet: return "virtio-net-pci"
-            }
+        case .device(let model, _): return Realizability.qemuModel(model)
         }
     }
 

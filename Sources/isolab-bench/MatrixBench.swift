@@ -19,6 +19,7 @@ enum MatrixBench {
     struct Options {
         var file = "ci/matrix.yaml"
         var kernels: [String]?
+        var emulators: [String]?
         var jobs: Int?
         var snapshots = true
 
@@ -29,12 +30,15 @@ enum MatrixBench {
                 case "--kernel":
                     guard let v = rest.popFirst() else { throw BenchError("--kernel needs ids, e.g. 6.1,7.3") }
                     kernels = (kernels ?? []) + v.split(separator: ",").map(String.init)
+                case "--emulator":
+                    guard let v = rest.popFirst() else { throw BenchError("--emulator needs ids, e.g. 7.2,10.0") }
+                    emulators = (emulators ?? []) + v.split(separator: ",").map(String.init)
                 case "--jobs":
                     guard let v = rest.popFirst().flatMap({ Int($0) }), v >= 1 else { throw BenchError("--jobs needs a number ≥ 1") }
                     jobs = v
                 case "--no-snapshot": snapshots = false
                 default:
-                    guard !a.hasPrefix("-") else { throw BenchError("unknown option \(a) (accepted: --kernel, --jobs, --no-snapshot)") }
+                    guard !a.hasPrefix("-") else { throw BenchError("unknown option \(a) (accepted: --kernel, --emulator, --jobs, --no-snapshot)") }
                     file = a
                 }
             }
@@ -47,13 +51,16 @@ enum MatrixBench {
         }
         let matrixFile = try MatrixPlanner.load(o.file)
         let kernels = try o.kernels.map { try $0.map(MatrixKernel.catalog) }
-        let cells = try MatrixPlanner.cells(matrix: matrixFile, kernels: kernels, emulators: ["default"],
-                                            realizable: { t, _ in Realizability.check(t) })
-        var matrix = MatrixRun(cells: cells, kernels: Dictionary(uniqueKeysWithValues: Set(cells.map(\.kernel)).map { ($0, .catalog($0)) }))
+        let provisioner = try Provisioner(log: { FileHandle.standardError.write(Data("\($0)\n".utf8)) })
+        let ids = try o.emulators ?? (matrixFile.emulators.isEmpty ? [provisioner.hostEmulatorID()] : matrixFile.emulators)
+        let emulators = try ids.map { try provisioner.emulator(.parse($0)) }
+        let cells = try MatrixPlanner.cells(matrix: matrixFile, kernels: kernels, emulators: emulators.map(\.matrixEmulator))
+        var matrix = MatrixRun(cells: cells, kernels: Dictionary(uniqueKeysWithValues: Set(cells.map(\.kernel)).map { ($0, .catalog($0)) }),
+                               emulators: Dictionary(uniqueKeysWithValues: emulators.map { ($0.label, $0) }))
         matrix.jobs = o.jobs ?? matrixFile.jobs ?? ProcessInfo.processInfo.activeProcessorCount
         matrix.snapshots = o.snapshots
         let start = Date()
-        let outcome = try matrix.run(try Provisioner(log: { FileHandle.standardError.write(Data("\($0)\n".utf8)) }))
+        let outcome = try matrix.run(provisioner)
         let wall = Date().timeIntervalSince(start)
         let status = ExitStatus.of(outcome.document)
         print(report(outcome.document, wall: wall, title: "isolab-bench matrix: \(o.file), verdict status \(status)"))
@@ -91,14 +98,22 @@ enum MatrixBench {
         lines.append("  (create: libvirt + QEMU start; boot: to the agent's first record; snapshot: boot to ready + save, once per")
         lines.append("   fabric with several scenarios; restore: restore to the agent's first record; steps: to done; teardown: destroy;")
         lines.append("   prepare: plan, initramfs and domain XML; other: the guest powering off after done, assembling the observation)")
-        lines.append("  per kernel:   VMs   VM-s   create   boot   steps   teardown   snapshot   restore")
-        for k in Array(Set(doc.runs.map(\.kernel))).sorted() {
-            let ts = doc.runs.filter { $0.kernel == k }.flatMap(\.observations).map(\.timing)
+        lines += breakdown("kernel", doc.runs, by: \.kernel)
+        if Set(doc.runs.map(\.emulator)).count > 1 { lines += breakdown("emulator", doc.runs, by: { $0.emulator ?? "?" }) }
+        return lines.joined(separator: "\n")
+    }
+
+    /// VMs, VM-seconds and stage sums per value of one axis.
+    static func breakdown(_ axis: String, _ runs: [FabricRun], by key: (FabricRun) -> String) -> [String] {
+        func f(_ x: Double) -> String { String(format: "%.1f", x) }
+        var lines = ["  per \(axis):".padding(toLength: 14, withPad: " ", startingAt: 0) + "VMs   VM-s   create   boot   steps   teardown   snapshot   restore"]
+        for k in Array(Set(runs.map(key))).sorted() {
+            let ts = runs.filter { key($0) == k }.flatMap(\.observations).map(\.timing)
             let sums = [Self.vmSeconds(ts)] + [\Timing.create, \.boot, \.steps, \.teardown, \.snapshot, \.restore].map { key in ts.reduce(0) { $0 + $1[keyPath: key] } }
             lines.append("  " + k.padding(toLength: 12, withPad: " ", startingAt: 0)
                          + zip([String(ts.count)] + sums.map(f), [5, 7, 9, 7, 8, 11, 11, 10]).map { String(repeating: " ", count: max(1, $1 - $0.count)) + $0 }.joined())
         }
-        return lines.joined(separator: "\n")
+        return lines
     }
 
     /// Each run's own time plus the saved boot it carries: a saved boot is no run's `total`,

@@ -24,8 +24,8 @@ final class PlannerTests: XCTestCase {
 
     func testEveryAxisMultipliesAndAnAddedVIOMMURunsOnlyWhereTheKernelDrivesIt() throws {
         let cells = MatrixPlanner.cells(topologies: [(try topology("a"), "sha-a"), (try topology("b", iommu: .none), "sha-b")],
-                                        kernels: kernels, iommus: [.intel, .virtio], emulators: ["7.2", "10.0"],
-                                        realizable: { _, _ in [] })
+                                        kernels: kernels, iommus: [.intel, .virtio],
+                                        emulators: [MatrixEmulator(label: "7.2", facts: nil), MatrixEmulator(label: "10.0", facts: nil)])
         // a: intel on both kernels, a.virtio on 7.3 only (6.1 does not build virtio-iommu);
         // b declares no vIOMMU and gets no variant; each on both emulators.
         let names = cells.map { "\($0.topology.name)@\($0.kernel)/\($0.emulator)" }
@@ -35,17 +35,20 @@ final class PlannerTests: XCTestCase {
         XCTAssertEqual(Set(cells.filter { $0.topology.name.hasPrefix("a") }.map(\.sha256)), ["sha-a"])
     }
 
-    func testRealizabilityIsAskedPerEmulator() throws {
+    func testRealizabilityIsAskedOfEachEmulatorsFacts() throws {
+        var facts = EmulatorFacts.assumedHostQEMU72
+        facts.devices.removeAll { $0 == "edu" }
         let cells = MatrixPlanner.cells(topologies: [(try topology("a"), "x")], kernels: [kernels[0]], iommus: [.intel],
-                                        emulators: ["old", "new"], realizable: { t, e in
-            e == "old" ? [Unrealizable(node: "rp0", reason: "no such device on old", location: t.fabric[0].location)] : []
-        })
+                                        emulators: [MatrixEmulator(label: "old", facts: facts), MatrixEmulator(label: "new", facts: nil)])
         XCTAssertEqual(cells.map { $0.unrealizable.isEmpty }, [false, true])
+        XCTAssertEqual(cells[0].unrealizable.first?.node, "ep0")
+        XCTAssertTrue(cells[0].unrealizable.first?.reason.contains("has no edu device model") ?? false)
+        XCTAssertEqual(cells[0].topology.emulator, facts, "a cell's topology carries its emulator's facts")
     }
 
     func testShardsPartitionTheCellsDeterministically() throws {
         let cells = MatrixPlanner.cells(topologies: try ["a", "b", "c"].map { (try topology($0), $0) }, kernels: kernels,
-                                        iommus: [.intel], emulators: ["7.2"], realizable: { _, _ in [] })
+                                        iommus: [.intel], emulators: [MatrixEmulator(label: "7.2", facts: nil)])
         let shards = (1...4).map { MatrixPlanner.shard(cells, index: $0, of: 4) }
         XCTAssertEqual(shards.map(\.count).reduce(0, +), cells.count)
         let keys = shards.flatMap { $0.map { "\($0.topology.name)@\($0.kernel)" } }
@@ -61,7 +64,7 @@ final class PlannerTests: XCTestCase {
     func testRequestCountFollowsScenariosAndRepetitions() throws {
         var t = try topology("a")
         let cell = Cell(topology: t, kernel: "6.1", emulator: "7.2", generation: kernels[0].generation, sha256: "", unrealizable: [])
-        var run = MatrixRun(cells: [cell], kernels: ["6.1": .catalog("6.1")])
+        var run = MatrixRun(cells: [cell], kernels: ["6.1": .catalog("6.1")], emulators: [:])
         XCTAssertEqual(run.requestCount, 1)   // no scenarios: one inventory boot
         run.repetitions = 3
         XCTAssertEqual(run.requestCount, 3)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import IsolabEngine
 import IsolabModel
 
 /// `isolab explain FILE --kernel ID [--device ID]`.
@@ -14,13 +15,17 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var kernels: KernelOptions
     @OptionGroup var developer: DeveloperKernelOptions
+    /// The emulator whose facts decide what is realizable and how it is built (default: the
+    /// host's QEMU as the model assumes it, nothing probed).
+    @OptionGroup var emulatorOptions: EmulatorOptions
 
     @Option(help: "Explain only this node and the steps that name it.")
     var device: String?
 
     func run() throws {
         try reportingInputErrors {
-            let t = try loadTopologies([file])[0]
+            var t = try loadTopologies([file])[0]
+            if let facts = try emulatorOptions.facts() { t.emulator = facts }
             let dev = try developer.resolve(requirements: false)
             let resolved = try dev.map { [($0.label, $0.generation)] } ?? (kernels.given ? kernels.resolve() : [])
             guard resolved.count == 1, dev == nil || !kernels.given, let (label, gen) = resolved.first else {

@@ -12,7 +12,7 @@ struct ImagesCommand: ParsableCommand {
         optional isolab agent) are cached by the content of all their inputs under \
         $ISOLAB_CACHE_DIR, else $XDG_CACHE_HOME/isolab, else ~/.cache/isolab.
         """,
-        subcommands: [Build.self, Tree.self, List.self, Prune.self],
+        subcommands: [Build.self, Tree.self, Emulator.self, List.self, Prune.self],
         defaultSubcommand: List.self
     )
 

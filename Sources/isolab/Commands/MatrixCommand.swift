@@ -44,32 +44,48 @@ struct MatrixCommand: ParsableCommand {
     var baseline: String?
 
     func run() throws {
-        var plan: (cells: [Cell], kernels: [String: KernelSource], jobs: Int?, developer: DeveloperKernel?, baseline: Baseline?)!
+        var inputs: Inputs!
         var settings = RunSettings()
         try reportingInputErrors {
-            plan = try validated(); settings.boot = try bootOptions.resolve(); settings.clock = try bootOptions.resolveClock()
+            inputs = try validated(); settings.boot = try bootOptions.resolve(); settings.clock = try bootOptions.resolveClock()
         }
         let log: (String) -> Void = { cliLogger.info("\($0)") }
         let fail: (String) -> Void = { cliLogger.warning("\($0)") }
-        if let e = emulatorOptions.emulator { settings.emulatorBinaries[EmulatorOptions.label] = e }
-        var matrix = MatrixRun(cells: plan.cells, kernels: plan.kernels)
+        let provisioner: Provisioner
+        do { provisioner = try Provisioner(log: log) } catch {
+            fail(String(describing: error))
+            throw ExitCode(3)
+        }
+        provisioner.around = { try SignalTrap.cancellingImageBuilds($0) }
+        let fallback = inputs.matrix.emulators.isEmpty ? [try asInputOrExit { try provisioner.hostEmulatorID() }] : inputs.matrix.emulators
+        let emulators = try SignalTrap.cancellingImageBuilds {
+            try EmulatorOptions.provide(emulatorOptions.sources(or: fallback), with: provisioner)
+        }
+        var cells: [Cell] = []
+        try reportingInputErrors {
+            let all = try asInput {
+                try MatrixPlanner.cells(matrix: inputs.matrix, kernels: inputs.kernels, emulators: emulators.map(\.matrixEmulator))
+            }
+            cells = MatrixPlanner.shard(all, index: inputs.shard.index, of: inputs.shard.count)
+            log("matrix \(file): \(all.count) cells, shard \(inputs.shard.index)/\(inputs.shard.count) runs \(cells.count)")
+        }
+        var matrix = MatrixRun(cells: cells, kernels: inputs.sources,
+                               emulators: Dictionary(uniqueKeysWithValues: emulators.map { ($0.label, $0) }))
         matrix.repetitions = repetitions
         matrix.settings = settings
         matrix.connections = connectOptions.uris
-        matrix.jobs = jobsOptions.resolve(plan.jobs)
+        matrix.jobs = jobsOptions.resolve(inputs.matrix.jobs)
         matrix.snapshots = !noSnapshot
         matrix.log = log
         let outcome: MatrixRun.Outcome
         let cancellation = Cancellation()
         do {
-            let provisioner = try Provisioner(log: log)
-            provisioner.around = { try SignalTrap.cancellingImageBuilds($0) }
             let signals = SignalTrap(cancel: cancellation, log: log)
             defer { signals.release() }
             let observer = Progress(total: matrix.requestCount)
             outcome = try matrix.run(provisioner, observer: observer, cancellation: cancellation,
                                      provisioned: { images in
-                if let dev = plan.developer, let image = images[dev.label] {
+                if let dev = inputs.developer, let image = images[dev.label] {
                     log("kernel \(dev.label): \(dev.release), generation \(dev.generation.id)" + (dev.treeSource.map { ", tree \($0.summary)" } ?? "")
                         + ", kernel image sha256 \(image.metadata.kernelSha256.prefix(12))")
                 }
@@ -87,7 +103,7 @@ struct MatrixCommand: ParsableCommand {
             fail(String(describing: error))
             throw ExitCode(3)
         }
-        if let baseline = plan.baseline, let dev = plan.developer {
+        if let baseline = inputs.baseline, let dev = inputs.developer {
             do {
                 let r = try baseline.write(results: doc, developer: dev, to: output)
                 log("\(dev.label) against \(baseline.kernel): \(r.entries.count) items changed, \(r.regressions.count) regressions, "
@@ -110,7 +126,17 @@ struct MatrixCommand: ParsableCommand {
         if status != 0 { throw ExitCode(status) }
     }
 
-    private func validated() throws -> ([Cell], [String: KernelSource], Int?, DeveloperKernel?, Baseline?) {
+    /// What the options and the matrix file ask for (nothing provided yet).
+    struct Inputs {
+        var matrix: MatrixFile
+        var kernels: [MatrixKernel]
+        var sources: [String: KernelSource]
+        var shard: (index: Int, count: Int)
+        var developer: DeveloperKernel?
+        var baseline: Baseline?
+    }
+
+    private func validated() throws -> Inputs {
         guard repetitions >= 1 else { throw InputError("--repeat: must be at least 1") }
         let matrix = try asInput { try MatrixPlanner.load(file) }
         let dev = try developer.resolve(requirements: true)
@@ -131,12 +157,6 @@ struct MatrixCommand: ParsableCommand {
             matrixKernels.append(MatrixKernel(label: dev.label, generation: dev.generation))
             sources[dev.label] = dev.source
         }
-        let all = try asInput {
-            try MatrixPlanner.cells(matrix: matrix, kernels: matrixKernels, emulators: [EmulatorOptions.label],
-                                    realizable: { t, _ in Realizability.check(t) })
-        }
-        let cells = MatrixPlanner.shard(all, index: shardPair.index, of: shardPair.count)
-        cliLogger.info("matrix \(file): \(all.count) cells, shard \(shardPair.index)/\(shardPair.count) runs \(cells.count)")
-        return (cells, sources, matrix.jobs, dev, base)
+        return Inputs(matrix: matrix, kernels: matrixKernels, sources: sources, shard: shardPair, developer: dev, baseline: base)
     }
 }

@@ -44,18 +44,49 @@ struct JobsOptions: ParsableArguments {
     func resolve(_ fallback: Int? = nil) -> Int { jobs ?? fallback ?? ProcessInfo.processInfo.activeProcessorCount }
 }
 
-/// `--emulator`, defined once: a QEMU binary instead of the one libvirt finds (a developer's
-/// own build, or a wrapper that sets its module and data folders).
+/// `--emulator`, defined once: catalog ids (`vm-images/emulators.yaml`) or a developer's
+/// `qemu-system-x86_64`, comma-separated or repeated (repeats accumulate).
 struct EmulatorOptions: ParsableArguments {
-    /// The label the emulator is reported under.
-    static let label = "default"
+    @Option(name: .long, help: "Emulators: vm-images/emulators.yaml ids (7.2, the host's QEMU; 10.0, Debian's, fetched into isolab's cache) or the path of a qemu-system-x86_64 (a developer's build); comma-separated or repeated (default: the matrix file's, else the host's).")
+    var emulator: [String] = []
+    @Option(help: "The data folder (pc-bios/ of a build tree, share/qemu of an install) of an --emulator PATH, when it is not beside the binary.")
+    var emulatorData: String?
 
-    @Option(help: "A QEMU binary (qemu-system-x86_64) instead of libvirt's default: a developer's own build or a wrapper script.")
-    var emulator: String?
+    /// Whether `--emulator` was given.
+    var given: Bool { !emulator.isEmpty }
 
-    func validate() throws {
-        if let emulator, !FileManager.default.isExecutableFile(atPath: emulator) {
-            throw ValidationError("--emulator: \(emulator) is not an executable file")
+    /// The emulators asked for, in order and each once, or `fallback`.
+    func sources(or fallback: [String]) -> [EmulatorSource] {
+        var seen = Set<String>()
+        let values = (given ? emulator.flatMap { $0.split(separator: ",").map(String.init) } : fallback).filter { seen.insert($0).inserted }
+        return values.map { EmulatorSource.parse($0, data: emulatorData) }
+    }
+
+    /// The facts of the one emulator given (predict, explain); nil when none was given.
+    func facts() throws -> EmulatorFacts? {
+        guard given else { return nil }
+        let sources = self.sources(or: [])
+        guard sources.count == 1 else { throw InputError("--emulator: give one emulator (its facts decide what is realizable)") }
+        let provisioner = try asInputOrExit { try Provisioner(log: { cliLogger.info("\($0)") }) }
+        return try Self.provide(sources, with: provisioner)[0].facts
+    }
+
+    /// Provides each emulator (a catalog one fetched and unpacked once, every binary probed once):
+    /// bad input exits 2 with one line, a failed fetch 3.
+    static func provide(_ sources: [EmulatorSource], with provisioner: Provisioner) throws -> [ProvidedEmulator] {
+        do {
+            var out: [ProvidedEmulator] = []
+            for s in sources {
+                let e = try provisioner.emulator(s)
+                guard !out.contains(where: { $0.label == e.label }) else { continue }
+                cliLogger.info("emulator \(e.label): \(e.facts.version)\(e.binary.map { ", \($0)" } ?? " (libvirt's default)")")
+                out.append(e)
+            }
+            return out
+        } catch let e as EngineError {
+            if case .input(let s) = e { Isolab.badInput(s) }
+            cliLogger.warning("\(e)")
+            throw ExitCode(3)
         }
     }
 }
@@ -174,6 +205,15 @@ struct InputError: Error, CustomStringConvertible {
 /// Loads topology files, turning every failure into one line on stderr and exit status 2.
 func loadTopologies(_ paths: [String]) throws -> [Topology] {
     try asInput { try TopologySet.load(paths) }
+}
+
+/// The engine's bad-input errors as one `isolab: …` line and exit 2, anything else exit 3.
+func asInputOrExit<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as EngineError {
+        if case .input(let s) = e { Isolab.badInput(s) }
+        cliLogger.warning("\(e)")
+        throw ExitCode(3)
+    }
 }
 
 /// The engine's bad-input errors as the CLI's.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import IsolabEngine
 import IsolabModel
 
 /// `isolab predict FILE… [--kernel ID|all] [--format text|json]`.
@@ -14,6 +15,9 @@ struct PredictCommand: ParsableCommand {
 
     @OptionGroup var kernels: KernelOptions
     @OptionGroup var developer: DeveloperKernelOptions
+    /// The emulator whose facts decide what is realizable and how it is built (default: the
+    /// host's QEMU as the model assumes it, nothing probed).
+    @OptionGroup var emulatorOptions: EmulatorOptions
 
     @OptionGroup var formatOptions: FormatOptions
 
@@ -32,7 +36,8 @@ struct PredictCommand: ParsableCommand {
     func run() throws {
         try reportingInputErrors {
             let format = try formatOptions.accepted([.text, .json])
-            let topologies = try loadTopologies(files)
+            let facts = try emulatorOptions.facts()
+            let topologies = try loadTopologies(files).map { t in var t = t; t.emulator = facts ?? t.emulator; return t }
             let ks = try developer.resolve(requirements: false).map { [($0.label, $0.generation)] } ?? kernels.resolve()
             let predictions = topologies.flatMap { t in ks.map { (label: $0.label, p: Predictor.predict(t, kernel: $0.generation)) } }
             switch format {

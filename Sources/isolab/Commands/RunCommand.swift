@@ -61,10 +61,23 @@ struct RunCommand: ParsableCommand {
         let kernels = inputs.kernels
         let log: (String) -> Void = { cliLogger.info("\($0)") }
         let fail: (String) -> Void = { cliLogger.warning("\($0)") }
+        let provisioner: Provisioner
+        do { provisioner = try Provisioner(log: log) } catch {
+            fail(String(describing: error))
+            throw ExitCode(3)
+        }
+        provisioner.around = { try SignalTrap.cancellingImageBuilds($0) }
+        let sources = emulatorOptions.sources(or: [try asInputOrExit { try provisioner.hostEmulatorID() }])
+        guard sources.count == 1 else { Isolab.badInput("--emulator: run boots on one emulator; isolab matrix takes several") }
+        let emulator = try SignalTrap.cancellingImageBuilds { try EmulatorOptions.provide(sources, with: provisioner)[0] }
         var topologies: [Topology] = []
         var unrealizable: [(Topology, [Unrealizable])] = []
-        for t in inputs.topologies {
+        for var t in inputs.topologies {
+            t.emulator = emulator.facts
             let problems = Realizability.check(t)
+            if inputs.topologies.count == 1, let p = problems.first {
+                Isolab.badInput("\(p.location): \(p.node): the emulator cannot realize this fabric as declared: \(p.reason)")
+            }
             if problems.isEmpty { topologies.append(t); continue }
             unrealizable.append((t, problems))
             for p in problems { log("\(p.location): \(p.node): unrealizable, not booted: \(p.reason)") }
@@ -75,12 +88,9 @@ struct RunCommand: ParsableCommand {
         settings.bootDeadline = bootDeadline
         settings.stepTimeout = stepTimeout
         settings.extraKernelArguments = kernelArgs
-        if let e = emulatorOptions.emulator { settings.emulatorBinaries[EmulatorOptions.label] = e }
         var requests: [RunRequest] = []
         var images: [String: GuestImage] = [:]
         do {
-            let provisioner = try Provisioner(log: log)
-            provisioner.around = { try SignalTrap.cancellingImageBuilds($0) }
             let runsRoot = RunsDirectory.root()
             for k in kernels {
                 let dev = inputs.developer.flatMap { $0.label == k.label ? $0 : nil }
@@ -94,7 +104,7 @@ struct RunCommand: ParsableCommand {
                     let chosen: [Scenario?] = topology.scenarios.isEmpty
                         ? [nil] : topology.scenarios.filter { scenario.isEmpty || scenario.contains($0.name) }
                     requests += settings.requests(topology, scenarios: chosen, image: image, kernel: k.label,
-                                                  emulator: EmulatorOptions.label, runsRoot: runsRoot)
+                                                  emulator: emulator, runsRoot: runsRoot)
                 }
             }
         } catch let e as ExitCode {
@@ -139,7 +149,7 @@ struct RunCommand: ParsableCommand {
                 throw ExitCode(3)
             }
             let report = RunReport(topologies: topologies, unrealizable: [], kernels: kernels.map(\.label),
-                                   images: images, observations: [obs])
+                                   images: images, observations: [obs], emulator: emulator)
             FileHandle.standardError.write(Data(report.text().utf8))
             return
         }
@@ -157,7 +167,7 @@ struct RunCommand: ParsableCommand {
         let cancelled = fleet.cancellation.isCancelled
 
         let report = RunReport(topologies: topologies, unrealizable: unrealizable, kernels: kernels.map(\.label),
-                               images: images, observations: observations)
+                               images: images, observations: observations, emulator: emulator)
         switch format {
         case .json: print(try report.json())
         default: print(report.text(), terminator: "")
@@ -171,9 +181,6 @@ struct RunCommand: ParsableCommand {
         var topologies = try loadTopologies(files)
         if let iommu {
             for i in topologies.indices { topologies[i].iommu = iommu }
-        }
-        if topologies.count == 1, let p = Realizability.check(topologies[0]).first {
-            throw InputError("\(p.location): \(p.node): the emulator cannot realize this fabric as declared: \(p.reason)")
         }
         let names = Set(topologies.flatMap { $0.scenarios.map(\.name) })
         for name in scenario where !names.contains(name) {

@@ -11,6 +11,8 @@ struct RunReport {
     var kernels: [String]
     var images: [String: GuestImage]
     var observations: [VMObservation]
+    /// The emulator the guests ran on.
+    var emulator: ProvidedEmulator?
 
     struct Document: Encodable {
         var schema = "isolab-run/1"
@@ -33,6 +35,9 @@ struct RunReport {
         var topology: String
         var iommu: String
         var kernel: String
+        /// The emulator's label and version line.
+        var emulator: String?
+        var emulatorVersion: String?
         var kernelRelease: String?
         var kernelPackages: [String]
         var observed: Observed
@@ -51,6 +56,7 @@ struct RunReport {
                 let obs = observations.filter { $0.kernel == k && $0.topology == topology.name }
                 let inventory = obs.first(where: { $0.inventory != nil })?.inventory
                 return (topology, Entry(file: topology.file, topology: topology.name, iommu: topology.iommu.rawValue, kernel: k,
+                             emulator: emulator?.label, emulatorVersion: emulator?.facts.version,
                              kernelRelease: inventory?.kernelRelease ?? images[k]?.kernelRelease,
                              kernelPackages: images[k]?.metadata.packages.map { "\($0.name) \($0.version)" } ?? [],
                              observed: Observed(groups: groups(inventory, fabric: Fabric(topology)), inventory: inventory, scenarios: obs)))
@@ -88,7 +94,7 @@ struct RunReport {
         var out = ""
         for r in refused { out += "\(r.topology): unrealizable, not booted: \(r.file):\(r.line):\(r.column): \(r.node): \(r.reason)\n" }
         for (topology, entry) in entries() {
-            out += "\(entry.topology) on \(entry.kernel)"
+            out += "\(entry.topology) on \(entry.kernel)" + (entry.emulator.map { " · QEMU \($0)" } ?? "")
             out += entry.kernelRelease.map { " (\($0))" } ?? ""
             out += ", iommu \(entry.iommu)"
             out += entry.observed.inventory.map { ", guest IOMMU \($0.iommu ?? "none")" } ?? ""
