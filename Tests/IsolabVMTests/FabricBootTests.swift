@@ -13,9 +13,10 @@ final class FabricBootTests: XCTestCase {
     ///   logged every group (virtio-iommu loads as a module just before the ready marker);
     ///   the groups logged must then be among the predicted ones.
     func bootAndCompare(_ name: String, iommu: IOMMUModel? = nil, kernel: String = "6.1", allGroupsLogged: Bool = true,
-                        file: StaticString = #filePath, line: UInt = #line) throws {
+                        emulator: EmulatorFacts? = nil, file: StaticString = #filePath, line: UInt = #line) throws {
         var topology = try VMTestSupport.topology(name)
         if let iommu { topology.iommu = iommu }
+        topology.emulator = emulator
         let outcome = try GuestBootSupport.boot(topology, kernel: kernel)
         let label = "\(name)/\(topology.iommu.rawValue)/\(kernel)"
         print(String(format: "boot %@: create %.2f s, wall %.2f s, power-down→stopped %@, shutdown→stopped %@, events %@", label,
@@ -47,6 +48,24 @@ final class FabricBootTests: XCTestCase {
                 XCTAssertEqual(observed.subtracting(predicted), [], "\(label): groups the model does not predict", file: file, line: line)
             }
         }
+    }
+
+    /// An emulator without pcie-root-port's disable-acs (QEMU 11) builds an ACS-less root port
+    /// as an ioh3420: the guest finds 8086:3420 at the same paths, with the same groups as the
+    /// disable-acs port gives (both checked against the model, whose groups are the same).
+    func testAnACSLessRootPortBuiltAsIOH3420HasTheSamePathsAndGroups() throws {
+        var facts = EmulatorFacts.assumedHostQEMU72
+        facts.properties["pcie-root-port"] = []
+        let topology = try VMTestSupport.topology("rootports-multifunction")
+        var ioh = topology
+        ioh.emulator = facts
+        XCTAssertTrue(ioh.buildsRootPortWithoutACSAsIOH3420)
+        XCTAssertEqual(Realizability.check(ioh), [])
+        let a = Predictor.predict(topology, kernel: .v6_1), b = Predictor.predict(ioh, kernel: .v6_1)
+        XCTAssertEqual(a.groupsAtBoot.map { $0.map(\.path) }, b.groupsAtBoot.map { $0.map(\.path) })
+        XCTAssertTrue(Fabric(ioh).functions.contains { $0.vendorDevice == Fabric.ioh3420 })
+        try bootAndCompare("rootports-multifunction")
+        try bootAndCompare("rootports-multifunction", emulator: facts)
     }
 
     func testSwitchNoACSEnumeratesAtTheModelsPathsWithOneGroupPerDownstreamPort() throws {
