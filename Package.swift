@@ -58,7 +58,6 @@ let package = Package(
         // report files. The commands only parse options and print.
         .target(name: "IsolabEngine", dependencies: [
             "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
-            .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabEngine", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",

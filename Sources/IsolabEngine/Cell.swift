@@ -1,5 +1,5 @@
-import Crypto
 import Foundation
+import IsolabImages
 import IsolabModel
 import IsolabTopology
 
@@ -88,6 +88,6 @@ public enum MatrixPlanner {
 
     /// Hex sha256 of a file's bytes (empty input for an unreadable file).
     public static func fileSHA256(_ path: String) -> String {
-        SHA256.hash(data: FileManager.default.contents(atPath: path) ?? Data()).map { String(format: "%02x", $0) }.joined()
+        (try? Hashing.sha256(file: path)) ?? Hashing.sha256(Data())
     }
 }

@@ -23,9 +23,6 @@ public struct MatrixRun {
     public var jobs = ProcessInfo.processInfo.activeProcessorCount
     /// One saved boot per fabric, restored for each scenario.
     public var snapshots = true
-    /// Only these scenarios (empty: all).
-    public var scenarios: [String] = []
-    public var log: (String) -> Void = { _ in }
 
     public init(cells: [Cell], kernels: [String: KernelSource], emulators: [String: ProvidedEmulator]) {
         self.cells = cells
@@ -58,10 +55,7 @@ public struct MatrixRun {
 
     /// How many guests ``run(_:observer:cancellation:provisioned:)`` will start.
     public var requestCount: Int {
-        repetitions * cells.filter(\.unrealizable.isEmpty).reduce(0) { n, c in
-            let s = c.topology.scenarios
-            return n + (s.isEmpty ? 1 : s.filter { scenarios.isEmpty || scenarios.contains($0.name) }.count)
-        }
+        repetitions * cells.filter(\.unrealizable.isEmpty).reduce(0) { $0 + settings.scenarios(of: $1.topology).count }
     }
 
     /// One request per scenario per realizable cell per repetition, with the cell and
@@ -71,9 +65,7 @@ public struct MatrixRun {
         var out: [(RunRequest, Int, Int)] = []
         for rep in 0..<repetitions {
             for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
-                let t = cell.topology
-                let chosen: [Scenario?] = t.scenarios.isEmpty ? [nil] : t.scenarios.filter { scenarios.isEmpty || scenarios.contains($0.name) }
-                for r in settings.requests(t, scenarios: chosen, image: images[cell.kernel]!, kernel: cell.kernel,
+                for r in settings.requests(cell.topology, image: images[cell.kernel]!, kernel: cell.kernel,
                                            emulator: emulators[cell.emulator], runsRoot: runsRoot) {
                     out.append((r, ci, rep))
                 }

@@ -12,15 +12,23 @@ public struct RunSettings: Sendable {
     /// Seconds one step may take in the guest; nil: ``RunRequest``'s default.
     public var stepTimeout: Double?
     public var extraKernelArguments: [String] = []
+    /// Only these scenarios (empty: all).
+    public var only: [String] = []
 
     public init() {}
 
-    /// One request per scenario of `topology` (or one inventory boot when it declares none),
-    /// each with a fresh run directory under `runsRoot`.
-    public func requests(_ topology: Topology, scenarios: [Scenario?], image: GuestImage, kernel: String,
+    /// The runs of `topology`: each scenario `only` allows, or one inventory boot (nil) when
+    /// it declares none.
+    public func scenarios(of topology: Topology) -> [Scenario?] {
+        topology.scenarios.isEmpty ? [nil] : topology.scenarios.filter { only.isEmpty || only.contains($0.name) }
+    }
+
+    /// One request per run of `topology` (``scenarios(of:)``), each with a fresh run directory
+    /// under `runsRoot`.
+    public func requests(_ topology: Topology, image: GuestImage, kernel: String,
                          emulator: ProvidedEmulator?, runsRoot: String) -> [RunRequest] {
         let fabric = Fabric(topology)
-        return scenarios.map { s in
+        return scenarios(of: topology).map { s in
             let dir = RunsDirectory.new(in: runsRoot, label: [topology.name, kernel, s?.name ?? "inventory"].joined(separator: "-"))
             var r = RunRequest(topology: topology, fabric: fabric, scenario: s, image: image, kernelLabel: kernel, directory: dir)
             r.boot = boot

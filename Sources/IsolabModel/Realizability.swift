@@ -33,16 +33,13 @@ public enum Realizability {
                     if !acs && !facts.rootPortCanDisableACS && !facts.has("ioh3420") {
                         out.append(Unrealizable(node: n.id, reason: "\(qemu)'s pcie-root-port has no disable-acs property and it has no ioh3420: a root port without ACS cannot be built", location: n.location))
                     }
-                case .downstreamPort(let acs):
-                    if !facts.has("xio3130-downstream") { lacks("xio3130-downstream", n) }
-                    if acs == true {
+                default:
+                    let device = qemuDevice(n.kind)
+                    if !facts.has(device) { lacks(device, n) }
+                    if case .downstreamPort(true) = n.kind {
                         // No QEMU gives xio3130-downstream an ACS capability (hw/pci-bridge/xio3130_downstream.c).
                         out.append(Unrealizable(node: n.id, reason: "\(qemu)'s switch downstream port (xio3130-downstream) has no ACS capability; acs: true cannot be built", location: n.location))
                     }
-                case .switchUpstream: if !facts.has("x3130-upstream") { lacks("x3130-upstream", n) }
-                case .pciePCIBridge: if !facts.has("pcie-pci-bridge") { lacks("pcie-pci-bridge", n) }
-                case .pciBridge: if !facts.has("pci-bridge") { lacks("pci-bridge", n) }
-                case .device(let m, _): if !facts.has(qemuModel(m)) { lacks(qemuModel(m), n) }
                 }
                 if let p = parent, n.slot != 0 {
                     switch p.kind {
@@ -64,13 +61,22 @@ public enum Realizability {
         return out
     }
 
-    /// The QEMU device model of a declared device.
-    public static func qemuModel(_ m: DeviceModel) -> String {
-        switch m {
-        case .edu: return "edu"
-        case .e1000e: return "e1000e"
-        case .nvme: return "nvme"
-        case .virtioNet: return "virtio-net-pci"
+    /// The QEMU device model a node is built from (for DomainXML and the facts check alike); with
+    /// `ioh3420` (``Topology/buildsRootPortWithoutACSAsIOH3420``) an ACS-less root port is one.
+    public static func qemuDevice(_ kind: NodeKind, ioh3420: Bool = false) -> String {
+        switch kind {
+        case .rootPort(let acs): return !acs && ioh3420 ? "ioh3420" : "pcie-root-port"
+        case .switchUpstream: return "x3130-upstream"
+        case .downstreamPort: return "xio3130-downstream"
+        case .pciePCIBridge: return "pcie-pci-bridge"
+        case .pciBridge: return "pci-bridge"
+        case .device(let model, _):
+            switch model {
+            case .edu: return "edu"
+            case .e1000e: return "e1000e"
+            case .nvme: return "nvme"
+            case .virtioNet: return "virtio-net-pci"
+            }
         }
     }
 

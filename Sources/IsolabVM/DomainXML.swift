@@ -160,7 +160,7 @@ public enum DomainXML {
         var chassis = 100
         for n in layout.commandLineNodes {
             var json = JSONObject()
-            json["driver"] = .string(qemuDriver(n.kind, ioh3420: topology.buildsRootPortWithoutACSAsIOH3420))
+            json["driver"] = .string(Realizability.qemuDevice(n.kind, ioh3420: topology.buildsRootPortWithoutACSAsIOH3420))
             json["id"] = .string(n.qemuID)
             json["bus"] = .string(n.bus)
             json["addr"] = .string(n.function == 0 ? hex(n.slot) : "\(hex(n.slot)).\(hex(n.function))")
@@ -218,18 +218,6 @@ public enum DomainXML {
 
     /// The id of the vmstate drive.
     public static let vmstateDriveID = "isolab-vmstate"
-
-    /// The QEMU device a node kind is built from.
-    static func qemuDriver(_ kind: NodeKind, ioh3420: Bool = false) -> String {
-        switch kind {
-        case .rootPort(let acs): return !acs && ioh3420 ? "ioh3420" : "pcie-root-port"
-        case .switchUpstream: return "x3130-upstream"
-        case .downstreamPort: return "xio3130-downstream"
-        case .pciePCIBridge: return "pcie-pci-bridge"
-        case .pciBridge: return "pci-bridge"
-        case .device(let model, _): return Realizability.qemuModel(model)
-        }
-    }
 
     /// libvirt's bus number of a libvirt-built bus (`pcie.0` → 0, `pci.N` → N).
     static func busNumber(_ bus: String) -> Int {

@@ -51,11 +51,7 @@ struct MatrixCommand: ParsableCommand {
         }
         let log: (String) -> Void = { cliLogger.info("\($0)") }
         let fail: (String) -> Void = { cliLogger.warning("\($0)") }
-        let provisioner: Provisioner
-        do { provisioner = try Provisioner(log: log) } catch {
-            fail(String(describing: error))
-            throw ExitCode(3)
-        }
+        let provisioner = try asInputOrExit { try Provisioner(log: log) }
         provisioner.around = { try SignalTrap.cancellingImageBuilds($0) }
         let fallback = inputs.matrix.emulators.isEmpty ? [try asInputOrExit { try provisioner.hostEmulatorID() }] : inputs.matrix.emulators
         let emulators = try SignalTrap.cancellingImageBuilds {
@@ -76,7 +72,6 @@ struct MatrixCommand: ParsableCommand {
         matrix.connections = connectOptions.uris
         matrix.jobs = jobsOptions.resolve(inputs.matrix.jobs)
         matrix.snapshots = !noSnapshot
-        matrix.log = log
         let outcome: MatrixRun.Outcome
         let cancellation = Cancellation()
         do {

@@ -74,7 +74,7 @@ struct EmulatorOptions: ParsableArguments {
     /// Provides each emulator (a catalog one fetched and unpacked once, every binary probed once):
     /// bad input exits 2 with one line, a failed fetch 3.
     static func provide(_ sources: [EmulatorSource], with provisioner: Provisioner) throws -> [ProvidedEmulator] {
-        do {
+        try asInputOrExit {
             var out: [ProvidedEmulator] = []
             for s in sources {
                 let e = try provisioner.emulator(s)
@@ -83,10 +83,6 @@ struct EmulatorOptions: ParsableArguments {
                 out.append(e)
             }
             return out
-        } catch let e as EngineError {
-            if case .input(let s) = e { Isolab.badInput(s) }
-            cliLogger.warning("\(e)")
-            throw ExitCode(3)
         }
     }
 }

@@ -61,11 +61,7 @@ struct RunCommand: ParsableCommand {
         let kernels = inputs.kernels
         let log: (String) -> Void = { cliLogger.info("\($0)") }
         let fail: (String) -> Void = { cliLogger.warning("\($0)") }
-        let provisioner: Provisioner
-        do { provisioner = try Provisioner(log: log) } catch {
-            fail(String(describing: error))
-            throw ExitCode(3)
-        }
+        let provisioner = try asInputOrExit { try Provisioner(log: log) }
         provisioner.around = { try SignalTrap.cancellingImageBuilds($0) }
         let sources = emulatorOptions.sources(or: [try asInputOrExit { try provisioner.hostEmulatorID() }])
         guard sources.count == 1 else { Isolab.badInput("--emulator: run boots on one emulator; isolab matrix takes several") }
@@ -88,6 +84,7 @@ struct RunCommand: ParsableCommand {
         settings.bootDeadline = bootDeadline
         settings.stepTimeout = stepTimeout
         settings.extraKernelArguments = kernelArgs
+        settings.only = scenario
         var requests: [RunRequest] = []
         var images: [String: GuestImage] = [:]
         do {
@@ -101,10 +98,7 @@ struct RunCommand: ParsableCommand {
                 }
                 images[k.label] = image
                 for topology in topologies {
-                    let chosen: [Scenario?] = topology.scenarios.isEmpty
-                        ? [nil] : topology.scenarios.filter { scenario.isEmpty || scenario.contains($0.name) }
-                    requests += settings.requests(topology, scenarios: chosen, image: image, kernel: k.label,
-                                                  emulator: emulator, runsRoot: runsRoot)
+                    requests += settings.requests(topology, image: image, kernel: k.label, emulator: emulator, runsRoot: runsRoot)
                 }
             }
         } catch let e as ExitCode {
