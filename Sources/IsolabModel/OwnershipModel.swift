@@ -20,6 +20,15 @@ public struct OwnershipModel: Sendable {
     let acs: ACSEvaluator
     /// Whether `VFIO_SET_IOMMU` finds interrupt remapping (intel and amd with intremap; never virtio).
     public let interruptRemapping: Bool
+    /// The vIOMMU the guest runs under.
+    public let iommu: IOMMUModel
+
+    /// Why the guest has no interrupt remapping, for a rule's reason.
+    var noInterruptRemappingWhy: String {
+        iommu == .amd
+            ? "amd_iommu_init: check_ioapic_information() finds no southbridge IOAPIC in QEMU's IVRS on \(kernel.id), so AMD-Vi disables it"
+            : "virtio-iommu provides none"
+    }
 
     /// Drivers that set `driver_managed_dma` and so never take the group's DMA ownership (≥5.19).
     public static let driverManagedDMA: Set<String> = ["vfio-pci", "pci-stub", "pcieport"]
@@ -68,7 +77,8 @@ public struct OwnershipModel: Sendable {
         self.kernel = kernel
         self.virtio = virtio
         self.acs = acs ?? ACSEvaluator(fabric: fabric, acsEnabledByKernel: grouping != nil)
-        self.interruptRemapping = iommu == .intel || iommu == .amd
+        self.interruptRemapping = iommu == .intel || (iommu == .amd && kernel.amdInterruptRemappingOnQEMU)
+        self.iommu = iommu
         self.loaded = kernel.builtInDrivers
         // 7.3 with a failed virtio-iommu registration: every boot probe stays deferred.
         guard virtio?.registrationFailed != true else { return }

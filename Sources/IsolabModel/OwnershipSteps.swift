@@ -200,7 +200,7 @@ extension OwnershipModel {
         }
         if !gs.iommuSet {
             guard interruptRemapping else {
-                return fail(.setIOMMU, .EPERM, Reason("vfio_iommu_type1_attach_group()", "no interrupt remapping (virtio-iommu provides none) and allow_unsafe_interrupts is off: -EPERM"))
+                return fail(.setIOMMU, .EPERM, Reason("vfio_iommu_type1_attach_group()", "no interrupt remapping (\(noInterruptRemappingWhy)) and allow_unsafe_interrupts is off: -EPERM"))
             }
             gs.iommuSet = true
             p.substeps.append(SubstepPrediction(name: .setIOMMU, result: .ok, detail: "VFIO_TYPE1v2_IOMMU"))

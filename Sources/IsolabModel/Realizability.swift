@@ -58,6 +58,37 @@ public enum Realizability {
             }
         }
         walk(topology.fabric, under: nil)
+        if topology.iommu == .amd { out += amdVIOMMULimits(topology, facts: facts) }
+        return out
+    }
+
+    /// What the emulator's AMD vIOMMU cannot show the guest (``EmulatorFacts`` amdVIOMMU…):
+    /// a guest whose interrupts are lost cannot report at all; without fault reports a DMA probe
+    /// cannot tell a blocked transfer from a lost one, and a device below a bridge is translated
+    /// with another device's DTE.
+    static func amdVIOMMULimits(_ topology: Topology, facts: EmulatorFacts) -> [Unrealizable] {
+        let qemu = "QEMU " + facts.shortVersion
+        if facts.amdVIOMMULosesIOAPICInterrupts {
+            let at = topology.fabric.first?.location ?? SourceLocation(file: topology.file, line: 1, column: 1)
+            return [Unrealizable(node: "iommu", reason: "\(qemu)'s amd-iommu loses the guest's IOAPIC-routed interrupts (its serial lines stall, so the agent cannot report): iommu amd cannot be observed on it; QEMU 7.2 can", location: at)]
+        }
+        guard !facts.amdVIOMMUReportsFaults || !facts.amdVIOMMUTranslatesBelowBridges else { return [] }
+        var out: [Unrealizable] = []
+        var seen = Set<String>()
+        for scenario in topology.scenarios {
+            for step in scenario.steps {
+                guard case .dma(let from, _, _) = step.action, !seen.contains(from) else { continue }
+                seen.insert(from)
+                var why: [String] = []
+                if !facts.amdVIOMMUReportsFaults {
+                    why.append("its event log raises no interrupt, so a blocked DMA leaves no fault line")
+                }
+                if !facts.amdVIOMMUTranslatesBelowBridges, !topology.fabric.contains(where: { $0.id == from }) {
+                    why.append("\(from) is below a bridge, and it translates such a device's DMA with the DTE of the bus number it had before firmware numbered the bus")
+                }
+                out.append(Unrealizable(node: from, reason: "dma from \(from) (scenario \(scenario.name)) cannot be judged under \(qemu)'s amd-iommu: " + why.joined(separator: "; "), location: step.location))
+            }
+        }
         return out
     }
 

@@ -43,7 +43,7 @@ extension OwnershipModel {
             return fail(.bindIOMMUFD, .EINVAL, Reason("vfio_df_ioctl_bind_iommufd()", "\(f.displayName) is a no-IOMMU device: its cdev binds only with iommufd -1, not to an iommufd"))
         }
         guard interruptRemapping else {
-            return fail(.bindIOMMUFD, .EPERM, Reason("iommufd_device_bind()", "the group has no isolated MSI (virtio-iommu provides no interrupt remapping) and iommufd's allow_unsafe_interrupts is off: -EPERM"))
+            return fail(.bindIOMMUFD, .EPERM, Reason("iommufd_device_bind()", "the group has no isolated MSI (\(noInterruptRemappingWhy)) and iommufd's allow_unsafe_interrupts is off: -EPERM"))
         }
         if kernel.ownership == .dmaOwner, gs.kernelUsers > 0 {
             let users = members(of: g).filter { driver[$0.index].map(isKernelDMAUser) ?? false }

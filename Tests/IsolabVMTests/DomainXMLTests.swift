@@ -22,6 +22,9 @@ final class DomainXMLGoldenTests: XCTestCase {
             IOMMUModel.allCases.map { iommu -> Topology in
                 var v = t
                 v.iommu = iommu
+                // QEMU 7.2's amd-iommu cannot show DMA probes (Realizability.amdVIOMMULimits); the
+                // domain does not depend on scenarios, so its XML is checked without them.
+                if iommu == .amd { v.scenarios = [] }
                 return v
             }
         }
@@ -70,6 +73,7 @@ final class DomainXMLContentTests: XCTestCase {
     func render(_ name: String, iommu: IOMMUModel? = nil, _ tweak: (inout DomainParameters) -> Void = { _ in }) throws -> String {
         var t = try VMTestSupport.topology(name)
         if let iommu { t.iommu = iommu }
+        if t.iommu == .amd { t.scenarios = [] }  // the domain does not depend on them (see variants())
         var p = DomainXMLGoldenTests.parameters(t)
         tweak(&p)
         return try DomainXML.render(t, parameters: p)
