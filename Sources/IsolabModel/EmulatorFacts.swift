@@ -34,14 +34,18 @@ public struct EmulatorFacts: Codable, Equatable, Sendable {
     /// (`amdvi_log_event()` writes the log but the interrupt is never raised); assumed fixed from
     /// 10.1, where the AMD-Vi emulation was reworked (unverified). No property shows it, so this
     /// one fact is read from the release.
-    public var amdVIOMMUReportsFaults: Bool { (release ?? KernelVersion(7, 2)) >= KernelVersion(10, 1) }
+    public var amdVIOMMUReportsFaults: Bool { hasReworkedAMDVI }
 
     /// Whether amd-iommu translates DMA of a device below a bridge with that device's own DTE.
     /// Measured on 7.2.22 (5.10, 6.1, 6.12): an edu on pcie.0 DMAs through its mapping, the same
     /// edu behind a root port does not (no data, no fault): `amdvi_host_dma_iommu()` keys the
     /// address space by the bus number at realize time, before firmware numbers the bus. Assumed
     /// the same before 10.1 (unverified).
-    public var amdVIOMMUTranslatesBelowBridges: Bool { (release ?? KernelVersion(7, 2)) >= KernelVersion(10, 1) }
+    public var amdVIOMMUTranslatesBelowBridges: Bool { hasReworkedAMDVI }
+
+    /// QEMU 10.1 or later, whose AMD-Vi emulation the two facts above assume fixed; a version
+    /// line without a release counts as the host's 7.2.
+    private var hasReworkedAMDVI: Bool { (release ?? KernelVersion(7, 2)) >= KernelVersion(10, 1) }
 
     /// Whether amd-iommu loses the guest's IOAPIC-routed interrupts. Measured on 10.0.2 with
     /// 5.10, 6.1 and 7.3, with `intremap=on`, `intremap=off` and `xtsup=on`: the guest runs its

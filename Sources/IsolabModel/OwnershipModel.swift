@@ -18,16 +18,26 @@ public struct OwnershipModel: Sendable {
     /// The guest's virtio-iommu, when it is the vIOMMU the kernel drives.
     public let virtio: VirtioIOMMUProbe?
     let acs: ACSEvaluator
-    /// Whether `VFIO_SET_IOMMU` finds interrupt remapping (intel and amd with intremap; never virtio).
-    public let interruptRemapping: Bool
     /// The vIOMMU the guest runs under.
     public let iommu: IOMMUModel
 
+    /// Whether `VFIO_SET_IOMMU` finds interrupt remapping: intel with intremap; amd where the
+    /// kernel enables it on QEMU's IVRS; never virtio.
+    public var interruptRemapping: Bool {
+        switch iommu {
+        case .intel: return true
+        case .amd: return kernel.amdInterruptRemappingOnQEMU
+        case .virtio, .none: return false
+        }
+    }
+
     /// Why the guest has no interrupt remapping, for a rule's reason.
     var noInterruptRemappingWhy: String {
-        iommu == .amd
-            ? "amd_iommu_init: check_ioapic_information() finds no southbridge IOAPIC in QEMU's IVRS on \(kernel.id), so AMD-Vi disables it"
-            : "virtio-iommu provides none"
+        switch iommu {
+        case .amd: return "amd_iommu_init: check_ioapic_information() finds no southbridge IOAPIC in QEMU's IVRS on \(kernel.id), so AMD-Vi disables it"
+        case .virtio: return "virtio-iommu provides none"
+        case .intel, .none: return "no vIOMMU provides it"
+        }
     }
 
     /// Drivers that set `driver_managed_dma` and so never take the group's DMA ownership (≥5.19).
@@ -77,7 +87,6 @@ public struct OwnershipModel: Sendable {
         self.kernel = kernel
         self.virtio = virtio
         self.acs = acs ?? ACSEvaluator(fabric: fabric, acsEnabledByKernel: grouping != nil)
-        self.interruptRemapping = iommu == .intel || (iommu == .amd && kernel.amdInterruptRemappingOnQEMU)
         self.iommu = iommu
         self.loaded = kernel.builtInDrivers
         // 7.3 with a failed virtio-iommu registration: every boot probe stays deferred.
