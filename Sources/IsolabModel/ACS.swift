@@ -21,13 +21,19 @@ public struct ACSEvaluator: Sendable {
         f.hasACSCapability && acsEnabledByKernel
     }
 
-    /// `pci_dev_specific_acs_enabled()`: the first quirk that answers decides.
-    /// Of the table, only `pci_quirk_rciep_acs` (any Intel RC_END) matches a QEMU device
-    /// (e1000e 8086:10d3 on pcie.0). It passes SV|RR|CR|UF: such functions are isolated.
+    /// `pci_dev_specific_acs_enabled()`: the first quirk of `pci_dev_acs_enabled[]` that answers
+    /// decides. Two match QEMU's devices: `pci_quirk_mf_endpoint_acs` for the 82576 PF
+    /// (8086:10c9, igb; listed before the Intel catch-alls), which masks SV|TB|RR|CR|UF|DT as if
+    /// implemented, and `pci_quirk_rciep_acs` for any Intel RC_END (e1000e 8086:10d3 on pcie.0).
+    /// Both pass SV|RR|CR|UF: such functions are isolated. The 82576 VF (10ca) is not listed.
     public func quirk(_ f: PCIFunction) -> Bool? {
+        if f.vendorDevice == Self.mfEndpointACSQuirk { return true }
         if f.pcieType == .rcEndpoint && f.vendor == "8086" { return true }
         return nil
     }
+
+    /// The one `pci_quirk_mf_endpoint_acs` device QEMU has: 82576 (igb).
+    static let mfEndpointACSQuirk = "8086:10c9"
 
     /// `pci_acs_enabled(pdev, REQ_ACS_FLAGS)`.
     public func enabled(_ f: PCIFunction) -> Bool {
@@ -46,6 +52,9 @@ public struct ACSEvaluator: Sendable {
 
     /// Why `enabled(f)` is what it is, in the kernel's terms.
     public func explainEnabled(_ f: PCIFunction) -> String {
+        if f.vendorDevice == Self.mfEndpointACSQuirk {
+            return "\(f.displayName) is an 82576 (8086:10c9): pci_quirk_mf_endpoint_acs() reports ACS"
+        }
         if quirk(f) != nil {
             return "\(f.displayName) is an Intel RC_END: pci_quirk_rciep_acs() reports ACS"
         }

@@ -8,6 +8,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
     case EBUSY = 16
     case ENODEV = 19
     case EINVAL = 22
+    case ERANGE = 34
     case EBADFD = 77
 
     public var name: String {
@@ -20,6 +21,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
         case .EBUSY: return "EBUSY"
         case .ENODEV: return "ENODEV"
         case .EINVAL: return "EINVAL"
+        case .ERANGE: return "ERANGE"
         case .EBADFD: return "EBADFD"
         }
     }

@@ -53,6 +53,10 @@ public struct PCIFunction: Sendable, Equatable {
     public var path: String
     /// The declared node kind, for declared functions.
     public var kind: NodeKind?
+    /// For an SR-IOV VF: its physical function's index (`pdev->physfn`); nil otherwise.
+    public var physicalFunction: Int? = nil
+    /// For an SR-IOV VF: its VF index (0 for `<pf>.vf0`).
+    public var virtualFunctionIndex: Int? = nil
 
     public var nodeID: String? {
         if case .declared(let id) = origin { return id }
@@ -100,6 +104,17 @@ public struct Fabric: Sendable {
     public private(set) var functions: [PCIFunction] = []
     /// Declared node id -> function index.
     public private(set) var byNode: [String: Int] = [:]
+    /// The functions the guest enumerates at boot come first in `functions`; the SR-IOV VFs
+    /// that `sriov` steps may create follow them (present only once created).
+    public private(set) var bootFunctionCount = 0
+
+    /// The functions the guest enumerates at boot, in bus-list order.
+    public var bootFunctions: ArraySlice<PCIFunction> { functions[..<bootFunctionCount] }
+
+    /// The VFs of the physical function `pf`, by VF index.
+    public func virtualFunctions(of pf: PCIFunction) -> [PCIFunction] {
+        functions[bootFunctionCount...].filter { $0.physicalFunction == pf.index }
+    }
 
     /// Slots the q35 machine fills itself: 00.0 host bridge, 1f.0/2/3 ICH9.
     public static let chipset: [(slot: Int, function: Int, vendorDevice: String, name: String)] = [
@@ -183,6 +198,32 @@ public struct Fabric: Sendable {
             // functions, each bridge's secondary bus depth first, in devfn order.
             queue.insert(contentsOf: bridges.map { (bus: $0.0, prefix: $0.1) }, at: q)
         }
+        bootFunctionCount = functions.count
+        for pf in functions where pf.nodeID != nil {
+            guard let node = topology.allNodes.first(where: { $0.id == pf.nodeID }), node.virtualFunctions > 0,
+                  let model = pf.deviceModel, let sriov = SRIOVCapability.of(model) else { continue }
+            for i in 0..<node.virtualFunctions { addVirtualFunction(i, of: pf, sriov) }
+        }
+    }
+
+    /// VF `index` of `pf` as `pci_iov_add_virtfn()` creates it: on the PF's bus at the routing
+    /// ID the capability gives, the VF device ID, `multifunction = 0`, no ACS capability, and the
+    /// PF's PCIe type (QEMU's VF has the PF's endpoint capability). The topology reader refuses
+    /// a VF whose routing ID leaves the PF's bus.
+    private mutating func addVirtualFunction(_ index: Int, of pf: PCIFunction, _ sriov: SRIOVCapability) {
+        let devfn = sriov.routingID(ofVF: index, pfDevfn: pf.slot << 3 | pf.function)
+        let id = SRIOVCapability.vfID(pf: pf.nodeID!, index: index)
+        let prefix = pf.path.split(separator: "/").dropLast().joined(separator: "/")
+        let (slot, function) = (devfn >> 3 & 0x1f, devfn & 7)
+        var f = PCIFunction(index: functions.count, origin: .declared(id), bus: pf.bus, slot: slot, function: function,
+                            vendorDevice: sriov.vfVendorDevice, pcieType: pf.pcieType, hasACSCapability: false,
+                            multifunction: false, subordinate: nil,
+                            path: (prefix.isEmpty ? "" : prefix + "/") + slotText(slot) + ".\(function)",
+                            kind: .device(sriov.vfModel, dmaMaskBits: nil))
+        f.physicalFunction = pf.index
+        f.virtualFunctionIndex = index
+        byNode[id] = f.index
+        functions.append(f)
     }
 
     private enum Entry {
@@ -222,6 +263,8 @@ public struct Fabric: Sendable {
                     case .e1000e: return "8086:10d3"
                     case .nvme: return "1b36:0010"
                     case .virtioNet: return "1af4:1041"
+                    case .igb: return "8086:10c9"
+                    case .igbVF: return "8086:10ca"
                     }
                 }
             }
@@ -256,7 +299,7 @@ public struct Fabric: Sendable {
             switch model {
             case .edu:
                 f.pcieType = .conventional
-            case .e1000e, .nvme:
+            case .e1000e, .nvme, .igb, .igbVF:
                 f.pcieType = (bus.isExpress && bus.isRoot) ? .rcEndpoint : .endpoint
             case .virtioNet:
                 f.pcieType = (bus.isExpress && !bus.isRoot) ? .endpoint : .conventional
@@ -290,9 +333,9 @@ public struct Fabric: Sendable {
         return out
     }
 
-    /// Declared endpoint devices, in bus-list order.
+    /// Declared endpoint devices the guest enumerates at boot, in bus-list order.
     public var endpoints: [PCIFunction] {
-        functions.filter { if case .device = $0.kind { return true } else { return false } }
+        bootFunctions.filter { if case .device = $0.kind { return true } else { return false } }
     }
 }
 

@@ -29,7 +29,7 @@ public struct IOMMUGrouping: Sendable {
     /// Groups every function the IOMMU translates (all but the vIOMMU's own PCI function), in
     /// bus-list order: what `bus_iommu_probe()` does when the IOMMU registers.
     public init(fabric: Fabric, acs: ACSEvaluator) {
-        for f in fabric.functions where VirtioIOMMUProbe.translated(f) {
+        for f in fabric.bootFunctions where VirtioIOMMUProbe.translated(f) {
             add(f, fabric: fabric, acs: acs)
         }
     }
@@ -50,6 +50,14 @@ public struct IOMMUGrouping: Sendable {
         groupOf[f.index] = gid
         groups[gid].members.append(f.index)
         reasons[f.index] = why
+    }
+
+    /// Takes a removed function out of its group (`iommu_release_device()`); an emptied group
+    /// is freed, and a function added later gets a new one.
+    public mutating func remove(_ f: PCIFunction) {
+        guard let g = groupOf.removeValue(forKey: f.index) else { return }
+        groups[g].members.removeAll { $0 == f.index }
+        reasons[f.index] = nil
     }
 
     /// The group of a function, if it has one.

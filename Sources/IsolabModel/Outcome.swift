@@ -63,6 +63,8 @@ public struct StepPrediction: Sendable, Equatable {
     public var bound: [String] = []
     /// For `load-driver`: devices whose probe the ownership check refused (silently).
     public var refused: [String] = []
+    /// For `sriov`: the PF's VFs that exist after the step, with their groups.
+    public var virtualFunctions: [VirtualFunctionPrediction] = []
 
     /// This prediction ending at a failed sub-step: the sub-step's errno becomes the step's.
     func failing(_ substep: Substep, _ e: Errno, _ rule: Reason) -> StepPrediction {

@@ -55,6 +55,14 @@ public struct OwnershipModel: Sendable {
     /// admin queue): with the device's DMA domain taken away, the unbind never completes.
     public static let removeWaitsOnDMA: Set<String> = ["nvme"]
     var crashed = false
+    /// SR-IOV: VFs enabled per physical function (function index → count), and the VFs that
+    /// exist now (a VF is absent until its PF's `sriov` step creates it).
+    var enabledVFs: [Int: Int] = [:]
+    var present: Set<Int> = []
+    /// PFs whose VF removal waits for an open VF (their `sriov_numvfs` write is blocked).
+    var pendingSRIOVDisable: Set<Int> = []
+    /// vfio-pci's `enable_sriov` module option (isolab loads vfio-pci without it).
+    var vfioPCIEnableSRIOV = false
     /// `vfio.enable_unsafe_noiommu_mode` as vfio was loaded with (only where the kernel builds it).
     var noiommuMode = false
     /// VFIO's fake groups of no-IOMMU devices (`vfio_noiommu_group_alloc()`): function → group id.
@@ -91,7 +99,7 @@ public struct OwnershipModel: Sendable {
         self.loaded = kernel.builtInDrivers
         // 7.3 with a failed virtio-iommu registration: every boot probe stays deferred.
         guard virtio?.registrationFailed != true else { return }
-        for f in fabric.functions {
+        for f in fabric.bootFunctions {
             if let drv = Self.bootDriver(f, kernel: kernel) { bindNow(f, drv) }
         }
     }

@@ -20,6 +20,9 @@ extension OwnershipModel {
             return done(.notRun, Reason("isolab", "an earlier step crashed the kernel: the scenario stops there"))
         }
         func fn(_ id: String) -> PCIFunction { fabric.function(of: id)! }
+        if let dev = step.action.device, let f = fabric.function(of: dev), f.isVirtualFunction, !present.contains(f.index) {
+            return done(.notRun, Reason("pci_iov_add_virtfn()", "\(dev) does not exist: its PF's VFs are not enabled"))
+        }
         if let dev = step.action.device, let f = fabric.function(of: dev), stuck.contains(f.index) {
             return done(.blocked, Reason("device_lock()", "\(dev)'s earlier unbind still holds its device lock (it waits on DMA the IOMMU no longer lets through): every sysfs write to it blocks"))
         }
@@ -46,6 +49,8 @@ extension OwnershipModel {
             return vfioClose(fn(dev), step: step, index: index)
         case .dma(let from, let to, let map):
             return dma(fn(from), to, map, step: step, index: index)
+        case .sriov(let dev, let n):
+            return sriov(fn(dev), n, step: step, index: index)
         }
     }
 
@@ -62,7 +67,7 @@ extension OwnershipModel {
         }
         loaded.insert(drv)
         var refusedOtherwise: Reason?
-        for f in fabric.functions where driver[f.index] == nil {
+        for f in fabric.functions where driver[f.index] == nil && (!f.isVirtualFunction || present.contains(f.index)) {
             let matches: Bool
             if let o = override[f.index] {
                 matches = o == drv
@@ -126,6 +131,7 @@ extension OwnershipModel {
             p.rule = Reason("sysfs", "\(f.displayName) has no driver: its driver/unbind file does not exist")
             return p
         }
+        if let blocked = removeVFsBeforeUnbinding(f, driver: drv, p) { return blocked }
         if kernel.ownership == .vfioViability, Self.removeWaitsOnDMA.contains(drv), let g = groupID(f), groups[g]?.iommuSet == true {
             stuck.insert(f.index)
             p.result = .blocked
@@ -251,6 +257,7 @@ extension OwnershipModel {
             pendingUnbind.remove(u)
             release(fabric.functions[u])
         }
+        resumeSRIOVDisables()
         return p
     }
 

@@ -78,7 +78,7 @@ public enum Predictor {
         if active {
             if let v = virtio, v.path == .atDriverProbe {
                 var ungrouped: [Int: Reason] = [:]
-                for f in fabric.functions { ungrouped[f.index] = v.whyUngroupedAtBoot(f, in: fabric, kernel: kernel) }
+                for f in fabric.bootFunctions { ungrouped[f.index] = v.whyUngroupedAtBoot(f, in: fabric, kernel: kernel) }
                 let probed = v.bootProbed.filter { v.canGroup(fabric.functions[$0]) }
                 grouping = IOMMUGrouping(fabric: fabric, acs: acs, probed: probed, ungrouped: ungrouped)
             } else {

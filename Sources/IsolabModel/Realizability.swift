@@ -48,6 +48,11 @@ public enum Realizability {
                     default: break
                     }
                 }
+                if let p = parent, n.function > 0, aboveARIPort(p),
+                   let first = nodes.first(where: { $0.slot == n.slot && $0.function == 0 }),
+                   case .device(let m, _) = first.kind, let note = ariWithoutNextFunction(m, facts) {
+                    out.append(Unrealizable(node: n.id, reason: "function \(n.function) beside \(first.id) behind \(p.kind.keyword) \(p.id): \(note), so the guest never sees it", location: n.location))
+                }
                 if parent == nil, topology.iommu == .amd, n.slot == Fabric.amdVIOMMUSlot {
                     out.append(Unrealizable(node: n.id, reason: "slot \(n.slot) of pcie.0 is where QEMU puts the AMD vIOMMU's own function (AMDVI-PCI), created before any other device", location: n.location))
                 }
@@ -60,6 +65,24 @@ public enum Realizability {
         walk(topology.fabric, under: nil)
         if topology.iommu == .amd { out += amdVIOMMULimits(topology, facts: facts) }
         return out
+    }
+
+    /// A PCIe port whose secondary bus the kernel scans with ARI when function 0 has an ARI
+    /// capability (`pci_configure_ari()`: QEMU's root and downstream ports forward ARI).
+    static func aboveARIPort(_ p: FabricNode) -> Bool {
+        switch p.kind {
+        case .rootPort, .downstreamPort: return true
+        default: return false
+        }
+    }
+
+    /// Why a device model at function 0 hides its slot-mates below an ARI port: with ARI the
+    /// kernel's `next_fn()` follows the ARI capability's Next Function Number, and QEMU's igb
+    /// (since 8.2, unless the compat property `x-pcie-ari-nextfn-1` is set) says 0: the scan ends
+    /// after function 0. nil for a model without an ARI capability.
+    static func ariWithoutNextFunction(_ model: DeviceModel, _ facts: EmulatorFacts) -> String? {
+        guard model == .igb else { return nil }
+        return "QEMU \(facts.shortVersion)'s igb has an ARI capability whose Next Function Number is 0, and with ARI forwarding the kernel's next_fn() follows it, so the slot scan ends after function 0"
     }
 
     /// What the emulator's AMD vIOMMU cannot show the guest (``EmulatorFacts`` amdVIOMMU…):
@@ -107,6 +130,8 @@ public enum Realizability {
             case .e1000e: return "e1000e"
             case .nvme: return "nvme"
             case .virtioNet: return "virtio-net-pci"
+            case .igb: return "igb"
+            case .igbVF: return "igbvf"
             }
         }
     }

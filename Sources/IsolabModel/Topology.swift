@@ -31,6 +31,14 @@ public enum DeviceModel: String, CaseIterable, Sendable, Codable {
     case nvme
     /// `virtio-net-pci` (modern) 1af4:1041: conventional on pcie.0, PCIe endpoint behind a port.
     case virtioNet = "virtio-net"
+    /// `igb` 8086:10c9 (82576 PF): PCIe endpoint (RC_END on pcie.0) with SR-IOV, DMA-API
+    /// driver igb (QEMU ≥ 8.0).
+    case igb
+    /// An 82576 virtual function, 8086:10ca, driver igbvf: never declared, created by `sriov`.
+    case igbVF = "igbvf"
+
+    /// Models a topology file may declare (`igbvf` functions exist only as an igb's VFs).
+    public static let declarable: [DeviceModel] = allCases.filter { $0 != .igbVF }
 
     /// The kernel driver a `bind:` step uses when none is named.
     public var defaultDriver: String {
@@ -39,6 +47,8 @@ public enum DeviceModel: String, CaseIterable, Sendable, Codable {
         case .e1000e: return "e1000e"
         case .nvme: return "nvme"
         case .virtioNet: return "virtio-pci"
+        case .igb: return "igb"
+        case .igbVF: return "igbvf"
         }
     }
 
@@ -49,6 +59,8 @@ public enum DeviceModel: String, CaseIterable, Sendable, Codable {
         case .e1000e: return "e1000e"
         case .nvme: return "nvme"
         case .virtioNet: return "virtio-pci"
+        case .igb: return "igb"
+        case .igbVF: return "igbvf"
         }
     }
 }
@@ -96,15 +108,19 @@ public struct FabricNode: Sendable, Equatable {
     /// Children on this node's secondary bus (downstream ports for a switch).
     public var children: [FabricNode]
     public var location: SourceLocation
+    /// `vfs: N`: the SR-IOV virtual functions steps may name (`<id>.vf0` …); 0 for none.
+    public var virtualFunctions: Int
 
     public init(id: String, kind: NodeKind, slot: Int, function: Int = 0, children: [FabricNode] = [],
-                location: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0)) {
+                location: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0),
+                virtualFunctions: Int = 0) {
         self.id = id
         self.kind = kind
         self.slot = slot
         self.function = function
         self.children = children
         self.location = location
+        self.virtualFunctions = virtualFunctions
     }
 
     public var deviceModel: DeviceModel? {
@@ -150,6 +166,8 @@ public enum StepAction: Sendable, Equatable {
     case vfioOpen(String, via: VFIOPath = .group)
     case vfioClose(String)
     case dma(from: String, to: DMATarget, map: DMAMapping)
+    /// Writes `vfs` to the physical function's `sriov_numvfs` (0 removes its VFs).
+    case sriov(device: String, vfs: Int)
 
     /// The step's operation: its keyword in a topology file and its `op` in a plan.
     public var op: PlanStep.Op {
@@ -161,6 +179,7 @@ public enum StepAction: Sendable, Equatable {
         case .vfioOpen: return .vfioOpen
         case .vfioClose: return .vfioClose
         case .dma: return .dma
+        case .sriov: return .sriov
         }
     }
 
@@ -173,6 +192,7 @@ public enum StepAction: Sendable, Equatable {
         case .loadDriver: return nil
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _), .vfioClose(let d): return d
         case .dma(let from, _, _): return from
+        case .sriov(let d, _): return d
         }
     }
 
@@ -191,6 +211,7 @@ public enum StepAction: Sendable, Equatable {
             case .device(let d): target = d
             }
             return "\(keyword) \(from) -> \(target)" + (map == .peer ? " (map: peer)" : "")
+        case .sriov(let d, let n): return "\(keyword) \(d) vfs \(n)"
         }
     }
 }

@@ -34,10 +34,10 @@ public struct VirtioIOMMUProbe: Sendable {
 
     public init(fabric: Fabric, kernel: KernelGeneration) {
         path = kernel.viotProbe
-        unknownEndpoints = fabric.functions.filter {
+        unknownEndpoints = fabric.bootFunctions.filter {
             Self.translated($0) && !Self.knownToQEMU($0, in: fabric)
         }.map(\.index)
-        bootProbed = fabric.functions.filter { Self.translated($0) && Self.bootProber($0, kernel: kernel) != nil }.map(\.index)
+        bootProbed = fabric.bootFunctions.filter { Self.translated($0) && Self.bootProber($0, kernel: kernel) != nil }.map(\.index)
     }
 
     /// Every function but the vIOMMU's own: `viot_dev_iommu_init()` refuses to translate it.

@@ -72,6 +72,8 @@ public struct PlanStep: Codable, Equatable, Sendable {
         case vfioOpen = "vfio-open"
         case vfioClose = "vfio-close"
         case dma
+        /// Write `vfs` to the device's `sriov_numvfs`.
+        case sriov
     }
 
     /// What a DMA probe targets.
@@ -101,6 +103,8 @@ public struct PlanStep: Codable, Equatable, Sendable {
     public var via: String?
     /// `load-driver`: module options passed to modprobe (`enable_unsafe_noiommu_mode=1`).
     public var options: [String]?
+    /// `sriov`: the number of VFs to write to `sriov_numvfs`.
+    public var vfs: Int?
 
     public init(index: Int, op: Op, device: String? = nil, driver: String? = nil, module: String? = nil,
                 to: DMATarget? = nil, target: String? = nil, map: String? = nil) {

@@ -181,6 +181,8 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var kernelLog: [String]
     /// DMA probes: what was done and seen.
     public var dma: DMAEvidence?
+    /// `sriov`: the PF's VFs that exist after the step (its `virtfnN` links), in VF order.
+    public var virtualFunctions: [VirtualFunctionRecord]?
     public var milliseconds: Int
 
     public init(index: Int, op: PlanStep.Op, result: String, errno: Int? = nil, detail: String? = nil,
@@ -197,6 +199,31 @@ public struct StepRecord: Codable, Equatable, Sendable {
         self.kernelLog = kernelLog
         self.dma = dma
         self.milliseconds = milliseconds
+    }
+}
+
+/// An SR-IOV VF as the guest shows it after an `sriov` step.
+public struct VirtualFunctionRecord: Codable, Equatable, Sendable {
+    /// The VF index (`virtfnN`).
+    public var index: Int
+    public var bdf: String
+    /// Guest path (`04.0/10.2`).
+    public var path: String
+    public var vendorDevice: String?
+    public var driver: String?
+    /// IOMMU group number, and the guest paths of every member of that group, sorted.
+    public var group: Int?
+    public var groupMembers: [String]
+
+    public init(index: Int, bdf: String, path: String, vendorDevice: String? = nil, driver: String? = nil,
+                group: Int? = nil, groupMembers: [String] = []) {
+        self.index = index
+        self.bdf = bdf
+        self.path = path
+        self.vendorDevice = vendorDevice
+        self.driver = driver
+        self.group = group
+        self.groupMembers = groupMembers
     }
 }
 

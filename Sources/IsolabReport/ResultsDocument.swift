@@ -195,7 +195,7 @@ public struct TopologyRecord: Codable, Equatable, Sendable {
     /// The record of a topology and its fabric; `sha256` is the file's hash, computed by the caller.
     public init(_ topology: Topology, fabric: Fabric, sha256: String) {
         self.init(name: topology.name, file: topology.file, sha256: sha256, description: topology.description,
-                  iommu: topology.iommu.rawValue, functions: fabric.functions.map(DiagramNode.init))
+                  iommu: topology.iommu.rawValue, functions: fabric.functions.map { DiagramNode($0, in: fabric) })
     }
 }
 
@@ -211,16 +211,19 @@ public struct DiagramNode: Codable, Equatable, Sendable {
     /// `edu`, `acs off`, …: what tells otherwise equal nodes apart.
     public var detail: String?
     public var isBridge: Bool
+    /// For an SR-IOV VF: its PF's path, under which diagrams draw it (nil otherwise).
+    public var physicalFunction: String?
 
-    public init(path: String, name: String, kind: String, detail: String?, isBridge: Bool) {
+    public init(path: String, name: String, kind: String, detail: String?, isBridge: Bool, physicalFunction: String? = nil) {
         self.path = path
         self.name = name
         self.kind = kind
         self.detail = detail
         self.isBridge = isBridge
+        self.physicalFunction = physicalFunction
     }
 
-    init(_ f: PCIFunction) {
+    init(_ f: PCIFunction, in fabric: Fabric? = nil) {
         var kind: String
         var detail: String?
         switch f.origin {
@@ -235,10 +238,17 @@ public struct DiagramNode: Codable, Equatable, Sendable {
         default: detail = nil
         }
         self.init(path: f.path, name: f.displayName, kind: kind, detail: detail, isBridge: f.isBridge)
+        if let pf = f.physicalFunction {
+            // A VF is its PF's: drawn below it, named by PF and index (A.vf0), "VF" in the detail.
+            physicalFunction = fabric?.functions[pf].path
+            self.kind = "vf"
+            self.detail = "VF of \(fabric?.functions[pf].displayName ?? "?")"
+        }
     }
 
-    /// The parent's path; nil on the root bus.
+    /// The parent's path: a VF's PF, else the bridge above; nil on the root bus.
     public var parentPath: String? {
+        if let pf = physicalFunction { return pf }
         guard let slash = path.lastIndex(of: "/") else { return nil }
         return String(path[..<slash])
     }

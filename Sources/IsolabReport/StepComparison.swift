@@ -21,9 +21,25 @@ enum StepComparison {
             return setDifference("bound", predicted.bound, record.bound)
         case .dma:
             return requesterDifference(predicted.result, record)
+        case .sriov:
+            if let d = setDifference("bound", predicted.bound, record.bound) { return d }
+            return virtualFunctionDifference(predicted.virtualFunctions, record.virtualFunctions ?? [])
         case .unbind, .vfioClose:
             return nil
         }
+    }
+
+    /// The VFs after an `sriov` step: the same guest paths in VF order, and each VF's group
+    /// holding the same functions (by guest path).
+    static func virtualFunctionDifference(_ predicted: [VirtualFunctionPrediction], _ observed: [VirtualFunctionRecord]) -> String? {
+        let want = predicted.map(\.path), got = observed.map(\.path)
+        guard want == got else {
+            return "VFs: observed at [\(got.joined(separator: ", "))], model [\(want.joined(separator: ", "))]"
+        }
+        for (p, o) in zip(predicted, observed) where p.groupMembers != o.groupMembers {
+            return "\(p.id)'s group: observed {\(o.groupMembers.joined(separator: ", "))}, model {\(p.groupMembers.joined(separator: ", "))}"
+        }
+        return nil
     }
 
     /// Sub-steps in order: a missing, extra or renamed sub-step, a different result or errno,

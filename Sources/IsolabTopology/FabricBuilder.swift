@@ -24,6 +24,8 @@ enum Placement {
 struct DeclaredNode {
     var kind: NodeKind
     var location: SourceLocation
+    /// `vfs:` of an SR-IOV device (its VFs are declared nodes of their own, `<id>.vfN`).
+    var virtualFunctions = 0
 }
 
 /// Builds the node tree: kinds, attributes, placement rules, slots and functions.
@@ -72,7 +74,7 @@ struct FabricBuilder {
         case "root-port", "port": allowed = [kind, "slot", "function", "acs", "children"]
         case "switch": allowed = [kind, "downstream"]
         case "pcie-pci-bridge", "pci-bridge": allowed = [kind, "slot", "function", "children"]
-        default: allowed = [kind, "model", "slot", "function", "dma-mask"]
+        default: allowed = [kind, "model", "slot", "function", "dma-mask", "vfs"]
         }
         let entries = try reader.mapping(item, field, allowed: allowed)
         let kindEntry = entries.first { $0.key == kind }!
@@ -92,6 +94,8 @@ struct FabricBuilder {
         var maskBits: Int?
         var childrenNode: Yams.Node?
         var maskNode: Yams.Node?
+        var vfs = 0
+        var vfsNode: Yams.Node?
         for (key, _, value) in entries where key != kind {
             let f = field + "." + key
             switch key {
@@ -99,10 +103,13 @@ struct FabricBuilder {
             case "function": function = try reader.int(value, f, range: 0...7)
             case "acs": acs = try reader.bool(value, f)
             case "model":
-                model = DeviceModel(rawValue: try reader.oneOf(value, f, DeviceModel.allCases.map(\.rawValue)))
+                model = DeviceModel(rawValue: try reader.oneOf(value, f, DeviceModel.declarable.map(\.rawValue)))
             case "dma-mask":
                 maskBits = try reader.int(value, f, range: 28...64)
                 maskNode = value
+            case "vfs":
+                vfs = try reader.int(value, f, range: 1...255)
+                vfsNode = value
             case "children", "downstream": childrenNode = value
             default: break
             }
@@ -133,17 +140,52 @@ struct FabricBuilder {
             if let c = childrenNode { children = try nodes(c, field + ".children", placement: .conventional(id)) }
         default:
             guard let model else {
-                throw reader.error(item, field, "device '\(id)' has no model", accepted: DeviceModel.allCases.map(\.rawValue).joined(separator: ", "))
+                throw reader.error(item, field, "device '\(id)' has no model", accepted: DeviceModel.declarable.map(\.rawValue).joined(separator: ", "))
             }
             if maskBits != nil && model != .edu {
                 throw reader.error(maskNode, field + ".dma-mask", "dma-mask applies to edu only, not \(model.rawValue)", accepted: "dma-mask on edu devices")
             }
             nodeKind = .device(model, dmaMaskBits: maskBits)
+            if let vfsNode {
+                guard let sriov = SRIOVCapability.of(model) else {
+                    let offering = DeviceModel.declarable.filter { SRIOVCapability.of($0) != nil }.map(\.rawValue)
+                    throw reader.error(vfsNode, field + ".vfs", "\(model.rawValue) has no SR-IOV capability", accepted: "vfs on \(offering.joined(separator: ", "))")
+                }
+                guard vfs <= sriov.totalVFs else {
+                    throw reader.error(vfsNode, field + ".vfs", "\(model.rawValue) offers \(sriov.totalVFs) VFs (TotalVFs), not \(vfs)", accepted: "1...\(sriov.totalVFs)")
+                }
+                for i in 0..<vfs {
+                    let vf = SRIOVCapability.vfID(pf: id, index: i)
+                    declared[vf] = DeclaredNode(kind: .device(sriov.vfModel, dmaMaskBits: nil), location: reader.location(vfsNode))
+                }
+                declared[id]?.virtualFunctions = vfs
+            }
         }
         declared[id]?.kind = nodeKind
         let node = FabricNode(id: id, kind: nodeKind, slot: kind == "switch" ? 0 : (slot ?? -1),
-                        function: function ?? 0, children: children, location: loc)
+                        function: function ?? 0, children: children, location: loc, virtualFunctions: vfs)
         return (node, slot != nil || kind == "switch")
+    }
+
+    /// Each VF takes the routing ID `pci_iov_virtfn_devfn()` gives it on its PF's bus: it must
+    /// stay on that bus (isolab does not model the extra bus a VF past devfn 0xff needs) and
+    /// must not land on another function.
+    func checkVirtualFunctions(_ nodes: [FabricNode], _ yaml: [Yams.Node], field: String, taken: [Int: [Int: String]]) throws {
+        var taken = taken
+        for (i, n) in nodes.enumerated() where n.virtualFunctions > 0 {
+            guard let model = n.deviceModel, let sriov = SRIOVCapability.of(model) else { continue }
+            for v in 0..<n.virtualFunctions {
+                let devfn = sriov.routingID(ofVF: v, pfDevfn: n.slot << 3 | n.function)
+                let vf = SRIOVCapability.vfID(pf: n.id, index: v)
+                guard devfn <= 0xff else {
+                    throw reader.error(yaml[i], "\(field)[\(i)].vfs", "\(vf) would be at routing ID 0x\(String(devfn, radix: 16)), past the PF's bus (offset 0x\(String(sriov.firstVFOffset, radix: 16)), stride \(sriov.vfStride) from slot \(slotText(n.slot)).\(n.function))", accepted: "fewer vfs, or the PF in a lower slot")
+                }
+                if let owner = taken[devfn >> 3]?[devfn & 7] {
+                    throw reader.error(yaml[i], "\(field)[\(i)].vfs", "\(vf) would be at \(slotText(devfn >> 3)).\(devfn & 7), which \(owner) uses", accepted: "a slot for \(n.id) whose VF routing IDs are free on its bus")
+                }
+                taken[devfn >> 3, default: [:]][devfn & 7] = "\(vf)"
+            }
+        }
     }
 
     func checkPlacement(kind: String, placement: Placement, at node: Yams.Node, field: String) throws {
@@ -202,6 +244,7 @@ struct FabricBuilder {
         for (i, p) in parsed.enumerated() where out[i].function > 0 && taken[out[i].slot]?[0] == nil {
             throw reader.error(p.yaml, "\(field)[\(i)].function", "function \(out[i].function) in slot \(slotText(out[i].slot)) has no function 0 beside it", accepted: "a multifunction slot with function 0 present")
         }
+        try checkVirtualFunctions(out, parsed.map(\.yaml), field: field, taken: taken)
         return out
     }
 }

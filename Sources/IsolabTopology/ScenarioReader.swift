@@ -9,8 +9,8 @@ struct ScenarioReader {
 
     static let stepKeys = PlanStep.Op.allCases.map(\.rawValue)
     /// Modules the guest image carries that bind PCI devices.
-    static let modules = ["e1000e", "nvme", "virtio-pci", "virtio_pci", "vfio-pci", "vfio_pci", "pci-stub", "pci_stub"]
-    static let drivers = ["e1000e", "nvme", "virtio-pci", "vfio-pci", "pci-stub"]
+    static let modules = ["e1000e", "nvme", "virtio-pci", "virtio_pci", "vfio-pci", "vfio_pci", "pci-stub", "pci_stub", "igb", "igbvf"]
+    static let drivers = ["e1000e", "nvme", "virtio-pci", "vfio-pci", "pci-stub", "igb", "igbvf"]
     /// Modules a scenario may load with options, and the options isolab passes on.
     static let optionModules = ["vfio": ["enable_unsafe_noiommu_mode=1"]]
 
@@ -107,6 +107,7 @@ struct ScenarioReader {
             }
         case .vfioClose: action = .vfioClose(try node(value, f))
         case .dma: action = try dma(value, f)
+        case .sriov: action = try sriov(value, f)
         }
         var expect: PinnedExpectation?
         if let e = entries.first(where: { $0.key == "expect" }) {
@@ -129,6 +130,25 @@ struct ScenarioReader {
             throw reader.error(value, field, "unknown device '\(id)'", accepted: nodes.keys.sorted().joined(separator: ", "))
         }
         return id
+    }
+
+    /// `sriov: {device: PF, vfs: N}`: N from 0 (remove the VFs) to the VFs the device declares;
+    /// a number past the device's TotalVFs is accepted too (the kernel's -ERANGE is the result).
+    func sriov(_ value: Yams.Node, _ field: String) throws -> StepAction {
+        let e = try reader.mapping(value, field, allowed: ["device", "vfs"])
+        guard let d = e.first(where: { $0.key == "device" }), let n = e.first(where: { $0.key == "vfs" }) else {
+            throw reader.error(value, field, "an sriov step needs device: and vfs:", accepted: "device: PF, vfs: N")
+        }
+        let id = try node(d.value, field + ".device")
+        guard case .device(let model, _)? = nodes[id]?.kind, let sriov = SRIOVCapability.of(model) else {
+            throw reader.error(d.value, field + ".device", "'\(id)' has no SR-IOV capability", accepted: "a device with vfs: declared")
+        }
+        let declared = nodes[id]?.virtualFunctions ?? 0
+        let vfs = try reader.int(n.value, field + ".vfs", range: 0...255)
+        guard vfs <= declared || vfs > sriov.totalVFs else {
+            throw reader.error(n.value, field + ".vfs", "'\(id)' declares \(declared) VFs (vfs: \(declared)), so steps can name only those", accepted: "0...\(declared), or raise the device's vfs:")
+        }
+        return .sriov(device: id, vfs: vfs)
     }
 
     func dma(_ value: Yams.Node, _ field: String) throws -> StepAction {

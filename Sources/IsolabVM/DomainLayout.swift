@@ -53,7 +53,7 @@ public struct DomainLayout: Sendable, Equatable {
         var out: [Placement] = []
         // Fabric.functions is in the kernel's bus-list order: every bridge comes before
         // the functions behind it, which is the order QEMU must create them in.
-        for f in fabric.functions {
+        for f in fabric.bootFunctions {
             guard let id = f.nodeID, let kind = f.kind else { continue }
             let parentManaged = busManaged[f.bus] ?? false
             var p = Placement(nodeID: id, kind: kind, path: f.path, qemuID: Self.idPrefix + id,

@@ -187,7 +187,7 @@ public enum DomainXML {
                 // Modern only (1af4:1041) on every bus, as the model assumes; QEMU would make it
                 // transitional (1af4:1000) on a conventional bus otherwise.
                 json["disable-legacy"] = .string("on")
-            case .switchUpstream, .pciePCIBridge, .device(.e1000e, _):
+            case .switchUpstream, .pciePCIBridge, .device(.e1000e, _), .device(.igb, _), .device(.igbVF, _):
                 break
             }
             args += ["-device", json.text]

@@ -52,6 +52,10 @@ public enum PlanBuilder {
             case .device(let target):
                 return PlanStep(index: index, op: .dma, device: from, to: .device, target: target, map: map.rawValue)
             }
+        case .sriov(let d, let vfs):
+            var step = PlanStep(index: index, op: .sriov, device: d)
+            step.vfs = vfs
+            return step
         }
     }
 }

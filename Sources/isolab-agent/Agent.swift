@@ -167,6 +167,9 @@ final class Agent {
             let path = plan.nodes.first(where: { $0.id == id })?.path ?? "?"
             return d.fail("not-run", "\(id) (guest path \(path)) is not in the guest's inventory")
         }
+        guard Posix.exists(Sysfs.device(bdf)) else {
+            return d.fail("not-run", "\(id) (\(bdf)) no longer exists (an SR-IOV VF whose PF disabled its VFs)")
+        }
         switch step.op {
         case .loadDriver: break
         case .bind:
@@ -178,6 +181,7 @@ final class Agent {
         case .vfioOpen: step.via == "cdev" ? vfioCdevOpen(bdf, &d) : vfioOpen(bdf, &d)
         case .vfioClose: vfioClose(bdf, &d)
         case .dma: dma(step, from: bdf, &d)
+        case .sriov: sriov(bdf, vfs: step.vfs ?? 0, &d)
         }
     }
 

@@ -106,11 +106,11 @@ enum MatrixBench {
     /// VMs, VM-seconds and stage sums per value of one axis.
     static func breakdown(_ axis: String, _ runs: [FabricRun], by key: (FabricRun) -> String) -> [String] {
         func f(_ x: Double) -> String { String(format: "%.1f", x) }
-        var lines = ["  per \(axis):".padding(toLength: 14, withPad: " ", startingAt: 0) + "VMs   VM-s   create   boot   steps   teardown   snapshot   restore"]
+        var lines = ["  per \(axis):".padding(toLength: 16, withPad: " ", startingAt: 0) + "VMs   VM-s   create   boot   steps   teardown   snapshot   restore"]
         for k in Array(Set(runs.map(key))).sorted() {
             let ts = runs.filter { key($0) == k }.flatMap(\.observations).map(\.timing)
             let sums = [Self.vmSeconds(ts)] + [\Timing.create, \.boot, \.steps, \.teardown, \.snapshot, \.restore].map { key in ts.reduce(0) { $0 + $1[keyPath: key] } }
-            lines.append("  " + k.padding(toLength: 12, withPad: " ", startingAt: 0)
+            lines.append("  " + k.padding(toLength: 14, withPad: " ", startingAt: 0)
                          + zip([String(ts.count)] + sums.map(f), [5, 7, 9, 7, 8, 11, 11, 10]).map { String(repeating: " ", count: max(1, $1 - $0.count)) + $0 }.joined())
         }
         return lines

@@ -58,7 +58,7 @@ enum TextRenderer {
             }
         }
         if !p.unrealizable.isEmpty {
-            lines.append("  unrealizable in QEMU 7.2:")
+            lines.append("  unrealizable in QEMU \((p.topology.emulator ?? .assumedHostQEMU72).shortVersion):")
             for u in p.unrealizable { lines.append("    \(u.node) (line \(u.location.line)): \(u.reason)") }
         }
         for s in p.scenarios {
@@ -117,6 +117,9 @@ enum TextRenderer {
                 }
                 if !st.bound.isEmpty { lines.append("     bound: \(st.bound.joined(separator: ", "))") }
                 if !st.refused.isEmpty { lines.append("     refused: \(st.refused.joined(separator: ", "))") }
+                for vf in st.virtualFunctions {
+                    lines.append("     \(vf.id) at \(vf.path), group: \(vf.groupMembers.joined(separator: ", "))")
+                }
             }
         }
         return lines.joined(separator: "\n")
@@ -127,6 +130,7 @@ enum TextRenderer {
         case .loadDriver: return true
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _), .vfioClose(let d): return d == id
         case .dma(let from, let to, _): return from == id || to == .device(id)
+        case .sriov(let d, _): return d == id || id.hasPrefix(d + ".vf")
         }
     }
 }

@@ -1,0 +1,152 @@
+/// A VF a `sriov` step creates, where the kernel puts it and whom its IOMMU group holds.
+public struct VirtualFunctionPrediction: Sendable, Equatable {
+    /// `<pf>.vf<index>`.
+    public var id: String
+    /// The VF's guest path.
+    public var path: String
+    /// The guest paths of every member of the VF's group, sorted; empty without a group.
+    public var groupMembers: [String]
+}
+
+extension OwnershipModel {
+    /// The PF drivers that implement `sriov_configure` (igb's `igb_pci_sriov_configure()`,
+    /// vfio-pci's `vfio_pci_sriov_configure()`).
+    static let sriovConfigureDrivers: Set<String> = ["igb", "vfio-pci"]
+
+    /// A write of `n` to the PF's `sriov_numvfs`: `sriov_numvfs_store()` (drivers/pci/iov.c), then
+    /// the PF driver's `sriov_configure`, which enables VFs through `pci_enable_sriov()` (each VF
+    /// added by `pci_iov_add_virtfn()`: grouped by `pci_device_group()` when the bus notifier
+    /// probes its IOMMU, then offered to the loaded drivers) or removes them all.
+    mutating func sriov(_ pf: PCIFunction, _ n: Int, step: Step, index: Int) -> StepPrediction {
+        var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("sriov_numvfs_store()", "\(pf.displayName): \(n) VFs"))
+        func fail(_ e: Errno, _ rule: Reason) -> StepPrediction {
+            p.result = .error(e)
+            p.rule = rule
+            p.virtualFunctions = predictedVFs(of: pf)
+            return p
+        }
+        guard let sriov = pf.deviceModel.flatMap(SRIOVCapability.of) else {
+            return fail(.ENOENT, Reason("sysfs", "\(pf.displayName) has no SR-IOV capability: no sriov_numvfs file"))
+        }
+        let current = enabledVFs[pf.index] ?? 0
+        let total = sriov.totalVFs(withDriver: driver[pf.index])
+        if n > total {
+            let lowered = sriov.driverMaxVFs.flatMap { $0.driver == driver[pf.index] ? " (\($0.driver) lowered it from \(sriov.totalVFs) in \($0.function))" : nil } ?? ""
+            return fail(.ERANGE, Reason("sriov_numvfs_store()", "\(n) is more than pci_sriov_get_totalvfs(\(pf.displayName)) = \(total)\(lowered): -ERANGE"))
+        }
+        if n == current {
+            p.rule = Reason("sriov_numvfs_store()", "\(pf.displayName) has \(n) VFs already: nothing to do")
+            p.virtualFunctions = predictedVFs(of: pf)
+            return p
+        }
+        guard let drv = driver[pf.index] else {
+            return fail(.ENOENT, Reason("sriov_numvfs_store()", "no driver bound to \(pf.displayName): \"cannot configure SR-IOV\", -ENOENT"))
+        }
+        guard Self.sriovConfigureDrivers.contains(drv) else {
+            return fail(.ENOENT, Reason("sriov_numvfs_store()", "\(drv) has no sriov_configure: \"driver does not support SR-IOV configuration via sysfs\", -ENOENT"))
+        }
+        if drv == "vfio-pci" && !vfioPCIEnableSRIOV {
+            return fail(.ENOENT, Reason("vfio_pci_sriov_configure()", "vfio-pci was loaded without enable_sriov=1: -ENOENT"))
+        }
+        if n == 0 {
+            return disableVFs(of: pf, p)
+        }
+        if current > 0 {
+            return fail(.EBUSY, Reason("sriov_numvfs_store()", "\(pf.displayName) has \(current) VFs enabled: \"Disable before enabling\", -EBUSY"))
+        }
+        enabledVFs[pf.index] = n
+        var bound: [String] = []
+        for vf in fabric.virtualFunctions(of: pf).prefix(n) {
+            present.insert(vf.index)
+            // The bus notifier's iommu_probe_device() groups it now, except where the kernel
+            // makes a VIOT fwspec only when a driver probes (virtio-iommu on 6.12).
+            if virtio?.path != .atDriverProbe { grouping?.add(vf, fabric: fabric, acs: acs) }
+            // pci_bus_add_device() → device_attach(): a loaded driver matching the VF binds it
+            // (sriov_drivers_autoprobe is on); an ownership refusal is silent.
+            if let m = vf.deviceModel?.matchingDriver, loaded.contains(m), probe(vf, m) == nil { bound.append(vf.displayName) }
+        }
+        p.bound = bound
+        p.virtualFunctions = predictedVFs(of: pf)
+        let where_ = p.virtualFunctions.map { "\($0.id) at \($0.path)" }.joined(separator: ", ")
+        p.rule = Reason("pci_iov_add_virtfn()", "\(drv) enabled \(n) VFs of \(pf.displayName) (offset 0x\(String(sriov.firstVFOffset, radix: 16)), stride \(sriov.vfStride)): \(where_)"
+                        + (bound.isEmpty ? "" : "; \(bound.joined(separator: ", ")) bound to the loaded VF driver"))
+        return p
+    }
+
+    /// `pci_disable_sriov()`: each VF is removed (`pci_stop_and_remove_bus_device()`), its driver
+    /// released first; a VF whose VFIO device is open holds the removal until it is closed.
+    private mutating func disableVFs(of pf: PCIFunction, _ prediction: StepPrediction) -> StepPrediction {
+        let count = fabric.virtualFunctions(of: pf).filter { present.contains($0.index) }.count
+        if let blocked = waitForOpenVF(of: pf, prediction, rule: { open in
+            Reason("vfio_unregister_group_dev()", "removing \(open) waits until its open VFIO device is released (\"Device is currently in use\"); the write holds \(pf.displayName)'s device lock meanwhile")
+        }) { return blocked }
+        removeVFs(of: pf)
+        var p = prediction
+        p.rule = Reason("pci_disable_sriov()", "\(pf.displayName)'s \(count) VFs removed")
+        return p
+    }
+
+    /// Unbinding a PF driver that enabled VFs: igb's remove (`igb_remove()` →
+    /// `igb_disable_sriov()`) disables SR-IOV, so the VFs go first, waiting on an open one as
+    /// `sriov_numvfs` does. Returns the blocked prediction, or nil when the unbind goes on.
+    mutating func removeVFsBeforeUnbinding(_ pf: PCIFunction, driver drv: String, _ prediction: StepPrediction) -> StepPrediction? {
+        guard drv == "igb", (enabledVFs[pf.index] ?? 0) > 0 else { return nil }
+        if let blocked = waitForOpenVF(of: pf, prediction, rule: { open in
+            Reason("igb_remove()", "igb's remove disables SR-IOV first (igb_disable_sriov()), and removing \(open) waits until its open VFIO device is released")
+        }) {
+            pendingUnbind.insert(pf.index)
+            return blocked
+        }
+        removeVFs(of: pf)
+        return nil
+    }
+
+    /// When a VF of `pf` is open, its removal waits (`vfio_unregister_group_dev()`): the
+    /// blocked prediction, with the PF's device lock held until `vfio-close` releases the VF.
+    private mutating func waitForOpenVF(of pf: PCIFunction, _ prediction: StepPrediction,
+                                        rule: (String) -> Reason) -> StepPrediction? {
+        guard let open = fabric.virtualFunctions(of: pf).first(where: { present.contains($0.index) && isOpen($0) }) else { return nil }
+        stuck.insert(pf.index)
+        pendingSRIOVDisable.insert(pf.index)
+        var p = prediction
+        p.result = .blocked
+        p.rule = rule(open.displayName)
+        p.virtualFunctions = []
+        return p
+    }
+
+    private func isOpen(_ vf: PCIFunction) -> Bool {
+        groupID(vf).map { groups[$0]?.openDevices.contains(vf.index) == true } ?? false
+    }
+
+    /// `sriov_disable()`: the VFs go, last first, each released from its driver and its group.
+    private mutating func removeVFs(of pf: PCIFunction) {
+        for vf in fabric.virtualFunctions(of: pf).filter({ present.contains($0.index) }).reversed() {
+            release(vf)
+            present.remove(vf.index)
+            grouping?.remove(vf)
+        }
+        enabledVFs[pf.index] = 0
+    }
+
+    /// After a `vfio-close`: a VF removal that waited for it goes on, and the PF's blocked
+    /// `sriov_numvfs` write returns (its device lock is released).
+    mutating func resumeSRIOVDisables() {
+        for pfIndex in pendingSRIOVDisable {
+            let pf = fabric.functions[pfIndex]
+            guard !fabric.virtualFunctions(of: pf).contains(where: { present.contains($0.index) && isOpen($0) }) else { continue }
+            pendingSRIOVDisable.remove(pfIndex)
+            stuck.remove(pfIndex)
+            removeVFs(of: pf)
+            if pendingUnbind.remove(pfIndex) != nil { release(pf) }
+        }
+    }
+
+    /// The VFs of `pf` that exist now, with their groups.
+    func predictedVFs(of pf: PCIFunction) -> [VirtualFunctionPrediction] {
+        fabric.virtualFunctions(of: pf).filter { present.contains($0.index) }.map { vf in
+            let members = groupID(vf).map { self.members(of: $0).map(\.path).sorted() } ?? []
+            return VirtualFunctionPrediction(id: vf.displayName, path: vf.path, groupMembers: members)
+        }
+    }
+}

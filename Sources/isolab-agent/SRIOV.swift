@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import IsolabAgentCore
+import IsolabProtocol
+
+extension Agent {
+    /// `sriov`: writes the count to the PF's `sriov_numvfs` (in a child: removing a VF whose
+    /// VFIO device is open blocks), then reports the PF's VFs from its `virtfnN` links and
+    /// learns the plan's VF nodes (`<pf>.vfN`) by their guest paths.
+    func sriov(_ bdf: String, vfs: Int, _ d: inout StepDraft) {
+        let file = Sysfs.device(bdf) + "/sriov_numvfs"
+        guard Posix.exists(file) else {
+            return d.fail("ENOENT", errno: ENOENT, "\(bdf) has no sriov_numvfs: no SR-IOV capability")
+        }
+        let before = declaredDrivers()
+        let outcome = write(file, String(vfs))
+        d.set(outcome, describe(outcome, "write \(vfs) to \(bdf)/sriov_numvfs"))
+        guard outcome != .blocked else { return }
+        let records = virtualFunctions(of: bdf)
+        d.record.virtualFunctions = records
+        // Forget VF nodes whose function is gone; learn the ones that now exist.
+        for node in plan.nodes where node.id.contains(".vf") {
+            if let old = bdfOfNode[node.id], !Posix.exists(Sysfs.device(old)) {
+                bdfOfNode[node.id] = nil
+                nodeOfBDF[old] = nil
+            }
+        }
+        let byPath = Dictionary(records.map { ($0.path, $0.bdf) }, uniquingKeysWith: { a, _ in a })
+        for node in plan.nodes {
+            guard let vf = byPath[node.path] else { continue }
+            bdfOfNode[node.id] = vf
+            nodeOfBDF[vf] = node.id
+        }
+        d.record.bound = newlyBound(since: before)
+    }
+
+    /// The VFs of `pf` (`virtfn0`, `virtfn1`, …) with their paths, drivers and groups.
+    func virtualFunctions(of pf: String) -> [VirtualFunctionRecord] {
+        let dir = Sysfs.device(pf)
+        let links = Posix.list(dir).filter { $0.hasPrefix("virtfn") }
+            .compactMap { name -> (Int, String)? in Int(name.dropFirst(6)).map { ($0, name) } }
+            .sorted { $0.0 < $1.0 }
+        let paths = Sysfs.paths()
+        for (bdf, path) in paths { pathOfBDF[bdf] = path }
+        return links.compactMap { index, name in
+            guard let vf = Posix.linkName("\(dir)/\(name)") else { return nil }
+            let vendor = Posix.text("\(Sysfs.device(vf))/vendor").flatMap(Hex.parse)
+            let device = Posix.text("\(Sysfs.device(vf))/device").flatMap(Hex.parse)
+            let vd = vendor.flatMap { v in device.map { "\(Hex.digits(v & 0xffff, width: 4)):\(Hex.digits($0 & 0xffff, width: 4))" } }
+            let group = Sysfs.group(of: vf)
+            let members = group.map { g in
+                Posix.list("/sys/kernel/iommu_groups/\(g)/devices").map { paths[$0] ?? "?\($0)" }.sorted()
+            } ?? []
+            return VirtualFunctionRecord(index: index, bdf: vf, path: paths[vf] ?? "?\(vf)", vendorDevice: vd,
+                                         driver: Sysfs.driver(of: vf), group: group, groupMembers: members)
+        }
+    }
+}

@@ -1,0 +1,188 @@
+import IsolabModel
+import IsolabTopology
+import XCTest
+
+/// SR-IOV virtual functions: where `pci_iov_add_virtfn()` puts them, how `pci_device_group()`
+/// groups them, and what `sriov_numvfs_store()` and the PF driver answer.
+final class SRIOVTests: XCTestCase {
+    private func igb(behind port: String, _ extra: String = "", steps: String = "      - load-driver: igb\n") -> String {
+        """
+        name: t
+        fabric:
+        \(port)
+        scenarios:
+          - name: s
+            steps:
+        \(steps)
+        """
+    }
+
+    private let acsPort = """
+      - root-port: rp0
+        slot: 4
+        children:
+          - device: A
+            model: igb
+            vfs: 3
+    """
+
+    // pci_iov_virtfn_devfn(): PF devfn + First VF Offset (0x80) + VF Stride (2) × n, on the
+    // PF's bus; the path is the PF's bus path with the VF's slot.function.
+    func testVFPathsFollowQEMUsOffsetAndStride() throws {
+        let p = try predict(igb(behind: acsPort))
+        XCTAssertEqual(["A.vf0", "A.vf1", "A.vf2"].compactMap { p.fabric.function(of: $0)?.path },
+                       ["04.0/10.0", "04.0/10.2", "04.0/10.4"])
+        let integrated = try predict(igb(behind: "  - device: A\n    model: igb\n    slot: 6\n    vfs: 2"))
+        XCTAssertEqual(["A.vf0", "A.vf1"].compactMap { integrated.fabric.function(of: $0)?.path }, ["16.0", "16.2"])
+        XCTAssertEqual(integrated.fabric.function(of: "A.vf0")?.pcieType, .rcEndpoint)
+    }
+
+    // VFs exist only once created: not in the boot groups, not built by the domain.
+    func testVFsAreAbsentAtBoot() throws {
+        let p = try predict(igb(behind: acsPort))
+        XCTAssertEqual(p.fabric.bootFunctions.count + 3, p.fabric.functions.count)
+        XCTAssertNil(p.grouping?.groupOf[p.fabric.function(of: "A.vf0")!.index])
+        XCTAssertFalse(p.fabric.endpoints.contains { $0.isVirtualFunction })
+    }
+
+    // pci_device_group(): a VF is single-function (pci_iov_add_virtfn() sets multifunction = 0),
+    // so pci_acs_enabled() is true for it; behind an ACS path it gets its own group.
+    func testVFsBehindAnACSPortGetGroupsOfTheirOwn() throws {
+        let p = try predict(igb(behind: acsPort, steps: "      - load-driver: igb\n      - sriov: {device: A, vfs: 2}\n"))
+        let step = p.scenarios[0].steps[1]
+        XCTAssertEqual(step.result, .ok)
+        XCTAssertEqual(step.virtualFunctions.map(\.path), ["04.0/10.0", "04.0/10.2"])
+        XCTAssertEqual(step.virtualFunctions.map(\.groupMembers), [["04.0/10.0"], ["04.0/10.2"]])
+        XCTAssertTrue(step.rule.description.contains("pci_iov_add_virtfn()"), step.rule.description)
+    }
+
+    // The upstream walk from the VF's bus stops at no port: the VFs join the ACS-less port's
+    // group with the PF, and a VF cannot be claimed while igb drives the PF (≥5.19 DMA owner).
+    func testVFsBehindAPortWithoutACSJoinThePFsGroup() throws {
+        let port = acsPort.replacingOccurrences(of: "slot: 4\n", with: "slot: 4\n    acs: false\n")
+        let steps = "      - load-driver: igb\n      - sriov: {device: A, vfs: 2}\n      - vfio-bind: A.vf0\n      - vfio-open: A.vf0\n"
+        let p = try predict(igb(behind: port, steps: steps))
+        XCTAssertEqual(p.scenarios[0].steps[1].virtualFunctions.first?.groupMembers, ["04.0", "04.0/00.0", "04.0/10.0", "04.0/10.2"])
+        XCTAssertEqual(p.results("s"), ["ok", "ok", "ok", "EPERM"])
+        // 5.10: the group is not viable (igb is no driver VFIO allows): SET_CONTAINER gets -EINVAL.
+        XCTAssertEqual(try predict(igb(behind: port, steps: steps), kernel: .v5_10).results("s"), ["ok", "ok", "ok", "EINVAL"])
+    }
+
+    /// An igb and an edu as functions 0 and 1 behind an ACS root port.
+    private let multifunctionPort = """
+      - root-port: rp0
+        slot: 4
+        children:
+          - device: A
+            model: igb
+            function: 0
+          - device: C
+            model: edu
+            function: 1
+    """
+
+    // pci_quirk_mf_endpoint_acs() lists the 82576 PF: its slot-mate without ACS does not join it.
+    func testThe82576QuirkSeparatesAMultifunctionPFFromItsSlotMate() throws {
+        let port = multifunctionPort
+        let p = try predict(igb(behind: port))
+        XCTAssertEqual(p.group("A"), ["A"])
+        XCTAssertEqual(p.group("C"), ["C"])
+        let e1000e = try predict(igb(behind: port.replacingOccurrences(of: "model: igb", with: "model: e1000e")))
+        XCTAssertEqual(e1000e.group("A"), ["A", "C"], "without the quirk the slot shares a group")
+    }
+
+    // sriov_numvfs_store() and igb_enable_sriov(), in order.
+    func testSRIOVNumVFsRules() throws {
+        let steps = """
+              - sriov: {device: A, vfs: 1}
+              - vfio-bind: A
+              - sriov: {device: A, vfs: 1}
+              - bind: A
+              - unbind: A
+              - bind: A
+              - sriov: {device: A, vfs: 9}
+              - sriov: {device: A, vfs: 8}
+              - sriov: {device: A, vfs: 2}
+              - sriov: {device: A, vfs: 1}
+              - sriov: {device: A, vfs: 2}
+              - sriov: {device: A, vfs: 0}
+
+        """
+        let port = acsPort.replacingOccurrences(of: "vfs: 3", with: "vfs: 8")
+        let p = try predict(igb(behind: port, steps: steps))
+        // igb_probe_vfs() lowers TotalVFs (8) to 7 while igb is bound: 8 is -ERANGE then.
+        XCTAssertEqual(p.results("s"), ["ENOENT", "ok", "ENOENT", "EBUSY", "ok", "ok", "ERANGE", "ERANGE", "ok", "EBUSY", "ok", "ok"])
+        let rules = p.scenarios[0].steps.map(\.rule)
+        XCTAssertEqual(rules[2].kernelFunction, "vfio_pci_sriov_configure()")
+        XCTAssertTrue(rules[7].text.contains("igb_probe_vfs()"), rules[7].text)
+        XCTAssertEqual(p.scenarios[0].steps[9].virtualFunctions.count, 2, "a refused write still reports the VFs that exist")
+    }
+
+    // Removing a VF whose VFIO device is open waits for it (vfio_unregister_group_dev()); the
+    // write holds the PF's device lock, and closing the VF lets it finish.
+    func testDisablingVFsWaitsForAnOpenVF() throws {
+        let steps = """
+              - load-driver: igb
+              - sriov: {device: A, vfs: 2}
+              - vfio-bind: A.vf0
+              - vfio-open: A.vf0
+              - sriov: {device: A, vfs: 0}
+              - vfio-close: A.vf0
+              - sriov: {device: A, vfs: 0}
+              - vfio-bind: A.vf0
+
+        """
+        let p = try predict(igb(behind: acsPort, steps: steps))
+        XCTAssertEqual(p.results("s"), ["ok", "ok", "ok", "ok", "blocked", "ok", "ok", "not-run"])
+    }
+
+    // igb_remove() disables SR-IOV: unbinding igb removes the VFs, and a VF driver loaded
+    // before they are created binds them as they appear.
+    func testUnbindingIgbRemovesTheVFsAndALoadedVFDriverBindsNewOnes() throws {
+        let steps = """
+              - load-driver: igb
+              - load-driver: igbvf
+              - sriov: {device: A, vfs: 2}
+              - unbind: A
+              - vfio-bind: A.vf0
+
+        """
+        let p = try predict(igb(behind: acsPort, steps: steps))
+        XCTAssertEqual(p.results("s"), ["ok", "ok", "ok", "ok", "not-run"])
+        XCTAssertEqual(Set(p.scenarios[0].steps[2].bound), ["A.vf0", "A.vf1"])
+    }
+
+    // pci_configure_ari() + next_fn(): behind a port, QEMU's igb (ARI Next Function 0) hides
+    // its slot-mates; on the root bus (no ARI forwarding) they are scanned.
+    func testAnIgbBehindAPortHidesItsSlotMates() throws {
+        var t = try TopologyLoader.parse(igb(behind: multifunctionPort), file: "t.yaml")
+        t.emulator = EmulatorFacts(version: "QEMU emulator version 10.0.2", devices: EmulatorFacts.assumedHostQEMU72.devices + ["igb"], properties: [:])
+        XCTAssertEqual(Realizability.check(t).map(\.node), ["C"])
+        XCTAssertTrue(Realizability.check(t)[0].reason.contains("next_fn()"))
+        var root = try TopologyLoader.parse(igb(behind: "  - device: A\n    model: igb\n    slot: 5\n  - device: C\n    model: edu\n    slot: 5\n    function: 1"), file: "t.yaml")
+        root.emulator = t.emulator
+        XCTAssertEqual(Realizability.check(root).map(\.node), [])
+    }
+
+    // The topology reader: vfs only on a model with SR-IOV, at most TotalVFs, VFs on the PF's
+    // bus and free routing IDs; sriov steps name what the device declares.
+    func testTopologyErrorsForVFs() {
+        let cases: [(String, String)] = [
+            (acsPort.replacingOccurrences(of: "model: igb", with: "model: e1000e"), "e1000e has no SR-IOV capability"),
+            (acsPort.replacingOccurrences(of: "vfs: 3", with: "vfs: 9"), "offers 8 VFs"),
+            ("  - device: A\n    model: igb\n    slot: 0x1e\n    vfs: 8", "past the PF's bus"),
+            ("  - device: A\n    model: igb\n    slot: 6\n    vfs: 2\n  - device: B\n    model: edu\n    slot: 0x16", "which 'B' uses"),
+        ]
+        for (port, expect) in cases {
+            XCTAssertThrowsError(try predict(igb(behind: port))) { e in
+                XCTAssertTrue("\(e)".contains(expect), "expected '\(expect)' in \(e)")
+            }
+        }
+        XCTAssertThrowsError(try predict(igb(behind: acsPort, steps: "      - sriov: {device: A, vfs: 5}\n"))) { e in
+            XCTAssertTrue("\(e)".contains("declares 3 VFs"), "\(e)")
+        }
+        XCTAssertThrowsError(try predict(igb(behind: acsPort, steps: "      - vfio-bind: A.vf3\n"))) { e in
+            XCTAssertTrue("\(e)".contains("unknown device 'A.vf3'"), "\(e)")
+        }
+    }
+}
