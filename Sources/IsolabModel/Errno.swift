@@ -4,6 +4,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
     case ENOENT = 2
     case EBADF = 9
     case EAGAIN = 11
+    case EACCES = 13
     case EFAULT = 14
     case EBUSY = 16
     case ENODEV = 19
@@ -18,6 +19,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
         case .EBADF: return "EBADF"
         case .EAGAIN: return "EAGAIN"
         case .EFAULT: return "EFAULT"
+        case .EACCES: return "EACCES"
         case .EBUSY: return "EBUSY"
         case .ENODEV: return "ENODEV"
         case .EINVAL: return "EINVAL"

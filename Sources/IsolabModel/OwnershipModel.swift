@@ -61,8 +61,14 @@ public struct OwnershipModel: Sendable {
     var present: Set<Int> = []
     /// PFs whose VF removal waits for an open VF (their `sriov_numvfs` write is blocked).
     var pendingSRIOVDisable: Set<Int> = []
-    /// vfio-pci's `enable_sriov` module option (isolab loads vfio-pci without it).
+    /// vfio-pci's `enable_sriov` module option, as vfio-pci was loaded.
     var vfioPCIEnableSRIOV = false
+    /// PFs whose VFs vfio-pci's `sriov_configure` created (their VFs' `sriov_pf_core_dev`).
+    var vfioCreatedVFs: Set<Int> = []
+    /// Each vfio-pci PF's VF token (`vf_token->uuid`; all zero until set) and its open VFs
+    /// (`vf_token->users`).
+    var vfToken: [Int: String] = [:]
+    var vfTokenUsers: [Int: Int] = [:]
     /// `vfio.enable_unsafe_noiommu_mode` as vfio was loaded with (only where the kernel builds it).
     var noiommuMode = false
     /// VFIO's fake groups of no-IOMMU devices (`vfio_noiommu_group_alloc()`): function → group id.

@@ -55,15 +55,18 @@ extension OwnershipModel {
             return fail(.EBUSY, Reason("sriov_numvfs_store()", "\(pf.displayName) has \(current) VFs enabled: \"Disable before enabling\", -EBUSY"))
         }
         enabledVFs[pf.index] = n
+        if drv == "vfio-pci" { vfioCreatedVFs.insert(pf.index) }
         var bound: [String] = []
         for vf in fabric.virtualFunctions(of: pf).prefix(n) {
             present.insert(vf.index)
+            // vfio_pci_bus_notifier(): a VF of a vfio-pci PF gets driver_override "vfio-pci".
+            if drv == "vfio-pci" { override[vf.index] = "vfio-pci" }
             // The bus notifier's iommu_probe_device() groups it now, except where the kernel
             // makes a VIOT fwspec only when a driver probes (virtio-iommu on 6.12).
             if virtio?.path != .atDriverProbe { grouping?.add(vf, fabric: fabric, acs: acs) }
             // pci_bus_add_device() → device_attach(): a loaded driver matching the VF binds it
             // (sriov_drivers_autoprobe is on); an ownership refusal is silent.
-            if let m = vf.deviceModel?.matchingDriver, loaded.contains(m), probe(vf, m) == nil { bound.append(vf.displayName) }
+            if let m = override[vf.index] ?? vf.deviceModel?.matchingDriver, loaded.contains(m), probe(vf, m) == nil { bound.append(vf.displayName) }
         }
         p.bound = bound
         p.virtualFunctions = predictedVFs(of: pf)
@@ -125,8 +128,10 @@ extension OwnershipModel {
             release(vf)
             present.remove(vf.index)
             grouping?.remove(vf)
+            override[vf.index] = nil
         }
         enabledVFs[pf.index] = 0
+        vfioCreatedVFs.remove(pf.index)
     }
 
     /// After a `vfio-close`: a VF removal that waited for it goes on, and the PF's blocked
@@ -149,4 +154,63 @@ extension OwnershipModel {
             return VirtualFunctionPrediction(id: vf.displayName, path: vf.path, groupMembers: members)
         }
     }
+
+    /// `vfio_pci_validate_vf_token()` (drivers/vfio/pci/vfio_pci_core.c), run by
+    /// `vfio_pci_core_match()` when `VFIO_GROUP_GET_DEVICE_FD` names the device
+    /// (`"BDF vf_token=UUID"`): a VF created by a vfio-pci PF needs the PF's token; a token where
+    /// none is used is refused; a PF with open VFs needs their token, and without them a token
+    /// sets it. nil when the open goes on.
+    func validateVFToken(_ f: PCIFunction, _ token: String?) -> (Errno, Reason)? {
+        if let pf = f.physicalFunction {
+            guard vfioCreatedVFs.contains(pf) else {
+                if token == nil { return nil }
+                return (.EINVAL, Reason("vfio_pci_validate_vf_token()", "\(f.displayName)'s PF is not a vfio-pci device (sriov_pf_core_dev is NULL): \"VF token incorrectly provided, PF not bound to vfio-pci\", -EINVAL"))
+            }
+            let pfName = fabric.functions[pf].displayName
+            guard let token else {
+                return (.EACCES, Reason("vfio_pci_validate_vf_token()", "\(f.displayName)'s PF \(pfName) is bound to vfio-pci: \"VF token required to access device\", -EACCES"))
+            }
+            guard token == vfToken[pf] ?? Self.nullUUID else {
+                return (.EACCES, Reason("vfio_pci_validate_vf_token()", "the token is not \(pfName)'s: \"Incorrect VF token provided for device\", -EACCES"))
+            }
+            return nil
+        }
+        if driver[f.index] == "vfio-pci", f.deviceModel.flatMap(SRIOVCapability.of) != nil {
+            guard (vfTokenUsers[f.index] ?? 0) > 0 else { return nil }
+            guard let token else {
+                return (.EACCES, Reason("vfio_pci_validate_vf_token()", "\(f.displayName) has VFs open through VFIO: \"VF token required to access device\", -EACCES"))
+            }
+            guard token == vfToken[f.index] ?? Self.nullUUID else {
+                return (.EACCES, Reason("vfio_pci_validate_vf_token()", "\(f.displayName)'s open VFs use another token: \"Incorrect VF token provided for device\", -EACCES"))
+            }
+            return nil
+        }
+        if token != nil {
+            return (.EINVAL, Reason("vfio_pci_validate_vf_token()", "\(f.displayName) is neither a PF nor a VF: \"VF token incorrectly provided, not a PF or VF\", -EINVAL"))
+        }
+        return nil
+    }
+
+    /// After a successful open: a VF of a vfio-pci PF counts as a token user
+    /// (`vfio_pci_vf_token_user_add()`); a PF opened with a token while no VF uses one sets it.
+    mutating func openedWithToken(_ f: PCIFunction, _ token: String?) {
+        if let pf = f.physicalFunction, vfioCreatedVFs.contains(pf) {
+            vfTokenUsers[pf, default: 0] += 1
+        } else if f.physicalFunction == nil, let token, (vfTokenUsers[f.index] ?? 0) == 0 {
+            vfToken[f.index] = token
+        }
+    }
+
+    /// A VF's device fd closed: one token user less.
+    mutating func closedVF(_ f: PCIFunction) {
+        if let pf = f.physicalFunction, vfioCreatedVFs.contains(pf), let n = vfTokenUsers[pf], n > 0 {
+            vfTokenUsers[pf] = n - 1
+        }
+    }
+
+    /// The token a vfio-pci PF starts with (`vf_token` is zeroed when allocated).
+    static let nullUUID = "00000000-0000-0000-0000-000000000000"
+
+    /// vfio-pci's module option that lets it enable VFs.
+    static let enableSRIOVOption = "enable_sriov=1"
 }

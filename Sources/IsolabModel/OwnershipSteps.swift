@@ -41,9 +41,9 @@ extension OwnershipModel {
             return bind(f, "vfio-pci", step: step, index: index)
         case .unbind(let dev):
             return unbind(fn(dev), step: step, index: index)
-        case .vfioOpen(let dev, .group):
-            return vfioOpen(fn(dev), step: step, index: index)
-        case .vfioOpen(let dev, .cdev):
+        case .vfioOpen(let dev, .group, let token):
+            return vfioOpen(fn(dev), token: token, step: step, index: index)
+        case .vfioOpen(let dev, .cdev, _):
             return vfioCdevOpen(fn(dev), step: step, index: index)
         case .vfioClose(let dev):
             return vfioClose(fn(dev), step: step, index: index)
@@ -61,6 +61,10 @@ extension OwnershipModel {
         let drv = String(module.map { $0 == "_" ? "-" : $0 })
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("driver_attach()", "modprobe \(module)"))
         if drv == "vfio" { return loadVFIO(options: options, p) }
+        if drv == "vfio-pci", !loaded.contains(drv), options.contains(Self.enableSRIOVOption) {
+            // module_param(enable_sriov): counts only on the load that loads vfio-pci.
+            vfioPCIEnableSRIOV = true
+        }
         if loaded.contains(drv) {
             p.rule = Reason("driver_register()", "\(drv) is already loaded: modprobe does nothing and nothing new is probed")
             return p
@@ -160,7 +164,7 @@ extension OwnershipModel {
     /// The legacy VFIO path: container, group, `GET_STATUS`, `SET_CONTAINER`, `SET_IOMMU(TYPE1v2)`,
     /// `GET_DEVICE_FD`. What an earlier `vfio-open` of the group completed is not repeated; the
     /// agent keeps what it opened until `vfio-close`, even after a failed sub-step.
-    mutating func vfioOpen(_ f: PCIFunction, step: Step, index: Int) -> StepPrediction {
+    mutating func vfioOpen(_ f: PCIFunction, token: String? = nil, step: Step, index: Int) -> StepPrediction {
         var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("vfio_group_get_device_fd()", "\(f.displayName)'s VFIO device is open"))
         func fail(_ name: Substep, _ e: Errno, _ rule: Reason) -> StepPrediction { p.failing(name, e, rule) }
         guard let g = groupID(f) else {
@@ -227,7 +231,9 @@ extension OwnershipModel {
                     return fail(.getDeviceFD, .ENODEV, Reason("vfio_device_get_from_name()", "\(f.displayName) is not a VFIO device of the group: -ENODEV"))
                 }
             }
+            if let (e, rule) = validateVFToken(f, token) { return fail(.getDeviceFD, e, rule) }
             gs.openDevices.insert(f.index)
+            openedWithToken(f, token)
             p.substeps.append(SubstepPrediction(name: .getDeviceFD, result: .ok, detail: nil))
         }
         p.rule = Reason("vfio_group_get_device_fd()", kernel.ownership == .dmaOwner
@@ -245,7 +251,7 @@ extension OwnershipModel {
             p.rule = Reason("isolab-agent", "nothing of \(f.displayName)'s group is open")
             return p
         }
-        gs.openDevices.remove(f.index)
+        if gs.openDevices.remove(f.index) != nil { closedVF(f) }
         if gs.openDevices.isEmpty {
             gs = GroupState(kernelUsers: gs.kernelUsers)
             p.rule = Reason("iommu_group_release_dma_owner()", "the last open device of the group is closed: group and container released" + (kernel.ownership == .dmaOwner ? ", the group returns to the kernel's DMA API" : ""))

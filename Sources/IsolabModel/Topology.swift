@@ -163,7 +163,8 @@ public enum StepAction: Sendable, Equatable {
     case bind(device: String, driver: String?)
     case unbind(String)
     case vfioBind(String)
-    case vfioOpen(String, via: VFIOPath = .group)
+    /// `token`: a VF token (UUID) given with the device name (`"BDF vf_token=UUID"`).
+    case vfioOpen(String, via: VFIOPath = .group, token: String? = nil)
     case vfioClose(String)
     case dma(from: String, to: DMATarget, map: DMAMapping)
     /// Writes `vfs` to the physical function's `sriov_numvfs` (0 removes its VFs).
@@ -190,7 +191,7 @@ public enum StepAction: Sendable, Equatable {
     public var device: String? {
         switch self {
         case .loadDriver: return nil
-        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _), .vfioClose(let d): return d
+        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d
         case .dma(let from, _, _): return from
         case .sriov(let d, _): return d
         }
@@ -202,7 +203,8 @@ public enum StepAction: Sendable, Equatable {
         case .loadDriver(let d, let options): return ([keyword, d] + options).joined(separator: " ")
         case .bind(let dev, let drv): return "\(keyword) \(dev)" + (drv.map { " to \($0)" } ?? "")
         case .unbind(let d), .vfioBind(let d), .vfioClose(let d): return "\(keyword) \(d)"
-        case .vfioOpen(let d, let via): return "\(keyword) \(d)" + (via == .cdev ? " (via: cdev)" : "")
+        case .vfioOpen(let d, let via, let token):
+            return "\(keyword) \(d)" + (via == .cdev ? " (via: cdev)" : "") + (token.map { " (vf_token \($0.prefix(8))…)" } ?? "")
         case .dma(let from, let to, let map):
             let target: String
             switch to {

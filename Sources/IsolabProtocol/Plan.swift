@@ -105,6 +105,8 @@ public struct PlanStep: Codable, Equatable, Sendable {
     public var options: [String]?
     /// `sriov`: the number of VFs to write to `sriov_numvfs`.
     public var vfs: Int?
+    /// `vfio-open`: a VF token (UUID) appended to the device name as ` vf_token=UUID`.
+    public var vfToken: String?
 
     public init(index: Int, op: Op, device: String? = nil, driver: String? = nil, module: String? = nil,
                 to: DMATarget? = nil, target: String? = nil, map: String? = nil) {

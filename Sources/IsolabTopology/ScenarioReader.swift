@@ -12,7 +12,7 @@ struct ScenarioReader {
     static let modules = ["e1000e", "nvme", "virtio-pci", "virtio_pci", "vfio-pci", "vfio_pci", "pci-stub", "pci_stub", "igb", "igbvf"]
     static let drivers = ["e1000e", "nvme", "virtio-pci", "vfio-pci", "pci-stub", "igb", "igbvf"]
     /// Modules a scenario may load with options, and the options isolab passes on.
-    static let optionModules = ["vfio": ["enable_unsafe_noiommu_mode=1"]]
+    static let optionModules = ["vfio": ["enable_unsafe_noiommu_mode=1"], "vfio-pci": ["enable_sriov=1"], "vfio_pci": ["enable_sriov=1"]]
 
     func scenarios(_ node: Yams.Node) throws -> [Scenario] {
         var out: [Scenario] = []
@@ -94,14 +94,25 @@ struct ScenarioReader {
         case .vfioBind: action = .vfioBind(try node(value, f))
         case .vfioOpen:
             if case .mapping = value {
-                let e = try reader.mapping(value, f, allowed: ["device", "via"])
+                let e = try reader.mapping(value, f, allowed: ["device", "via", "token"])
                 guard let d = e.first(where: { $0.key == "device" }) else {
-                    throw reader.error(value, f, "missing required key 'device'", accepted: "device: ID, via: \(VFIOPath.allCases.map(\.rawValue).joined(separator: " or "))")
+                    throw reader.error(value, f, "missing required key 'device'", accepted: "device: ID, via: \(VFIOPath.allCases.map(\.rawValue).joined(separator: " or ")), token: UUID")
                 }
                 let via = try e.first(where: { $0.key == "via" }).map {
                     VFIOPath(rawValue: try reader.oneOf($0.value, f + ".via", VFIOPath.allCases.map(\.rawValue)))!
                 } ?? .group
-                action = .vfioOpen(try node(d.value, f + ".device"), via: via)
+                var token: String?
+                if let t = e.first(where: { $0.key == "token" }) {
+                    let text = try reader.scalar(t.value, f + ".token", what: "a UUID")
+                    guard Self.isUUID(text) else {
+                        throw reader.error(t.value, f + ".token", "'\(text)' is not a UUID", accepted: "8-4-4-4-12 hex digits, e.g. 5bd9f7e2-0c2f-4a1e-9c55-2f0e0f4d9a11")
+                    }
+                    guard via == .group else {
+                        throw reader.error(t.keyNode, f + ".token", "isolab passes a VF token only on the group path", accepted: "token: with via: group (the default)")
+                    }
+                    token = text.lowercased()
+                }
+                action = .vfioOpen(try node(d.value, f + ".device"), via: via, token: token)
             } else {
                 action = .vfioOpen(try node(value, f))
             }
@@ -149,6 +160,16 @@ struct ScenarioReader {
             throw reader.error(n.value, field + ".vfs", "'\(id)' declares \(declared) VFs (vfs: \(declared)), so steps can name only those", accepted: "0...\(declared), or raise the device's vfs:")
         }
         return .sriov(device: id, vfs: vfs)
+    }
+
+    /// A UUID as `uuid_parse()` reads it: 36 characters, hex digits and dashes at 8, 13, 18, 23.
+    static func isUUID(_ s: String) -> Bool {
+        let chars = Array(s)
+        guard chars.count == 36 else { return false }
+        for (i, c) in chars.enumerated() {
+            if [8, 13, 18, 23].contains(i) { if c != "-" { return false } } else if !c.isHexDigit { return false }
+        }
+        return true
     }
 
     func dma(_ value: Yams.Node, _ field: String) throws -> StepAction {

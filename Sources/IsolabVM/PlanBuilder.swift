@@ -37,9 +37,10 @@ public enum PlanBuilder {
             return PlanStep(index: index, op: .unbind, device: d)
         case .vfioBind(let d):
             return PlanStep(index: index, op: .vfioBind, device: d, driver: "vfio-pci")
-        case .vfioOpen(let d, let via):
+        case .vfioOpen(let d, let via, let token):
             var step = PlanStep(index: index, op: .vfioOpen, device: d)
             step.via = via == .group ? nil : via.rawValue
+            step.vfToken = token
             return step
         case .vfioClose(let d):
             return PlanStep(index: index, op: .vfioClose, device: d)

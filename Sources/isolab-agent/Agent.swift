@@ -178,7 +178,7 @@ final class Agent {
             bind(bdf, driver: driver, &d)
         case .unbind: unbind(bdf, &d)
         case .vfioBind: vfioBind(bdf, &d)
-        case .vfioOpen: step.via == "cdev" ? vfioCdevOpen(bdf, &d) : vfioOpen(bdf, &d)
+        case .vfioOpen: step.via == "cdev" ? vfioCdevOpen(bdf, &d) : vfioOpen(bdf, vfToken: step.vfToken, &d)
         case .vfioClose: vfioClose(bdf, &d)
         case .dma: dma(step, from: bdf, &d)
         case .sriov: sriov(bdf, vfs: step.vfs ?? 0, &d)

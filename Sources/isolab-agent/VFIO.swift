@@ -97,7 +97,7 @@ struct VFIOState {
 extension Agent {
     /// The legacy VFIO open sequence (KERNEL-NOTES §4), resumed where an earlier `vfio-open` of
     /// the group stopped. Sub-step names follow the model (OwnershipModel.vfioOpen).
-    func vfioOpen(_ bdf: String, _ d: inout StepDraft) {
+    func vfioOpen(_ bdf: String, vfToken: String? = nil, _ d: inout StepDraft) {
         guard let gid = Sysfs.group(of: bdf) else {
             return d.substep(.findGroup, -ENOENT, "\(bdf) has no iommu_group link")
         }
@@ -149,8 +149,10 @@ extension Agent {
             h.iommuType = type
         }
         if h.devices[bdf] == nil {
-            let fd = cvfio_group_get_device_fd(h.group, bdf)
-            d.substep(.getDeviceFD, fd < 0 ? fd : 0)
+            // A VF token goes with the name: vfio_pci_core_match() parses "BDF vf_token=UUID".
+            let name = vfToken.map { "\(bdf) vf_token=\($0)" } ?? bdf
+            let fd = cvfio_group_get_device_fd(h.group, name)
+            d.substep(.getDeviceFD, fd < 0 ? fd : 0, vfToken.map { "vf_token=\($0)" })
             if d.substepFailed { return }
             h.devices[bdf] = fd
         }

@@ -164,6 +164,58 @@ final class SRIOVTests: XCTestCase {
         XCTAssertEqual(Realizability.check(root).map(\.node), [])
     }
 
+    // vfio_pci_validate_vf_token(): the PF's first open sets the token; a VF of a vfio-pci PF
+    // needs it (none or a wrong one: -EACCES); the PF needs it while a VF is open; a token
+    // where no vfio-pci PF is involved is -EINVAL.
+    func testVFTokenRules() throws {
+        let t = "5bd9f7e2-0c2f-4a1e-9c55-2f0e0f4d9a11"
+        let steps = """
+              - load-driver: {module: vfio-pci, options: [enable_sriov=1]}
+              - vfio-bind: A
+              - vfio-open: {device: A, token: \(t)}
+              - sriov: {device: A, vfs: 2}
+              - vfio-open: A.vf0
+              - vfio-open: {device: A.vf0, token: 00000000-0000-0000-0000-0000000000ff}
+              - vfio-open: {device: A.vf0, token: \(t)}
+              - vfio-close: A
+              - vfio-open: A
+              - vfio-open: {device: A, token: \(t)}
+              - vfio-close: A.vf0
+              - vfio-close: A
+              - vfio-open: A
+
+        """
+        for k in [KernelGeneration.v5_10, .v6_1, .v7_3] {
+            let p = try predict(igb(behind: acsPort, steps: steps), kernel: k)
+            XCTAssertEqual(p.results("s"), ["ok", "ok", "ok", "ok", "EACCES", "EACCES", "ok", "ok", "EACCES", "ok", "ok", "ok", "ok"], k.id)
+            // vfio_pci_bus_notifier(): the new VFs get driver_override vfio-pci and bind to it.
+            XCTAssertEqual(Set(p.scenarios[0].steps[3].bound), ["A.vf0", "A.vf1"])
+            XCTAssertEqual(p.scenarios[0].steps[4].substeps.last?.name.rawValue, "get-device-fd")
+        }
+        let igbPF = try predict(igb(behind: acsPort, steps: "      - load-driver: igb\n      - sriov: {device: A, vfs: 1}\n      - vfio-bind: A.vf0\n      - vfio-open: {device: A.vf0, token: \(t)}\n"))
+        XCTAssertEqual(igbPF.results("s"), ["ok", "ok", "ok", "EINVAL"])
+        // Without enable_sriov, vfio-pci's sriov_configure refuses: -ENOENT.
+        let plain = try predict(igb(behind: acsPort, steps: "      - vfio-bind: A\n      - sriov: {device: A, vfs: 1}\n"))
+        XCTAssertEqual(plain.results("s"), ["ok", "ENOENT"])
+    }
+
+    // A VF driver binding into a group userspace owns through its vfio-pci PF: -EBUSY from
+    // 5.19 (iommu_device_use_default_domain()), 5.10's VFIO notifier BUG_ON.
+    func testAVFDriverCannotBindIntoAUserOwnedGroup() throws {
+        let port = acsPort.replacingOccurrences(of: "slot: 4\n", with: "slot: 4\n    acs: false\n")
+        let steps = """
+              - load-driver: {module: vfio-pci, options: [enable_sriov=1]}
+              - vfio-bind: A
+              - sriov: {device: A, vfs: 2}
+              - vfio-open: A
+              - unbind: A.vf1
+              - bind: {device: A.vf1, driver: igbvf}
+
+        """
+        XCTAssertEqual(try predict(igb(behind: port, steps: steps), kernel: .v6_1).results("s"), ["ok", "ok", "ok", "ok", "ok", "EBUSY"])
+        XCTAssertEqual(try predict(igb(behind: port, steps: steps), kernel: .v5_10).results("s"), ["ok", "ok", "ok", "ok", "ok", "crash"])
+    }
+
     // The topology reader: vfs only on a model with SR-IOV, at most TotalVFs, VFs on the PF's
     // bus and free routing IDs; sriov steps name what the device declares.
     func testTopologyErrorsForVFs() {
@@ -180,6 +232,9 @@ final class SRIOVTests: XCTestCase {
         }
         XCTAssertThrowsError(try predict(igb(behind: acsPort, steps: "      - sriov: {device: A, vfs: 5}\n"))) { e in
             XCTAssertTrue("\(e)".contains("declares 3 VFs"), "\(e)")
+        }
+        XCTAssertThrowsError(try predict(igb(behind: acsPort, steps: "      - vfio-open: {device: A.vf0, token: nope}\n"))) { e in
+            XCTAssertTrue("\(e)".contains("is not a UUID"), "\(e)")
         }
         XCTAssertThrowsError(try predict(igb(behind: acsPort, steps: "      - vfio-bind: A.vf3\n"))) { e in
             XCTAssertTrue("\(e)".contains("unknown device 'A.vf3'"), "\(e)")

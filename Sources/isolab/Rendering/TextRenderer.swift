@@ -128,7 +128,7 @@ enum TextRenderer {
     static func mentions(_ a: StepAction, _ id: String) -> Bool {
         switch a {
         case .loadDriver: return true
-        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _), .vfioClose(let d): return d == id
+        case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d == id
         case .dma(let from, let to, _): return from == id || to == .device(id)
         case .sriov(let d, _): return d == id || id.hasPrefix(d + ".vf")
         }
