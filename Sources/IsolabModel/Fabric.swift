@@ -201,7 +201,7 @@ public struct Fabric: Sendable {
         bootFunctionCount = functions.count
         for pf in functions where pf.nodeID != nil {
             guard let node = topology.allNodes.first(where: { $0.id == pf.nodeID }), node.virtualFunctions > 0,
-                  let model = pf.deviceModel, let sriov = SRIOVCapability.of(model) else { continue }
+                  let model = pf.deviceModel, let sriov = SRIOVCapability.of(model, vfs: node.virtualFunctions) else { continue }
             for i in 0..<node.virtualFunctions { addVirtualFunction(i, of: pf, sriov) }
         }
     }

@@ -65,7 +65,8 @@ public struct OwnershipModel: Sendable {
     var vfioPCIEnableSRIOV = false
     /// PFs whose VFs vfio-pci's `sriov_configure` created (their VFs' `sriov_pf_core_dev`).
     var vfioCreatedVFs: Set<Int> = []
-    /// Each vfio-pci PF's VF token (`vf_token->uuid`; all zero until set) and its open VFs
+    /// Each vfio-pci PF's VF token as a PF open set it (`vf_token->uuid`, random until then:
+    /// `uuid_gen()` in `vfio_pci_vf_init()`) and its open VFs
     /// (`vf_token->users`).
     var vfToken: [Int: String] = [:]
     var vfTokenUsers: [Int: Int] = [:]

@@ -10,8 +10,8 @@ public struct VirtualFunctionPrediction: Sendable, Equatable {
 
 extension OwnershipModel {
     /// The PF drivers that implement `sriov_configure` (igb's `igb_pci_sriov_configure()`,
-    /// vfio-pci's `vfio_pci_sriov_configure()`).
-    static let sriovConfigureDrivers: Set<String> = ["igb", "vfio-pci"]
+    /// vfio-pci's `vfio_pci_sriov_configure()`, nvme's `pci_sriov_configure_simple()`).
+    static let sriovConfigureDrivers: Set<String> = ["igb", "vfio-pci", "nvme"]
 
     /// A write of `n` to the PF's `sriov_numvfs`: `sriov_numvfs_store()` (drivers/pci/iov.c), then
     /// the PF driver's `sriov_configure`, which enables VFs through `pci_enable_sriov()` (each VF
@@ -25,7 +25,7 @@ extension OwnershipModel {
             p.virtualFunctions = predictedVFs(of: pf)
             return p
         }
-        guard let sriov = pf.deviceModel.flatMap(SRIOVCapability.of) else {
+        guard let sriov = fabric.sriov(of: pf) else {
             return fail(.ENOENT, Reason("sysfs", "\(pf.displayName) has no SR-IOV capability: no sriov_numvfs file"))
         }
         let current = enabledVFs[pf.index] ?? 0
@@ -170,17 +170,18 @@ extension OwnershipModel {
             guard let token else {
                 return (.EACCES, Reason("vfio_pci_validate_vf_token()", "\(f.displayName)'s PF \(pfName) is bound to vfio-pci: \"VF token required to access device\", -EACCES"))
             }
-            guard token == vfToken[pf] ?? Self.nullUUID else {
-                return (.EACCES, Reason("vfio_pci_validate_vf_token()", "the token is not \(pfName)'s: \"Incorrect VF token provided for device\", -EACCES"))
+            guard token == vfToken[pf] else {
+                let why = vfToken[pf] == nil ? "\(pfName)'s token is still the random one vfio_pci_vf_init() made (uuid_gen()); no open of the PF set one" : "the token is not \(pfName)'s"
+                return (.EACCES, Reason("vfio_pci_validate_vf_token()", why + ": \"Incorrect VF token provided for device\", -EACCES"))
             }
             return nil
         }
-        if driver[f.index] == "vfio-pci", f.deviceModel.flatMap(SRIOVCapability.of) != nil {
+        if driver[f.index] == "vfio-pci", fabric.sriov(of: f) != nil {
             guard (vfTokenUsers[f.index] ?? 0) > 0 else { return nil }
             guard let token else {
                 return (.EACCES, Reason("vfio_pci_validate_vf_token()", "\(f.displayName) has VFs open through VFIO: \"VF token required to access device\", -EACCES"))
             }
-            guard token == vfToken[f.index] ?? Self.nullUUID else {
+            guard token == vfToken[f.index] else {
                 return (.EACCES, Reason("vfio_pci_validate_vf_token()", "\(f.displayName)'s open VFs use another token: \"Incorrect VF token provided for device\", -EACCES"))
             }
             return nil
@@ -207,9 +208,6 @@ extension OwnershipModel {
             vfTokenUsers[pf] = n - 1
         }
     }
-
-    /// The token a vfio-pci PF starts with (`vf_token` is zeroed when allocated).
-    static let nullUUID = "00000000-0000-0000-0000-000000000000"
 
     /// vfio-pci's module option that lets it enable VFs.
     static let enableSRIOVOption = "enable_sriov=1"

@@ -36,6 +36,10 @@ public enum Realizability {
                 default:
                     let device = qemuDevice(n.kind)
                     if !facts.has(device) { lacks(device, n) }
+                    if case .device(.nvme, _) = n.kind, n.virtualFunctions > 0, facts.has(device),
+                       !facts.has(property: "sriov_max_vfs", of: "nvme") {
+                        out.append(Unrealizable(node: n.id, reason: "\(qemu)'s nvme has no sriov_max_vfs property: its VFs cannot be built", location: n.location))
+                    }
                     if case .downstreamPort(true) = n.kind {
                         // No QEMU gives xio3130-downstream an ACS capability (hw/pci-bridge/xio3130_downstream.c).
                         out.append(Unrealizable(node: n.id, reason: "\(qemu)'s switch downstream port (xio3130-downstream) has no ACS capability; acs: true cannot be built", location: n.location))
@@ -50,7 +54,7 @@ public enum Realizability {
                 }
                 if let p = parent, n.function > 0, aboveARIPort(p),
                    let first = nodes.first(where: { $0.slot == n.slot && $0.function == 0 }),
-                   case .device(let m, _) = first.kind, let note = ariWithoutNextFunction(m, facts) {
+                   case .device(let m, _) = first.kind, let note = ariWithoutNextFunction(m, vfs: first.virtualFunctions, facts) {
                     out.append(Unrealizable(node: n.id, reason: "function \(n.function) beside \(first.id) behind \(p.kind.keyword) \(p.id): \(note), so the guest never sees it", location: n.location))
                 }
                 if parent == nil, topology.iommu == .amd, n.slot == Fabric.amdVIOMMUSlot {
@@ -80,9 +84,11 @@ public enum Realizability {
     /// kernel's `next_fn()` follows the ARI capability's Next Function Number, and QEMU's igb
     /// (since 8.2, unless the compat property `x-pcie-ari-nextfn-1` is set) says 0: the scan ends
     /// after function 0. nil for a model without an ARI capability.
-    static func ariWithoutNextFunction(_ model: DeviceModel, _ facts: EmulatorFacts) -> String? {
-        guard model == .igb else { return nil }
-        return "QEMU \(facts.shortVersion)'s igb has an ARI capability whose Next Function Number is 0, and with ARI forwarding the kernel's next_fn() follows it, so the slot scan ends after function 0"
+    /// QEMU's nvme has the same ARI capability once it has SR-IOV (assumed from its
+    /// `x-pcie-ari-nextfn-1` property; not booted).
+    static func ariWithoutNextFunction(_ model: DeviceModel, vfs: Int, _ facts: EmulatorFacts) -> String? {
+        guard model == .igb || (model == .nvme && vfs > 0) else { return nil }
+        return "QEMU \(facts.shortVersion)'s \(model.rawValue)\(model == .nvme ? " with SR-IOV" : "") has an ARI capability whose Next Function Number is 0, and with ARI forwarding the kernel's next_fn() follows it, so the slot scan ends after function 0"
     }
 
     /// What the emulator's AMD vIOMMU cannot show the guest (``EmulatorFacts`` amdVIOMMU…):

@@ -19,15 +19,26 @@ public struct SRIOVCapability: Sendable, Equatable {
             && a.driverMaxVFs?.driver == b.driverMaxVFs?.driver && a.driverMaxVFs?.vfs == b.driverMaxVFs?.vfs
     }
 
-    /// QEMU's SR-IOV capability of `model`, nil for a model without one.
-    /// igb: hw/net/igb.c `pcie_sriov_pf_init(…, IGB_MAX_VF_FUNCTIONS 8, …, offset 0x80, stride 2)`;
-    /// the kernel's igb sets 7 (`igb_probe_vfs()`), so `igb_enable_sriov()`'s own
-    /// `num_vfs > 7` refusal is never reached through sysfs.
-    public static func of(_ model: DeviceModel) -> SRIOVCapability? {
+    /// The most VFs a topology may declare on the model.
+    public var maxDeclarable: Int
+
+    /// QEMU's SR-IOV capability of `model` built for `vfs` declared VFs, nil for a model without
+    /// one.
+    /// - igb: hw/net/igb.c `pcie_sriov_pf_init(…, IGB_MAX_VF_FUNCTIONS 8, …, offset 0x80,
+    ///   stride 2)`; the kernel's igb sets 7 (`igb_probe_vfs()`), so `igb_enable_sriov()`'s own
+    ///   `num_vfs > 7` refusal is never reached through sysfs.
+    /// - nvme: hw/nvme/ctrl.c, TotalVFs = `sriov_max_vfs` (isolab sets the declared count),
+    ///   offset 1, stride 1, VFs with the PF's ID; isolab gives each VF 2 of the PF's 64 flexible
+    ///   queue pairs and 1 interrupt, and QEMU keeps 2 pairs for the PF: at most 31.
+    public static func of(_ model: DeviceModel, vfs: Int) -> SRIOVCapability? {
         switch model {
         case .igb:
             return SRIOVCapability(totalVFs: 8, firstVFOffset: 0x80, vfStride: 2, vfVendorDevice: "8086:10ca",
-                                   vfModel: .igbVF, driverMaxVFs: ("igb", 7, "igb_probe_vfs()"))
+                                   vfModel: .igbVF, driverMaxVFs: ("igb", 7, "igb_probe_vfs()"), maxDeclarable: 8)
+        case .nvme:
+            guard vfs > 0 else { return nil }   // no sriov_max_vfs: no SR-IOV capability
+            return SRIOVCapability(totalVFs: vfs, firstVFOffset: 1, vfStride: 1, vfVendorDevice: "1b36:0010",
+                                   vfModel: .nvme, driverMaxVFs: nil, maxDeclarable: 31)
         default:
             return nil
         }
@@ -48,6 +59,14 @@ public struct SRIOVCapability: Sendable, Equatable {
 
     /// The id steps use for VF `index` of the physical function `pf`.
     public static func vfID(pf: String, index: Int) -> String { "\(pf).vf\(index)" }
+}
+
+extension Fabric {
+    /// The SR-IOV capability of a PF as the fabric declares it; nil for any other function.
+    public func sriov(of pf: PCIFunction) -> SRIOVCapability? {
+        guard !pf.isVirtualFunction, let model = pf.deviceModel else { return nil }
+        return SRIOVCapability.of(model, vfs: virtualFunctions(of: pf).count)
+    }
 }
 
 extension PCIFunction {

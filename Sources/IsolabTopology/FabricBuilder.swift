@@ -147,12 +147,12 @@ struct FabricBuilder {
             }
             nodeKind = .device(model, dmaMaskBits: maskBits)
             if let vfsNode {
-                guard let sriov = SRIOVCapability.of(model) else {
-                    let offering = DeviceModel.declarable.filter { SRIOVCapability.of($0) != nil }.map(\.rawValue)
+                guard let sriov = SRIOVCapability.of(model, vfs: vfs) else {
+                    let offering = DeviceModel.declarable.filter { SRIOVCapability.of($0, vfs: 1) != nil }.map(\.rawValue)
                     throw reader.error(vfsNode, field + ".vfs", "\(model.rawValue) has no SR-IOV capability", accepted: "vfs on \(offering.joined(separator: ", "))")
                 }
-                guard vfs <= sriov.totalVFs else {
-                    throw reader.error(vfsNode, field + ".vfs", "\(model.rawValue) offers \(sriov.totalVFs) VFs (TotalVFs), not \(vfs)", accepted: "1...\(sriov.totalVFs)")
+                guard vfs <= sriov.maxDeclarable else {
+                    throw reader.error(vfsNode, field + ".vfs", "\(model.rawValue) offers \(sriov.maxDeclarable) VFs, not \(vfs)", accepted: "1...\(sriov.maxDeclarable)")
                 }
                 for i in 0..<vfs {
                     let vf = SRIOVCapability.vfID(pf: id, index: i)
@@ -173,7 +173,7 @@ struct FabricBuilder {
     func checkVirtualFunctions(_ nodes: [FabricNode], _ yaml: [Yams.Node], field: String, taken: [Int: [Int: String]]) throws {
         var taken = taken
         for (i, n) in nodes.enumerated() where n.virtualFunctions > 0 {
-            guard let model = n.deviceModel, let sriov = SRIOVCapability.of(model) else { continue }
+            guard let model = n.deviceModel, let sriov = SRIOVCapability.of(model, vfs: n.virtualFunctions) else { continue }
             for v in 0..<n.virtualFunctions {
                 let devfn = sriov.routingID(ofVF: v, pfDevfn: n.slot << 3 | n.function)
                 let vf = SRIOVCapability.vfID(pf: n.id, index: v)

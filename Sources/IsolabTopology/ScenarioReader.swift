@@ -151,10 +151,10 @@ struct ScenarioReader {
             throw reader.error(value, field, "an sriov step needs device: and vfs:", accepted: "device: PF, vfs: N")
         }
         let id = try node(d.value, field + ".device")
-        guard case .device(let model, _)? = nodes[id]?.kind, let sriov = SRIOVCapability.of(model) else {
-            throw reader.error(d.value, field + ".device", "'\(id)' has no SR-IOV capability", accepted: "a device with vfs: declared")
-        }
         let declared = nodes[id]?.virtualFunctions ?? 0
+        guard case .device(let model, _)? = nodes[id]?.kind, declared > 0, let sriov = SRIOVCapability.of(model, vfs: declared) else {
+            throw reader.error(d.value, field + ".device", "'\(id)' declares no VFs", accepted: "a device with vfs: declared")
+        }
         let vfs = try reader.int(n.value, field + ".vfs", range: 0...255)
         guard vfs <= declared || vfs > sriov.totalVFs else {
             throw reader.error(n.value, field + ".vfs", "'\(id)' declares \(declared) VFs (vfs: \(declared)), so steps can name only those", accepted: "0...\(declared), or raise the device's vfs:")

@@ -183,6 +183,16 @@ public enum DomainXML {
                 json["dma_mask"] = .uint(bits >= 64 ? UInt64.max : (UInt64(1) << UInt64(bits)) - 1)
             case .device(.nvme, _):
                 json["serial"] = .string(n.nodeID)
+                if let vfs = topology.allNodes.first(where: { $0.id == n.nodeID })?.virtualFunctions, vfs > 0 {
+                    // SR-IOV needs an NVM subsystem and flexible resources for the VFs:
+                    // 2 queue pairs and 1 interrupt each (hw/nvme/ctrl.c nvme_check_params()).
+                    let subsys = n.qemuID + "-subsys"
+                    args += ["-device", "{\"driver\":\"nvme-subsys\",\"id\":\"\(subsys)\",\"nqn\":\"\(subsys)\"}"]
+                    json["subsys"] = .string(subsys)
+                    json["sriov_max_vfs"] = .int(vfs)
+                    json["sriov_vq_flexible"] = .int(2 * vfs)
+                    json["sriov_vi_flexible"] = .int(vfs)
+                }
             case .device(.virtioNet, _):
                 // Modern only (1af4:1041) on every bus, as the model assumes; QEMU would make it
                 // transitional (1af4:1000) on a conventional bus otherwise.

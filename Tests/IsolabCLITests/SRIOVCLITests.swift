@@ -2,13 +2,13 @@ import Foundation
 import XCTest
 
 /// SR-IOV end to end with real guests: the catalog's igb fabrics on QEMU 10.0 (QEMU 7.2 has no
-/// igb) and the 5.10, 6.1 and 7.3 kernels, every step and every VF's path and group judged
-/// against the model.
+/// igb) and its nvme fabrics on both emulators, on the 5.10, 6.1 and 7.3 kernels, every step
+/// and every VF's path and group judged against the model.
 final class SRIOVCLITests: XCTestCase {
     let fm = FileManager.default
 
     static let fabrics = ["sriov-igb-rootport-acs", "sriov-igb-rootport-no-acs", "sriov-igb-switch-no-acs",
-                          "sriov-igb-integrated", "sriov-igb-multifunction"]
+                          "sriov-igb-integrated", "sriov-igb-multifunction", "sriov-nvme-rootport", "sriov-nvme-integrated"]
 
     private func workspace() throws -> String {
         let dir = fm.temporaryDirectory.appendingPathComponent("isolab-sriov-\(UUID().uuidString.prefix(8))").path
@@ -22,7 +22,7 @@ final class SRIOVCLITests: XCTestCase {
         return dir
     }
 
-    func testSRIOVCatalogOnQEMU10IsWhatTheModelPredicts() throws {
+    func testSRIOVCatalogIsWhatTheModelPredictsOnBothEmulators() throws {
         let dir = try workspace()
         defer { try? fm.removeItem(atPath: dir) }
         try "fabrics: [topologies/*.yaml]\nkernels: [\"5.10\", \"6.1\", \"7.3\"]\niommus: [intel]\nemulators: [\"7.2\", \"10.0\"]\n"
@@ -35,7 +35,7 @@ final class SRIOVCLITests: XCTestCase {
         for run in runs {
             let name = "\(run["topology"] ?? "?") \(run["kernel"] ?? "?") QEMU \(run["emulator"] ?? "?")"
             let kinds = ((run["verdicts"] as? [[String: Any]]) ?? []).compactMap { $0["kind"] as? String }
-            if run["emulator"] as? String == "7.2" {
+            if run["emulator"] as? String == "7.2", (run["topology"] as? String ?? "").hasPrefix("sriov-igb") {
                 // No igb in QEMU 7.2: unrealizable there, with the reason, and not booted.
                 XCTAssertEqual(Set(kinds), ["unrealizable"], name)
                 let reasons = ((run["verdicts"] as? [[String: Any]]) ?? []).compactMap { $0["detail"] as? String }
@@ -52,6 +52,10 @@ final class SRIOVCLITests: XCTestCase {
                     if run["topology"] as? String == "sriov-igb-integrated", !vfs.isEmpty {
                         XCTAssertEqual(vfs.compactMap { $0["path"] as? String }, ["16.0", "16.2"], name)
                         XCTAssertEqual(vfs.compactMap { $0["vendorDevice"] as? String }, ["8086:10ca", "8086:10ca"], name)
+                    }
+                    if run["topology"] as? String == "sriov-nvme-integrated", !vfs.isEmpty {
+                        XCTAssertEqual(vfs.compactMap { $0["path"] as? String }, ["07.1", "07.2"], name)
+                        XCTAssertEqual(vfs.compactMap { $0["groupMembers"] as? [String] }, [["07.1"], ["07.2"]], name)
                     }
                 }
             }

@@ -37,6 +37,29 @@ final class SRIOVTests: XCTestCase {
         XCTAssertEqual(integrated.fabric.function(of: "A.vf0")?.pcieType, .rcEndpoint)
     }
 
+    // QEMU's nvme: TotalVFs = sriov_max_vfs (the declared count), offset 1, stride 1, the PF's
+    // ID; on the root bus the VFs share the PF's slot and still get groups of their own.
+    func testNVMeVFsTakeThePFsNextFunctions() throws {
+        let steps = """
+              - load-driver: {module: vfio-pci, options: [enable_sriov=1]}
+              - vfio-bind: N
+              - sriov: {device: N, vfs: 3}
+              - sriov: {device: N, vfs: 2}
+
+        """
+        let p = try predict(igb(behind: "  - device: N\n    model: nvme\n    slot: 7\n    vfs: 2", steps: steps))
+        XCTAssertEqual(p.results("s"), ["ok", "ok", "ERANGE", "ok"])
+        let vfs = p.scenarios[0].steps[3].virtualFunctions
+        XCTAssertEqual(vfs.map(\.path), ["07.1", "07.2"])
+        XCTAssertEqual(vfs.map(\.groupMembers), [["07.1"], ["07.2"]])
+        XCTAssertEqual(p.fabric.function(of: "N.vf0")?.vendorDevice, "1b36:0010")
+        XCTAssertEqual(p.group("N"), ["N"])
+        // An nvme without vfs: has no SR-IOV capability; sriov steps name only a declared PF.
+        XCTAssertThrowsError(try predict(igb(behind: "  - device: N\n    model: nvme\n    slot: 7", steps: "      - sriov: {device: N, vfs: 1}\n"))) { e in
+            XCTAssertTrue("\(e)".contains("declares no VFs"), "\(e)")
+        }
+    }
+
     // VFs exist only once created: not in the boot groups, not built by the domain.
     func testVFsAreAbsentAtBoot() throws {
         let p = try predict(igb(behind: acsPort))
