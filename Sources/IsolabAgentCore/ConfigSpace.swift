@@ -60,6 +60,14 @@ public struct ConfigSpace: Sendable {
         return PCIExpressType.name(code: (flags >> 4) & 0xf)
     }
 
+    /// The SR-IOV extended capability (`PCI_EXT_CAP_ID_SRIOV` = 0x10): TotalVFs (+0x0e), First VF
+    /// Offset (+0x14), VF Stride (+0x16) and VF Device ID (+0x1a), or nil.
+    public var sriov: (offset: Int, totalVFs: Int, firstVFOffset: Int, vfStride: Int, vfDeviceID: Int)? {
+        guard let off = extendedCapability(0x10), let total = u16(off + 0x0e), let first = u16(off + 0x14),
+              let stride = u16(off + 0x16), let device = u16(off + 0x1a) else { return nil }
+        return (off, total, first, stride, device)
+    }
+
     /// The ACS capability (offset, capability register, control register), or nil.
     public var acs: (offset: Int, capability: Int, control: Int)? {
         guard let off = extendedCapability(0x0d), let cap = u16(off + 4), let ctl = u16(off + 6) else { return nil }

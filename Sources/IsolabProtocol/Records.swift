@@ -114,9 +114,13 @@ public struct FunctionRecord: Codable, Equatable, Sendable {
     public var pcieType: String?
     /// The ACS extended capability, nil when the function has none.
     public var acs: ACSRecord?
+    /// The SR-IOV extended capability, nil when the function has none.
+    public var sriov: SRIOVRecord?
 
     public init(path: String, bdf: String, vendorDevice: String, classCode: String, headerType: Int,
-                multifunction: Bool, driver: String?, group: Int?, pcieType: String?, acs: ACSRecord?) {
+                multifunction: Bool, driver: String?, group: Int?, pcieType: String?, acs: ACSRecord?,
+                sriov: SRIOVRecord? = nil) {
+        self.sriov = sriov
         self.path = path
         self.bdf = bdf
         self.vendorDevice = vendorDevice
@@ -127,6 +131,23 @@ public struct FunctionRecord: Codable, Equatable, Sendable {
         self.group = group
         self.pcieType = pcieType
         self.acs = acs
+    }
+}
+
+/// A PF's SR-IOV capability as read from config space at boot.
+public struct SRIOVRecord: Codable, Equatable, Sendable {
+    public var offset: Int
+    public var totalVFs: Int
+    public var firstVFOffset: Int
+    public var vfStride: Int
+    /// The VF device ID, four hex digits (the VF's vendor is the PF's).
+    public var vfDevice: String
+    public init(offset: Int, totalVFs: Int, firstVFOffset: Int, vfStride: Int, vfDevice: String) {
+        self.offset = offset
+        self.totalVFs = totalVFs
+        self.firstVFOffset = firstVFOffset
+        self.vfStride = vfStride
+        self.vfDevice = vfDevice
     }
 }
 

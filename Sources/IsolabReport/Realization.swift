@@ -8,6 +8,20 @@ extension Judge {
     /// realized otherwise is an `unrealizable` verdict with the evidence; the groups, hazards
     /// and steps of such a fabric are not judged. Functions the guest did not enumerate are
     /// left to the group verdicts.
+    /// The SR-IOV capability the model places VFs by, against the one the guest read: present
+    /// or not, TotalVFs, First VF Offset, VF Stride and the VF's ID.
+    static func sriovDifference(_ model: SRIOVCapability?, _ observed: SRIOVRecord?, pfVendor: String) -> String? {
+        switch (model, observed) {
+        case (nil, nil): return nil
+        case (nil, let o?): return "an SR-IOV capability (TotalVFs \(o.totalVFs)) the model does not expect"
+        case (let m?, nil): return "no SR-IOV capability, where the model expects TotalVFs \(m.totalVFs)"
+        case (let m?, let o?):
+            let want = "TotalVFs \(m.totalVFs), offset 0x\(String(m.firstVFOffset, radix: 16)), stride \(m.vfStride), VF \(m.vfVendorDevice)"
+            let got = "TotalVFs \(o.totalVFs), offset 0x\(String(o.firstVFOffset, radix: 16)), stride \(o.vfStride), VF \(pfVendor):\(o.vfDevice)"
+            return want == got ? nil : "an SR-IOV capability with \(got), where the model places VFs by \(want)"
+        }
+    }
+
     static func realizationVerdicts(_ p: KernelPrediction, inventory: Inventory) -> [Verdict] {
         var observed: [String: FunctionRecord] = [:]
         for f in inventory.functions { observed[f.path] = f }
@@ -24,6 +38,7 @@ extension Judge {
                                    ?? "no ACS capability")
                 differences[differences.count - 1] += f.hasACSCapability ? ", declared with ACS" : ", declared without ACS"
             }
+            if let d = sriovDifference(p.fabric.sriov(of: f), o.sriov, pfVendor: f.vendor) { differences.append(d) }
             guard !differences.isEmpty else { continue }
             let id = f.nodeID ?? f.path
             var v = Verdict(kind: .unrealizable, subject: .node, item: "node:\(id)", title: "node \(f.displayName)",

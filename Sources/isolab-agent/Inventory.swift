@@ -82,7 +82,9 @@ enum Sysfs {
                 // pdev->multifunction as pci_scan_slot() sets it: the header bit of function 0,
                 // and every function above 0 that exists.
                 headerType: cfg.headerType ?? -1, multifunction: cfg.multifunction || (PCIAddress(bdf)?.function ?? 0) > 0,
-                driver: driver(of: bdf), group: group(of: bdf), pcieType: cfg.pcieType, acs: acs))
+                driver: driver(of: bdf), group: group(of: bdf), pcieType: cfg.pcieType, acs: acs,
+                sriov: cfg.sriov.map { SRIOVRecord(offset: $0.offset, totalVFs: $0.totalVFs, firstVFOffset: $0.firstVFOffset,
+                                                   vfStride: $0.vfStride, vfDevice: Hex.digits(UInt64($0.vfDeviceID), width: 4)) }))
         }
         functions.sort { $0.path < $1.path }
         var groups: [GroupRecord] = []

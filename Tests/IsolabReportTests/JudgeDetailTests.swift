@@ -1,6 +1,7 @@
 import IsolabModel
 import IsolabProtocol
 import IsolabReport
+import IsolabTopology
 import XCTest
 
 /// The judge compares everything the model predicts, not only a step's final token: each kind
@@ -111,6 +112,36 @@ final class JudgeDetailTests: XCTestCase {
         XCTAssertEqual(v.first?.observed, "root-port without ACS")
         XCTAssertEqual(v.first?.line, 4)
         XCTAssertTrue(v.first?.detail?.contains("not judged") == true)
+    }
+
+    /// The VF placement the model predicts rests on the PF's SR-IOV capability: an emulator whose
+    /// capability differs (here a VF stride of 4) realized another fabric.
+    func testAPFWhoseSRIOVCapabilityDiffersIsUnrealizable() throws {
+        var t = try TopologyLoader.parse("""
+        name: t
+        fabric:
+          - root-port: rp0
+            slot: 4
+            children:
+              - device: A
+                model: igb
+                vfs: 2
+        scenarios:
+          - name: s
+            steps:
+              - load-driver: igb
+
+        """, file: "test.yaml")
+        t.emulator = EmulatorFacts(version: "QEMU emulator version 10.0.2", devices: EmulatorFacts.assumedHostQEMU72.devices + ["igb"],
+                                   properties: EmulatorFacts.assumedHostQEMU72.properties)
+        let p = Predictor.predict(t, kernel: .v6_1)
+        XCTAssertEqual(Judge.verdicts(p, observations: [observation(p, scenario: "s")]).filter { $0.kind == .unrealizable }, [])
+        var o = observation(p, scenario: "s")
+        let pf = try XCTUnwrap(o.inventory?.functions.firstIndex { $0.path == "04.0/00.0" })
+        o.inventory?.functions[pf].sriov?.vfStride = 4
+        let v = Judge.verdicts(p, observations: [o])
+        XCTAssertEqual(v.map(\.item), ["node:A"])
+        XCTAssertTrue(v.first?.detail?.contains("stride 4, VF 8086:10ca, where the model places VFs by TotalVFs 8, offset 0x80, stride 2") == true, v.first?.detail ?? "")
     }
 
     func testADeviceRealizedAsAnotherPCIeTypeIsUnrealizable() throws {

@@ -68,12 +68,16 @@ func inventory(_ p: KernelPrediction, groups: [[String]]? = nil) -> Inventory {
 
 /// Every function of the fabric as config space shows it when QEMU built it as declared.
 func realized(_ p: KernelPrediction) -> [FunctionRecord] {
-    p.fabric.functions.map { f in
+    p.fabric.bootFunctions.map { f in
         FunctionRecord(path: f.path, bdf: "0000:\(String(format: "%02x", f.bus)):\(String(format: "%02x", f.slot)).\(f.function)",
                        vendorDevice: f.vendorDevice, classCode: "0x000000", headerType: f.isBridge ? 1 : 0,
                        multifunction: f.multifunction, driver: nil, group: nil,
                        pcieType: f.pcieType.expressTypeCode.map { PCIExpressType.name(code: $0) },
-                       acs: f.hasACSCapability ? ACSRecord(offset: 0x148, capability: 0x5f, control: 0x1d) : nil)
+                       acs: f.hasACSCapability ? ACSRecord(offset: 0x148, capability: 0x5f, control: 0x1d) : nil,
+                       sriov: p.fabric.sriov(of: f).map {
+                           SRIOVRecord(offset: 0x160, totalVFs: $0.totalVFs, firstVFOffset: $0.firstVFOffset, vfStride: $0.vfStride,
+                                       vfDevice: String($0.vfVendorDevice.suffix(4)))
+                       })
     }
 }
 
