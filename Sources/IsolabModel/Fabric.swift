@@ -111,6 +111,14 @@ public struct Fabric: Sendable {
     /// The functions the guest enumerates at boot, in bus-list order.
     public var bootFunctions: ArraySlice<PCIFunction> { functions[..<bootFunctionCount] }
 
+    /// This fabric with every declared VF present, as if each PF's `sriov` step had enabled them
+    /// all: they count among the enumerated functions (grouping, endpoints), after the rest.
+    public func withVirtualFunctionsEnabled() -> Fabric {
+        var f = self
+        f.bootFunctionCount = functions.count
+        return f
+    }
+
     /// The VFs of the physical function `pf`, by VF index.
     public func virtualFunctions(of pf: PCIFunction) -> [PCIFunction] {
         functions[bootFunctionCount...].filter { $0.physicalFunction == pf.index }

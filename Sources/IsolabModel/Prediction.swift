@@ -35,6 +35,10 @@ public struct KernelPrediction: Sendable {
     }
     public var unrealizable: [Unrealizable]
     public var scenarios: [ScenarioPrediction]
+    /// Hazards that involve an SR-IOV VF once every declared VF is enabled (`pci_device_group()`
+    /// gives each its group as it is created, after everything else): predicted only, since the
+    /// VFs do not exist when the guest's boot groups are judged.
+    public var virtualFunctionHazards: [Hazard] = []
 
     /// Groups as lists of functions, in allocation order.
     public var groups: [[PCIFunction]] {
@@ -90,9 +94,18 @@ public enum Predictor {
             OwnershipModel.predict($0, fabric: fabric, grouping: grouping, kernel: kernel, iommu: topology.iommu,
                                    virtio: virtio, acs: acs)
         }
-        return KernelPrediction(topology: topology, kernel: kernel, fabric: fabric, iommuActive: active,
-                                iommuNote: note, grouping: grouping,
-                                reachability: reachability, reaches: reachability?.peerReaches() ?? [],
-                                unrealizable: Realizability.check(topology), scenarios: scenarios, virtio: virtio)
+        var prediction = KernelPrediction(topology: topology, kernel: kernel, fabric: fabric, iommuActive: active,
+                                          iommuNote: note, grouping: grouping,
+                                          reachability: reachability, reaches: reachability?.peerReaches() ?? [],
+                                          unrealizable: Realizability.check(topology), scenarios: scenarios, virtio: virtio)
+        if active, fabric.functions.count > fabric.bootFunctionCount {
+            let all = fabric.withVirtualFunctionsEnabled()
+            let acsAll = ACSEvaluator(fabric: all, acsEnabledByKernel: drives)
+            let groupedAll = IOMMUGrouping(fabric: all, acs: acsAll)
+            prediction.virtualFunctionHazards = PCIeReachability(fabric: all, acs: acsAll).hazards(grouping: groupedAll).filter {
+                all.function(of: $0.from)?.isVirtualFunction == true || all.function(of: $0.to)?.isVirtualFunction == true
+            }
+        }
+        return prediction
     }
 }

@@ -60,6 +60,33 @@ final class SRIOVTests: XCTestCase {
         }
     }
 
+    // With every declared VF enabled, a VF behind an ACS-less switch port reaches an endpoint
+    // behind its sibling port past the IOMMU, though the kernel groups them apart; behind an
+    // ACS root port a VF has no such peer (PF and VF both redirect upstream).
+    func testVFHazardsOnceTheVFsAreEnabled() throws {
+        let sw = """
+          - root-port: rp0
+            slot: 4
+            children:
+              - switch: sw0
+                downstream:
+                  - port: dp0
+                    children:
+                      - device: A
+                        model: igb
+                        vfs: 1
+                  - port: dp1
+                    children:
+                      - device: B
+                        model: edu
+        """
+        let p = try predict(igb(behind: sw))
+        XCTAssertEqual(Set(p.virtualFunctionHazards.map { "\($0.from)->\($0.to)" }), ["A.vf0->B", "B->A.vf0"])
+        XCTAssertTrue(p.virtualFunctionHazards[0].reason.contains("no ACS capability"))
+        XCTAssertEqual(p.hazardPairs(), ["A->B", "B->A"], "the boot hazards leave VFs out")
+        XCTAssertEqual(try predict(igb(behind: acsPort)).virtualFunctionHazards.count, 0)
+    }
+
     // VFs exist only once created: not in the boot groups, not built by the domain.
     func testVFsAreAbsentAtBoot() throws {
         let p = try predict(igb(behind: acsPort))

@@ -24,6 +24,8 @@ enum PredictionJSON {
         /// Ordered pairs the groups separate: counted always, listed with `--hazards pairs`.
         var hazardCount: Int
         var hazards: [HazardJSON]?
+        /// Hazards involving an SR-IOV VF once every declared VF is enabled (predicted only).
+        var virtualFunctionHazards: [HazardJSON]
         var unrealizable: [UnrealizableJSON]
         var scenarios: [ScenarioJSON]
     }
@@ -172,6 +174,7 @@ enum PredictionJSON {
                      },
                      hazardCount: p.hazardCount,
                      hazards: pairs ? p.hazards.map { HazardJSON(from: $0.from, to: $0.to, fromGroup: $0.fromGroup, toGroup: $0.toGroup, reason: $0.reason) } : nil,
+                     virtualFunctionHazards: p.virtualFunctionHazards.map { HazardJSON(from: $0.from, to: $0.to, fromGroup: $0.fromGroup, toGroup: $0.toGroup, reason: $0.reason) },
                      unrealizable: p.unrealizable.map { UnrealizableJSON(node: $0.node, reason: $0.reason, line: $0.location.line, column: $0.location.column) },
                      scenarios: scenarios)
     }

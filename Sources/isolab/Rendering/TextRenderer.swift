@@ -57,6 +57,10 @@ enum TextRenderer {
                 for h in p.hazards { lines.append("    \(h.from) -> \(h.to): \(h.reason)") }
             }
         }
+        if !p.virtualFunctionHazards.isEmpty {
+            lines.append("  hazards once every declared VF is enabled (predicted; VFs do not exist at boot): \(p.virtualFunctionHazards.count) ordered pairs")
+            for h in p.virtualFunctionHazards { lines.append("    \(h.from) -> \(h.to): \(h.reason)") }
+        }
         if !p.unrealizable.isEmpty {
             lines.append("  unrealizable in QEMU \((p.topology.emulator ?? .assumedHostQEMU72).shortVersion):")
             for u in p.unrealizable { lines.append("    \(u.node) (line \(u.location.line)): \(u.reason)") }
