@@ -43,6 +43,15 @@ int cvfio_group_get_device_fd(int group, const char *name) {
     return result(ioctl(group, VFIO_GROUP_GET_DEVICE_FD, name));
 }
 
+int cvfio_device_set_vf_token(int device, const uint8_t uuid[16]) {
+    struct { struct vfio_device_feature feature; uint8_t uuid[16]; } arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.feature.argsz = sizeof(arg);
+    arg.feature.flags = VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PCI_VF_TOKEN;
+    memcpy(arg.uuid, uuid, 16);
+    return result(ioctl(device, VFIO_DEVICE_FEATURE, &arg));
+}
+
 int cvfio_device_get_region_info(int device, uint32_t index, cvfio_region *region) {
     struct vfio_region_info info = { .argsz = sizeof(info), .index = index };
     int r = ioctl(device, VFIO_DEVICE_GET_REGION_INFO, &info);

@@ -9,6 +9,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
     case EBUSY = 16
     case ENODEV = 19
     case EINVAL = 22
+    case ENOTTY = 25
     case ERANGE = 34
     case EBADFD = 77
 
@@ -23,6 +24,7 @@ public enum Errno: Int32, Sendable, Codable, CaseIterable, CustomStringConvertib
         case .EBUSY: return "EBUSY"
         case .ENODEV: return "ENODEV"
         case .EINVAL: return "EINVAL"
+        case .ENOTTY: return "ENOTTY"
         case .ERANGE: return "ERANGE"
         case .EBADFD: return "EBADFD"
         }

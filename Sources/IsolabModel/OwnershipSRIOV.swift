@@ -209,6 +209,25 @@ extension OwnershipModel {
         }
     }
 
+    /// `VFIO_DEVICE_FEATURE_PCI_VF_TOKEN` (SET) on the agent's open device fd:
+    /// `vfio_pci_core_feature_token()` sets the PF's token whatever its VFs do; a device without
+    /// a token (not a PF with SR-IOV) answers -ENOTTY.
+    mutating func setVFToken(_ f: PCIFunction, _ token: String, step: Step, index: Int) -> StepPrediction {
+        var p = StepPrediction(index: index, step: step, result: .ok, rule: Reason("vfio_pci_core_feature_token()", "\(f.displayName)'s VF token set"))
+        guard let g = groupID(f), groups[g]?.openDevices.contains(f.index) == true else {
+            p.result = .error(.EBADF)
+            p.rule = Reason("isolab-agent", "\(f.displayName)'s VFIO device is not open: no device fd to set the token on")
+            return p
+        }
+        guard fabric.sriov(of: f) != nil else {
+            p.result = .error(.ENOTTY)
+            p.rule = Reason("vfio_pci_core_feature_token()", "\(f.displayName) is not a PF with SR-IOV (vdev->vf_token is NULL): -ENOTTY")
+            return p
+        }
+        vfToken[f.index] = token
+        return p
+    }
+
     /// vfio-pci's module option that lets it enable VFs.
     static let enableSRIOVOption = "enable_sriov=1"
 }

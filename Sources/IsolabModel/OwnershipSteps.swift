@@ -51,6 +51,8 @@ extension OwnershipModel {
             return dma(fn(from), to, map, step: step, index: index)
         case .sriov(let dev, let n):
             return sriov(fn(dev), n, step: step, index: index)
+        case .vfToken(let dev, let token):
+            return setVFToken(fn(dev), token, step: step, index: index)
         }
     }
 

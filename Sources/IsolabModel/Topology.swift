@@ -169,6 +169,8 @@ public enum StepAction: Sendable, Equatable {
     case dma(from: String, to: DMATarget, map: DMAMapping)
     /// Writes `vfs` to the physical function's `sriov_numvfs` (0 removes its VFs).
     case sriov(device: String, vfs: Int)
+    /// Sets a PF's VF token through its open VFIO device (`VFIO_DEVICE_FEATURE_PCI_VF_TOKEN`).
+    case vfToken(device: String, token: String)
 
     /// The step's operation: its keyword in a topology file and its `op` in a plan.
     public var op: PlanStep.Op {
@@ -181,6 +183,7 @@ public enum StepAction: Sendable, Equatable {
         case .vfioClose: return .vfioClose
         case .dma: return .dma
         case .sriov: return .sriov
+        case .vfToken: return .vfToken
         }
     }
 
@@ -193,7 +196,7 @@ public enum StepAction: Sendable, Equatable {
         case .loadDriver: return nil
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d
         case .dma(let from, _, _): return from
-        case .sriov(let d, _): return d
+        case .sriov(let d, _), .vfToken(let d, _): return d
         }
     }
 
@@ -214,6 +217,7 @@ public enum StepAction: Sendable, Equatable {
             }
             return "\(keyword) \(from) -> \(target)" + (map == .peer ? " (map: peer)" : "")
         case .sriov(let d, let n): return "\(keyword) \(d) vfs \(n)"
+        case .vfToken(let d, let t): return "\(keyword) \(d) \(t.prefix(8))…"
         }
     }
 }

@@ -74,6 +74,8 @@ public struct PlanStep: Codable, Equatable, Sendable {
         case dma
         /// Write `vfs` to the device's `sriov_numvfs`.
         case sriov
+        /// Set a PF's VF token on its open device fd (`VFIO_DEVICE_FEATURE_PCI_VF_TOKEN`).
+        case vfToken = "vf-token"
     }
 
     /// What a DMA probe targets.
@@ -105,7 +107,8 @@ public struct PlanStep: Codable, Equatable, Sendable {
     public var options: [String]?
     /// `sriov`: the number of VFs to write to `sriov_numvfs`.
     public var vfs: Int?
-    /// `vfio-open`: a VF token (UUID) appended to the device name as ` vf_token=UUID`.
+    /// `vfio-open`: a VF token (UUID) appended to the device name as ` vf_token=UUID`;
+    /// `vf-token`: the token to set.
     public var vfToken: String?
 
     public init(index: Int, op: Op, device: String? = nil, driver: String? = nil, module: String? = nil,

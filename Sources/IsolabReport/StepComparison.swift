@@ -24,7 +24,7 @@ enum StepComparison {
         case .sriov:
             if let d = setDifference("bound", predicted.bound, record.bound) { return d }
             return virtualFunctionDifference(predicted.virtualFunctions, record.virtualFunctions ?? [])
-        case .unbind, .vfioClose:
+        case .unbind, .vfioClose, .vfToken:
             return nil
         }
     }

@@ -103,14 +103,10 @@ struct ScenarioReader {
                 } ?? .group
                 var token: String?
                 if let t = e.first(where: { $0.key == "token" }) {
-                    let text = try reader.scalar(t.value, f + ".token", what: "a UUID")
-                    guard Self.isUUID(text) else {
-                        throw reader.error(t.value, f + ".token", "'\(text)' is not a UUID", accepted: "8-4-4-4-12 hex digits, e.g. 5bd9f7e2-0c2f-4a1e-9c55-2f0e0f4d9a11")
-                    }
+                    token = try uuid(t.value, f + ".token")
                     guard via == .group else {
                         throw reader.error(t.keyNode, f + ".token", "isolab passes a VF token only on the group path", accepted: "token: with via: group (the default)")
                     }
-                    token = text.lowercased()
                 }
                 action = .vfioOpen(try node(d.value, f + ".device"), via: via, token: token)
             } else {
@@ -119,6 +115,12 @@ struct ScenarioReader {
         case .vfioClose: action = .vfioClose(try node(value, f))
         case .dma: action = try dma(value, f)
         case .sriov: action = try sriov(value, f)
+        case .vfToken:
+            let e = try reader.mapping(value, f, allowed: ["device", "token"])
+            guard let d = e.first(where: { $0.key == "device" }), let t = e.first(where: { $0.key == "token" }) else {
+                throw reader.error(value, f, "a vf-token step needs device: and token:", accepted: "device: PF, token: UUID")
+            }
+            action = .vfToken(device: try node(d.value, f + ".device"), token: try uuid(t.value, f + ".token"))
         }
         var expect: PinnedExpectation?
         if let e = entries.first(where: { $0.key == "expect" }) {
@@ -160,6 +162,15 @@ struct ScenarioReader {
             throw reader.error(n.value, field + ".vfs", "'\(id)' declares \(declared) VFs (vfs: \(declared)), so steps can name only those", accepted: "0...\(declared), or raise the device's vfs:")
         }
         return .sriov(device: id, vfs: vfs)
+    }
+
+    /// A VF token, lowercased.
+    func uuid(_ value: Yams.Node, _ field: String) throws -> String {
+        let text = try reader.scalar(value, field, what: "a UUID")
+        guard Self.isUUID(text) else {
+            throw reader.error(value, field, "'\(text)' is not a UUID", accepted: "8-4-4-4-12 hex digits, e.g. 5bd9f7e2-0c2f-4a1e-9c55-2f0e0f4d9a11")
+        }
+        return text.lowercased()
     }
 
     /// A UUID as `uuid_parse()` reads it: 36 characters, hex digits and dashes at 8, 13, 18, 23.

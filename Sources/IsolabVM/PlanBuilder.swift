@@ -53,6 +53,10 @@ public enum PlanBuilder {
             case .device(let target):
                 return PlanStep(index: index, op: .dma, device: from, to: .device, target: target, map: map.rawValue)
             }
+        case .vfToken(let d, let token):
+            var step = PlanStep(index: index, op: .vfToken, device: d)
+            step.vfToken = token
+            return step
         case .sriov(let d, let vfs):
             var step = PlanStep(index: index, op: .sriov, device: d)
             step.vfs = vfs

@@ -182,6 +182,7 @@ final class Agent {
         case .vfioClose: vfioClose(bdf, &d)
         case .dma: dma(step, from: bdf, &d)
         case .sriov: sriov(bdf, vfs: step.vfs ?? 0, &d)
+        case .vfToken: setVFToken(bdf, step.vfToken ?? "", &d)
         }
     }
 

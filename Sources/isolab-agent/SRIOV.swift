@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CVFIO
 import IsolabAgentCore
 import IsolabProtocol
 
@@ -55,5 +56,24 @@ extension Agent {
             return VirtualFunctionRecord(index: index, bdf: vf, path: paths[vf] ?? "?\(vf)", vendorDevice: vd,
                                          driver: Sysfs.driver(of: vf), group: group, groupMembers: members)
         }
+    }
+
+    /// `vf-token`: `VFIO_DEVICE_FEATURE_PCI_VF_TOKEN` (SET) on the device fd a `vfio-open` opened.
+    func setVFToken(_ bdf: String, _ token: String, _ d: inout StepDraft) {
+        guard let fd = vfio.groups.values.lazy.compactMap({ $0.devices[bdf] }).first else {
+            return d.fail("EBADF", errno: EBADF, "\(bdf) has no open VFIO device fd")
+        }
+        let hex = token.filter(\.isHexDigit)
+        guard hex.count == 32 else { return d.fail("EINVAL", errno: EINVAL, "'\(token)' is not a UUID") }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        var i = hex.startIndex
+        for k in 0..<16 {
+            let j = hex.index(i, offsetBy: 2)
+            bytes[k] = UInt8(hex[i..<j], radix: 16) ?? 0
+            i = j
+        }
+        let r = cvfio_device_set_vf_token(fd, bytes)
+        if r < 0 { return d.fail(ErrnoName.name(r), errno: -r, "VFIO_DEVICE_FEATURE(SET | PCI_VF_TOKEN): \(Posix.errorText(-r))") }
+        d.set(.ok, "VF token set to \(token)")
     }
 }

@@ -249,6 +249,28 @@ final class SRIOVTests: XCTestCase {
         XCTAssertEqual(plain.results("s"), ["ok", "ENOENT"])
     }
 
+    // vfio_pci_core_feature_token(): SET on the open PF replaces the token even with a VF open;
+    // a VF has no token (-ENOTTY); a device the agent has not opened has no fd (EBADF).
+    func testVFTokenFeature() throws {
+        let (t, u) = ("5bd9f7e2-0c2f-4a1e-9c55-2f0e0f4d9a11", "9d1c4e6a-7b3f-4c2d-8e5a-1f0b2c3d4e5f")
+        let steps = """
+              - load-driver: {module: vfio-pci, options: [enable_sriov=1]}
+              - vfio-bind: A
+              - vf-token: {device: A, token: \(u)}
+              - vfio-open: {device: A, token: \(t)}
+              - sriov: {device: A, vfs: 2}
+              - vfio-open: {device: A.vf0, token: \(t)}
+              - vf-token: {device: A.vf0, token: \(u)}
+              - vf-token: {device: A, token: \(u)}
+              - vfio-open: {device: A.vf1, token: \(t)}
+              - vfio-open: {device: A.vf1, token: \(u)}
+
+        """
+        let p = try predict(igb(behind: acsPort, steps: steps))
+        XCTAssertEqual(p.results("s"), ["ok", "ok", "EBADF", "ok", "ok", "ok", "ENOTTY", "ok", "EACCES", "ok"])
+        XCTAssertEqual(p.scenarios[0].steps[6].rule.kernelFunction, "vfio_pci_core_feature_token()")
+    }
+
     // A VF driver binding into a group userspace owns through its vfio-pci PF: -EBUSY from
     // 5.19 (iommu_device_use_default_domain()), 5.10's VFIO notifier BUG_ON.
     func testAVFDriverCannotBindIntoAUserOwnedGroup() throws {

@@ -34,6 +34,9 @@ int cvfio_group_get_status(int group, uint32_t *flags);
 int cvfio_group_set_container(int group, int container);
 /// VFIO_GROUP_GET_DEVICE_FD with the device's name (its BDF): the fd or -errno.
 int cvfio_group_get_device_fd(int group, const char *name);
+/// VFIO_DEVICE_FEATURE with VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PCI_VF_TOKEN and a
+/// 16-byte UUID on a device fd: 0 or -errno.
+int cvfio_device_set_vf_token(int device, const uint8_t uuid[16]);
 /// VFIO_DEVICE_GET_REGION_INFO for one region index: 0 or -errno.
 int cvfio_device_get_region_info(int device, uint32_t index, cvfio_region *region);
 /// VFIO_IOMMU_MAP_DMA (read and write): 0 or -errno.

@@ -135,6 +135,7 @@ enum TextRenderer {
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d == id
         case .dma(let from, let to, _): return from == id || to == .device(id)
         case .sriov(let d, _): return d == id || id.hasPrefix(d + ".vf")
+        case .vfToken(let d, _): return d == id
         }
     }
 }
