@@ -210,7 +210,7 @@ public struct Fabric: Sendable {
         for pf in functions where pf.nodeID != nil {
             guard let node = topology.allNodes.first(where: { $0.id == pf.nodeID }), node.virtualFunctions > 0,
                   let model = pf.deviceModel, let sriov = SRIOVCapability.of(model, vfs: node.virtualFunctions) else { continue }
-            for i in 0..<node.virtualFunctions { addVirtualFunction(i, of: pf, sriov) }
+            for i in 0..<node.virtualFunctions { addVirtualFunction(i, id: node.virtualFunctionID(i), of: pf, sriov) }
         }
     }
 
@@ -218,9 +218,8 @@ public struct Fabric: Sendable {
     /// ID the capability gives, the VF device ID, `multifunction = 0`, no ACS capability, and the
     /// PF's PCIe type (QEMU's VF has the PF's endpoint capability). The topology reader refuses
     /// a VF whose routing ID leaves the PF's bus.
-    private mutating func addVirtualFunction(_ index: Int, of pf: PCIFunction, _ sriov: SRIOVCapability) {
+    private mutating func addVirtualFunction(_ index: Int, id: String, of pf: PCIFunction, _ sriov: SRIOVCapability) {
         let devfn = sriov.routingID(ofVF: index, pfDevfn: pf.slot << 3 | pf.function)
-        let id = SRIOVCapability.vfID(pf: pf.nodeID!, index: index)
         let prefix = pf.path.split(separator: "/").dropLast().joined(separator: "/")
         let (slot, function) = (devfn >> 3 & 0x1f, devfn & 7)
         var f = PCIFunction(index: functions.count, origin: .declared(id), bus: pf.bus, slot: slot, function: function,

@@ -69,6 +69,9 @@ public struct KernelGeneration: Sendable, Hashable {
     public var hasIOMMUFD: Bool
     /// Whether the kernel builds VFIO's no-IOMMU mode (`CONFIG_VFIO_NOIOMMU`); no catalog config does.
     public var hasVFIONoIOMMU: Bool = false
+    /// Whether the kernel builds SR-IOV (`CONFIG_PCI_IOV`; every Debian config does): without
+    /// it no PF has `sriov_numvfs` and vfio-pci has no VF tokens.
+    public var hasSRIOV: Bool = true
     /// PCI drivers built into the kernel (`=y`), which bind at boot without udev and need no
     /// `modprobe`: `pcieport` (PCIEPORTBUS) and `shpchp` (HOTPLUG_PCI_SHPC) in every Debian
     /// config, `virtio-pci` (VIRTIO_PCI) from 6.12. A build's `.config` replaces the guess
@@ -177,7 +180,7 @@ public struct KernelGeneration: Sendable, Hashable {
     ]
 
     /// Every config symbol ``configured(by:)`` reads.
-    public static let configSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU"]
+    public static let configSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU", "CONFIG_PCI_IOV"]
         + driverSymbols.values.sorted()
 
     /// This generation as a kernel's `.config` values build it: iommufd and VFIO cdevs
@@ -189,6 +192,7 @@ public struct KernelGeneration: Sendable, Hashable {
         guard let config else { return self }
         let on = { (s: String) in ["y", "m"].contains(config[s] ?? "n") }
         var g = building(iommufd: on("CONFIG_IOMMUFD") && on("CONFIG_VFIO_DEVICE_CDEV"), vfioNoIOMMU: on("CONFIG_VFIO_NOIOMMU"))
+        if let v = config["CONFIG_PCI_IOV"] { g.hasSRIOV = v == "y" }
         if let v = config["CONFIG_VIRTIO_IOMMU"] {
             g.virtioIOMMU = v == "y" ? .builtIn : v == "m" ? .module : .unavailable
         }

@@ -1,7 +1,9 @@
 /// A VF a `sriov` step creates, where the kernel puts it and whom its IOMMU group holds.
 public struct VirtualFunctionPrediction: Sendable, Equatable {
-    /// `<pf>.vf<index>`.
+    /// `<pf>.vf<index>`, or its declared name.
     public var id: String
+    /// The PF's id and the VF's index, e.g. `A VF 0`.
+    public var physicalFunctionAndIndex: String
     /// The VF's guest path.
     public var path: String
     /// The guest paths of every member of the VF's group, sorted; empty without a group.
@@ -27,6 +29,9 @@ extension OwnershipModel {
         }
         guard let sriov = fabric.sriov(of: pf) else {
             return fail(.ENOENT, Reason("sysfs", "\(pf.displayName) has no SR-IOV capability: no sriov_numvfs file"))
+        }
+        guard kernel.hasSRIOV else {
+            return fail(.ENOENT, Reason("pci_iov_init()", "the kernel does not build CONFIG_PCI_IOV: \(pf.displayName) is no PF to it, and has no sriov_numvfs file"))
         }
         let current = enabledVFs[pf.index] ?? 0
         let total = sriov.totalVFs(withDriver: driver[pf.index])
@@ -151,7 +156,8 @@ extension OwnershipModel {
     func predictedVFs(of pf: PCIFunction) -> [VirtualFunctionPrediction] {
         fabric.virtualFunctions(of: pf).filter { present.contains($0.index) }.map { vf in
             let members = groupID(vf).map { self.members(of: $0).map(\.path).sorted() } ?? []
-            return VirtualFunctionPrediction(id: vf.displayName, path: vf.path, groupMembers: members)
+            return VirtualFunctionPrediction(id: vf.displayName, physicalFunctionAndIndex: "\(pf.displayName) VF \(vf.virtualFunctionIndex ?? 0)",
+                                             path: vf.path, groupMembers: members)
         }
     }
 
@@ -176,7 +182,7 @@ extension OwnershipModel {
             }
             return nil
         }
-        if driver[f.index] == "vfio-pci", fabric.sriov(of: f) != nil {
+        if driver[f.index] == "vfio-pci", kernel.hasSRIOV, fabric.sriov(of: f) != nil {
             guard (vfTokenUsers[f.index] ?? 0) > 0 else { return nil }
             guard let token else {
                 return (.EACCES, Reason("vfio_pci_validate_vf_token()", "\(f.displayName) has VFs open through VFIO: \"VF token required to access device\", -EACCES"))
@@ -219,7 +225,7 @@ extension OwnershipModel {
             p.rule = Reason("isolab-agent", "\(f.displayName)'s VFIO device is not open: no device fd to set the token on")
             return p
         }
-        guard fabric.sriov(of: f) != nil else {
+        guard kernel.hasSRIOV, fabric.sriov(of: f) != nil else {
             p.result = .error(.ENOTTY)
             p.rule = Reason("vfio_pci_core_feature_token()", "\(f.displayName) is not a PF with SR-IOV (vdev->vf_token is NULL): -ENOTTY")
             return p

@@ -110,6 +110,13 @@ public struct FabricNode: Sendable, Equatable {
     public var location: SourceLocation
     /// `vfs: N`: the SR-IOV virtual functions steps may name (`<id>.vf0` …); 0 for none.
     public var virtualFunctions: Int
+    /// `vf-names:`: the ids of the first VFs, in VF order, instead of `<id>.vf<n>`.
+    public var virtualFunctionNames: [String] = []
+
+    /// The id of VF `index`: its declared name, or `<id>.vf<index>`.
+    public func virtualFunctionID(_ index: Int) -> String {
+        index < virtualFunctionNames.count ? virtualFunctionNames[index] : SRIOVCapability.vfID(pf: id, index: index)
+    }
 
     public init(id: String, kind: NodeKind, slot: Int, function: Int = 0, children: [FabricNode] = [],
                 location: SourceLocation = SourceLocation(file: "<memory>", line: 0, column: 0),

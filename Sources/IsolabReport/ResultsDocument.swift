@@ -242,7 +242,7 @@ public struct DiagramNode: Codable, Equatable, Sendable {
             // A VF is its PF's: drawn below it, named by PF and index (A.vf0), "VF" in the detail.
             physicalFunction = fabric?.functions[pf].path
             self.kind = "vf"
-            self.detail = "VF of \(fabric?.functions[pf].displayName ?? "?")"
+            self.detail = "VF \(f.virtualFunctionIndex ?? 0) of \(fabric?.functions[pf].displayName ?? "?")"
         }
     }
 

@@ -74,7 +74,7 @@ struct FabricBuilder {
         case "root-port", "port": allowed = [kind, "slot", "function", "acs", "children"]
         case "switch": allowed = [kind, "downstream"]
         case "pcie-pci-bridge", "pci-bridge": allowed = [kind, "slot", "function", "children"]
-        default: allowed = [kind, "model", "slot", "function", "dma-mask", "vfs"]
+        default: allowed = [kind, "model", "slot", "function", "dma-mask", "vfs", "vf-names"]
         }
         let entries = try reader.mapping(item, field, allowed: allowed)
         let kindEntry = entries.first { $0.key == kind }!
@@ -96,6 +96,8 @@ struct FabricBuilder {
         var maskNode: Yams.Node?
         var vfs = 0
         var vfsNode: Yams.Node?
+        var vfNames: [String] = []
+        var vfNamesNode: Yams.Node?
         for (key, _, value) in entries where key != kind {
             let f = field + "." + key
             switch key {
@@ -110,6 +112,9 @@ struct FabricBuilder {
             case "vfs":
                 vfs = try reader.int(value, f, range: 1...255)
                 vfsNode = value
+            case "vf-names":
+                vfNames = try reader.sequence(value, f).enumerated().map { i, n in try reader.identifier(n, "\(f)[\(i)]") }
+                vfNamesNode = value
             case "children", "downstream": childrenNode = value
             default: break
             }
@@ -154,16 +159,26 @@ struct FabricBuilder {
                 guard vfs <= sriov.maxDeclarable else {
                     throw reader.error(vfsNode, field + ".vfs", "\(model.rawValue) offers \(sriov.maxDeclarable) VFs, not \(vfs)", accepted: "1...\(sriov.maxDeclarable)")
                 }
+                guard vfNames.count <= vfs else {
+                    throw reader.error(vfNamesNode, field + ".vf-names", "\(vfNames.count) names for \(vfs) VFs", accepted: "at most vfs: names, in VF order")
+                }
                 for i in 0..<vfs {
-                    let vf = SRIOVCapability.vfID(pf: id, index: i)
-                    declared[vf] = DeclaredNode(kind: .device(sriov.vfModel, dmaMaskBits: nil), location: reader.location(vfsNode))
+                    let vf = i < vfNames.count ? vfNames[i] : SRIOVCapability.vfID(pf: id, index: i)
+                    if let prev = declared[vf] {
+                        throw reader.error(vfNamesNode ?? vfsNode, field + ".vf-names", "duplicate id '\(vf)' (first declared at line \(prev.location.line))", accepted: "ids unique across the file")
+                    }
+                    declared[vf] = DeclaredNode(kind: .device(sriov.vfModel, dmaMaskBits: nil), location: reader.location(vfNamesNode ?? vfsNode))
                 }
                 declared[id]?.virtualFunctions = vfs
             }
+            if let vfNamesNode, vfsNode == nil {
+                throw reader.error(vfNamesNode, field + ".vf-names", "vf-names without vfs:", accepted: "vf-names beside vfs: N")
+            }
         }
         declared[id]?.kind = nodeKind
-        let node = FabricNode(id: id, kind: nodeKind, slot: kind == "switch" ? 0 : (slot ?? -1),
+        var node = FabricNode(id: id, kind: nodeKind, slot: kind == "switch" ? 0 : (slot ?? -1),
                         function: function ?? 0, children: children, location: loc, virtualFunctions: vfs)
+        node.virtualFunctionNames = vfNames
         return (node, slot != nil || kind == "switch")
     }
 
@@ -176,7 +191,7 @@ struct FabricBuilder {
             guard let model = n.deviceModel, let sriov = SRIOVCapability.of(model, vfs: n.virtualFunctions) else { continue }
             for v in 0..<n.virtualFunctions {
                 let devfn = sriov.routingID(ofVF: v, pfDevfn: n.slot << 3 | n.function)
-                let vf = SRIOVCapability.vfID(pf: n.id, index: v)
+                let vf = n.virtualFunctionID(v)
                 guard devfn <= 0xff else {
                     throw reader.error(yaml[i], "\(field)[\(i)].vfs", "\(vf) would be at routing ID 0x\(String(devfn, radix: 16)), past the PF's bus (offset 0x\(String(sriov.firstVFOffset, radix: 16)), stride \(sriov.vfStride) from slot \(slotText(n.slot)).\(n.function))", accepted: "fewer vfs, or the PF in a lower slot")
                 }

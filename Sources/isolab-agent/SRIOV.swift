@@ -20,12 +20,10 @@ extension Agent {
         guard outcome != .blocked else { return }
         let records = virtualFunctions(of: bdf)
         d.record.virtualFunctions = records
-        // Forget VF nodes whose function is gone; learn the ones that now exist.
-        for node in plan.nodes where node.id.contains(".vf") {
-            if let old = bdfOfNode[node.id], !Posix.exists(Sysfs.device(old)) {
-                bdfOfNode[node.id] = nil
-                nodeOfBDF[old] = nil
-            }
+        // Forget nodes whose function is gone (removed VFs); learn the VFs that now exist.
+        for (id, old) in bdfOfNode where !Posix.exists(Sysfs.device(old)) {
+            bdfOfNode[id] = nil
+            nodeOfBDF[old] = nil
         }
         let byPath = Dictionary(records.map { ($0.path, $0.bdf) }, uniquingKeysWith: { a, _ in a })
         for node in plan.nodes {

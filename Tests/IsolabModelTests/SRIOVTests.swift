@@ -87,6 +87,15 @@ final class SRIOVTests: XCTestCase {
         XCTAssertEqual(try predict(igb(behind: acsPort)).virtualFunctionHazards.count, 0)
     }
 
+    // vf-names: the first VFs take declared ids, the rest keep <pf>.vf<n>.
+    func testDeclaredVFNames() throws {
+        let p = try predict(igb(behind: acsPort.replacingOccurrences(of: "vfs: 3", with: "vfs: 3\n        vf-names: [guest0, guest1]"),
+                                steps: "      - load-driver: igb\n      - sriov: {device: A, vfs: 3}\n      - vfio-bind: guest1\n"))
+        XCTAssertEqual(p.scenarios[0].steps[1].virtualFunctions.map(\.id), ["guest0", "guest1", "A.vf2"])
+        XCTAssertEqual(p.fabric.function(of: "guest1")?.path, "04.0/10.2")
+        XCTAssertEqual(p.results("s"), ["ok", "ok", "ok"])
+    }
+
     // VFs exist only once created: not in the boot groups, not built by the domain.
     func testVFsAreAbsentAtBoot() throws {
         let p = try predict(igb(behind: acsPort))
@@ -271,6 +280,15 @@ final class SRIOVTests: XCTestCase {
         XCTAssertEqual(p.scenarios[0].steps[6].rule.kernelFunction, "vfio_pci_core_feature_token()")
     }
 
+    // A kernel without CONFIG_PCI_IOV: no sriov_numvfs, and a PF has no VF token.
+    func testAKernelWithoutPCIIOVHasNoSRIOV() throws {
+        var t = try TopologyLoader.parse(igb(behind: acsPort, steps: "      - vfio-bind: A\n      - sriov: {device: A, vfs: 1}\n      - vfio-open: {device: A, token: 5bd9f7e2-0c2f-4a1e-9c55-2f0e0f4d9a11}\n"), file: "t.yaml")
+        t.emulator = nil
+        let k = KernelGeneration.v6_12.configured(by: ["CONFIG_PCI_IOV": "n"])
+        XCTAssertFalse(k.hasSRIOV)
+        XCTAssertEqual(Predictor.predict(t, kernel: k).results("s"), ["ok", "ENOENT", "EINVAL"])
+    }
+
     // A VF driver binding into a group userspace owns through its vfio-pci PF: -EBUSY from
     // 5.19 (iommu_device_use_default_domain()), 5.10's VFIO notifier BUG_ON.
     func testAVFDriverCannotBindIntoAUserOwnedGroup() throws {
@@ -296,6 +314,9 @@ final class SRIOVTests: XCTestCase {
             (acsPort.replacingOccurrences(of: "vfs: 3", with: "vfs: 9"), "offers 8 VFs"),
             ("  - device: A\n    model: igb\n    slot: 0x1e\n    vfs: 8", "past the PF's bus"),
             ("  - device: A\n    model: igb\n    slot: 6\n    vfs: 2\n  - device: B\n    model: edu\n    slot: 0x16", "which 'B' uses"),
+            (acsPort.replacingOccurrences(of: "vfs: 3", with: "vfs: 1\n        vf-names: [a, b]"), "2 names for 1 VFs"),
+            (acsPort.replacingOccurrences(of: "vfs: 3", with: "vfs: 1\n        vf-names: [rp0]"), "duplicate id 'rp0'"),
+            (acsPort.replacingOccurrences(of: "vfs: 3", with: "vf-names: [a]"), "vf-names without vfs:"),
         ]
         for (port, expect) in cases {
             XCTAssertThrowsError(try predict(igb(behind: port))) { e in

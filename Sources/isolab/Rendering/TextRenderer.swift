@@ -122,7 +122,7 @@ enum TextRenderer {
                 if !st.bound.isEmpty { lines.append("     bound: \(st.bound.joined(separator: ", "))") }
                 if !st.refused.isEmpty { lines.append("     refused: \(st.refused.joined(separator: ", "))") }
                 for vf in st.virtualFunctions {
-                    lines.append("     \(vf.id) at \(vf.path), group: \(vf.groupMembers.joined(separator: ", "))")
+                    lines.append("     \(vf.id) (\(vf.physicalFunctionAndIndex)) at \(vf.path), group: \(vf.groupMembers.joined(separator: ", "))")
                 }
             }
         }
@@ -134,7 +134,7 @@ enum TextRenderer {
         case .loadDriver: return true
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d == id
         case .dma(let from, let to, _): return from == id || to == .device(id)
-        case .sriov(let d, _): return d == id || id.hasPrefix(d + ".vf")
+        case .sriov(let d, _): return d == id
         case .vfToken(let d, _): return d == id
         }
     }
