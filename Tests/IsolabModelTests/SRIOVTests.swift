@@ -96,6 +96,19 @@ final class SRIOVTests: XCTestCase {
         XCTAssertEqual(p.results("s"), ["ok", "ok", "ok"])
     }
 
+    // The nvme driver on QEMU's offline nvme VFs is timing-bound: such scenarios are refused.
+    func testTheNVMeDriverOnNVMeVFsIsUnrealizable() throws {
+        let pf = "  - device: N\n    model: nvme\n    slot: 7\n    vfs: 1"
+        for steps in ["      - bind: N\n      - sriov: {device: N, vfs: 1}\n",
+                      "      - load-driver: {module: vfio-pci, options: [enable_sriov=1]}\n      - vfio-bind: N\n      - sriov: {device: N, vfs: 1}\n      - unbind: N.vf0\n      - bind: N.vf0\n"] {
+            let t = try TopologyLoader.parse(igb(behind: pf, steps: steps), file: "t.yaml")
+            XCTAssertEqual(Realizability.check(t).count, 1, steps)
+            XCTAssertTrue(Realizability.check(t).first?.reason.contains("NVMe virtualization management") == true)
+        }
+        let fine = try TopologyLoader.parse(igb(behind: pf, steps: "      - load-driver: {module: vfio-pci, options: [enable_sriov=1]}\n      - vfio-bind: N\n      - sriov: {device: N, vfs: 1}\n"), file: "t.yaml")
+        XCTAssertEqual(Realizability.check(fine).count, 0)
+    }
+
     // VFs exist only once created: not in the boot groups, not built by the domain.
     func testVFsAreAbsentAtBoot() throws {
         let p = try predict(igb(behind: acsPort))
