@@ -20,7 +20,7 @@ final class AgentInventoryBootTests: XCTestCase {
             XCTAssertEqual(obs.outcome, .completed, "\(topology.name): \(obs.problem ?? "")\n\(obs.consoleTail.joined(separator: "\n"))")
             guard let inventory = obs.inventory else { XCTFail("\(topology.name): no inventory"); continue }
             let prediction = Predictor.predict(topology, kernel: KernelGeneration.resolve(kernel)!)
-            let model = Dictionary(uniqueKeysWithValues: prediction.fabric.functions.map { ($0.path, $0) })
+            let model = Dictionary(uniqueKeysWithValues: prediction.fabric.bootFunctions.map { ($0.path, $0) })
             let seen = Dictionary(uniqueKeysWithValues: inventory.functions.map { ($0.path, $0) })
             XCTAssertEqual(Set(seen.keys), Set(model.keys), "\(topology.name) on \(kernel): guest paths differ from the model's")
             for (path, f) in model {

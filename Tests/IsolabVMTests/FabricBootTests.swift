@@ -33,7 +33,7 @@ final class FabricBootTests: XCTestCase {
         let fabric = Fabric(topology)
         let seen = ConsoleEnumeration(console: outcome.console)
         if ProcessInfo.processInfo.environment["ISOLAB_PRINT_CONSOLE"] != nil { print(outcome.console) }
-        let expected = Dictionary(uniqueKeysWithValues: fabric.functions.map { ($0.path, $0.vendorDevice) })
+        let expected = Dictionary(uniqueKeysWithValues: fabric.bootFunctions.map { ($0.path, $0.vendorDevice) })
         XCTAssertEqual(seen.byPath, expected, "\(label): guest enumeration differs from the model", file: file, line: line)
 
         // Groups: the model's prediction for this kernel generation.
