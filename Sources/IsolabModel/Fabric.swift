@@ -207,9 +207,10 @@ public struct Fabric: Sendable {
             queue.insert(contentsOf: bridges.map { (bus: $0.0, prefix: $0.1) }, at: q)
         }
         bootFunctionCount = functions.count
-        for pf in functions where pf.nodeID != nil {
-            guard let node = topology.allNodes.first(where: { $0.id == pf.nodeID }), node.virtualFunctions > 0,
-                  let model = pf.deviceModel, let sriov = SRIOVCapability.of(model, vfs: node.virtualFunctions) else { continue }
+        // The PFs in bus-list order, each once (not a walk of the whole tree per function).
+        let pfs = topology.allNodes.filter { $0.virtualFunctions > 0 }.compactMap { n in byNode[n.id].map { (functions[$0], n) } }
+        for (pf, node) in pfs.sorted(by: { $0.0.index < $1.0.index }) {
+            guard let model = pf.deviceModel, let sriov = SRIOVCapability.of(model, vfs: node.virtualFunctions) else { continue }
             for i in 0..<node.virtualFunctions { addVirtualFunction(i, id: node.virtualFunctionID(i), of: pf, sriov) }
         }
     }

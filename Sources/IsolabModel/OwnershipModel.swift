@@ -55,9 +55,7 @@ public struct OwnershipModel: Sendable {
     /// admin queue): with the device's DMA domain taken away, the unbind never completes.
     public static let removeWaitsOnDMA: Set<String> = ["nvme"]
     var crashed = false
-    /// SR-IOV: VFs enabled per physical function (function index → count), and the VFs that
-    /// exist now (a VF is absent until its PF's `sriov` step creates it).
-    var enabledVFs: [Int: Int] = [:]
+    /// SR-IOV: the VFs that exist now (a VF is absent until its PF's `sriov` step creates it).
     var present: Set<Int> = []
     /// PFs whose VF removal waits for an open VF (their `sriov_numvfs` write is blocked).
     var pendingSRIOVDisable: Set<Int> = []

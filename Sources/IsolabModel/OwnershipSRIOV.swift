@@ -33,7 +33,7 @@ extension OwnershipModel {
         guard kernel.hasSRIOV else {
             return fail(.ENOENT, Reason("pci_iov_init()", "the kernel does not build CONFIG_PCI_IOV: \(pf.displayName) is no PF to it, and has no sriov_numvfs file"))
         }
-        let current = enabledVFs[pf.index] ?? 0
+        let current = presentVFs(of: pf).count
         let total = sriov.totalVFs(withDriver: driver[pf.index])
         if n > total {
             let lowered = sriov.driverMaxVFs.flatMap { $0.driver == driver[pf.index] ? " (\($0.driver) lowered it from \(sriov.totalVFs) in \($0.function))" : nil } ?? ""
@@ -59,7 +59,6 @@ extension OwnershipModel {
         if current > 0 {
             return fail(.EBUSY, Reason("sriov_numvfs_store()", "\(pf.displayName) has \(current) VFs enabled: \"Disable before enabling\", -EBUSY"))
         }
-        enabledVFs[pf.index] = n
         if drv == "vfio-pci" { vfioCreatedVFs.insert(pf.index) }
         var bound: [String] = []
         for vf in fabric.virtualFunctions(of: pf).prefix(n) {
@@ -84,7 +83,7 @@ extension OwnershipModel {
     /// `pci_disable_sriov()`: each VF is removed (`pci_stop_and_remove_bus_device()`), its driver
     /// released first; a VF whose VFIO device is open holds the removal until it is closed.
     private mutating func disableVFs(of pf: PCIFunction, _ prediction: StepPrediction) -> StepPrediction {
-        let count = fabric.virtualFunctions(of: pf).filter { present.contains($0.index) }.count
+        let count = presentVFs(of: pf).count
         if let blocked = waitForOpenVF(of: pf, prediction, rule: { open in
             Reason("vfio_unregister_group_dev()", "removing \(open) waits until its open VFIO device is released (\"Device is currently in use\"); the write holds \(pf.displayName)'s device lock meanwhile")
         }) { return blocked }
@@ -98,7 +97,7 @@ extension OwnershipModel {
     /// `igb_disable_sriov()`) disables SR-IOV, so the VFs go first, waiting on an open one as
     /// `sriov_numvfs` does. Returns the blocked prediction, or nil when the unbind goes on.
     mutating func removeVFsBeforeUnbinding(_ pf: PCIFunction, driver drv: String, _ prediction: StepPrediction) -> StepPrediction? {
-        guard drv == "igb", (enabledVFs[pf.index] ?? 0) > 0 else { return nil }
+        guard drv == "igb", !presentVFs(of: pf).isEmpty else { return nil }
         if let blocked = waitForOpenVF(of: pf, prediction, rule: { open in
             Reason("igb_remove()", "igb's remove disables SR-IOV first (igb_disable_sriov()), and removing \(open) waits until its open VFIO device is released")
         }) {
@@ -113,13 +112,12 @@ extension OwnershipModel {
     /// blocked prediction, with the PF's device lock held until `vfio-close` releases the VF.
     private mutating func waitForOpenVF(of pf: PCIFunction, _ prediction: StepPrediction,
                                         rule: (String) -> Reason) -> StepPrediction? {
-        guard let open = fabric.virtualFunctions(of: pf).first(where: { present.contains($0.index) && isOpen($0) }) else { return nil }
+        guard let open = presentVFs(of: pf).first(where: isOpen) else { return nil }
         stuck.insert(pf.index)
         pendingSRIOVDisable.insert(pf.index)
         var p = prediction
         p.result = .blocked
         p.rule = rule(open.displayName)
-        p.virtualFunctions = []
         return p
     }
 
@@ -127,15 +125,22 @@ extension OwnershipModel {
         groupID(vf).map { groups[$0]?.openDevices.contains(vf.index) == true } ?? false
     }
 
+    /// The VFs of `pf` that exist now, by VF index.
+    func presentVFs(of pf: PCIFunction) -> [PCIFunction] {
+        fabric.virtualFunctions(of: pf).filter { present.contains($0.index) }
+    }
+
+    /// Whether `f` exists now: every function but a VF its PF has not created.
+    func exists(_ f: PCIFunction) -> Bool { !f.isVirtualFunction || present.contains(f.index) }
+
     /// `sriov_disable()`: the VFs go, last first, each released from its driver and its group.
     private mutating func removeVFs(of pf: PCIFunction) {
-        for vf in fabric.virtualFunctions(of: pf).filter({ present.contains($0.index) }).reversed() {
+        for vf in presentVFs(of: pf).reversed() {
             release(vf)
             present.remove(vf.index)
             grouping?.remove(vf)
             override[vf.index] = nil
         }
-        enabledVFs[pf.index] = 0
         vfioCreatedVFs.remove(pf.index)
     }
 
@@ -144,7 +149,7 @@ extension OwnershipModel {
     mutating func resumeSRIOVDisables() {
         for pfIndex in pendingSRIOVDisable {
             let pf = fabric.functions[pfIndex]
-            guard !fabric.virtualFunctions(of: pf).contains(where: { present.contains($0.index) && isOpen($0) }) else { continue }
+            guard !presentVFs(of: pf).contains(where: isOpen) else { continue }
             pendingSRIOVDisable.remove(pfIndex)
             stuck.remove(pfIndex)
             removeVFs(of: pf)
@@ -154,7 +159,7 @@ extension OwnershipModel {
 
     /// The VFs of `pf` that exist now, with their groups.
     func predictedVFs(of pf: PCIFunction) -> [VirtualFunctionPrediction] {
-        fabric.virtualFunctions(of: pf).filter { present.contains($0.index) }.map { vf in
+        presentVFs(of: pf).map { vf in
             let members = groupID(vf).map { self.members(of: $0).map(\.path).sorted() } ?? []
             return VirtualFunctionPrediction(id: vf.displayName, physicalFunctionAndIndex: "\(pf.displayName) VF \(vf.virtualFunctionIndex ?? 0)",
                                              path: vf.path, groupMembers: members)

@@ -20,7 +20,7 @@ extension OwnershipModel {
             return done(.notRun, Reason("isolab", "an earlier step crashed the kernel: the scenario stops there"))
         }
         func fn(_ id: String) -> PCIFunction { fabric.function(of: id)! }
-        if let dev = step.action.device, let f = fabric.function(of: dev), f.isVirtualFunction, !present.contains(f.index) {
+        if let dev = step.action.device, let f = fabric.function(of: dev), !exists(f) {
             return done(.notRun, Reason("pci_iov_add_virtfn()", "\(dev) does not exist: its PF's VFs are not enabled"))
         }
         if let dev = step.action.device, let f = fabric.function(of: dev), stuck.contains(f.index) {
@@ -73,7 +73,7 @@ extension OwnershipModel {
         }
         loaded.insert(drv)
         var refusedOtherwise: Reason?
-        for f in fabric.functions where driver[f.index] == nil && (!f.isVirtualFunction || present.contains(f.index)) {
+        for f in fabric.functions where driver[f.index] == nil && exists(f) {
             let matches: Bool
             if let o = override[f.index] {
                 matches = o == drv

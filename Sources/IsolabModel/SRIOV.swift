@@ -12,11 +12,13 @@ public struct SRIOVCapability: Sendable, Equatable {
     public var vfModel: DeviceModel
     /// The PF driver that lowers TotalVFs while it is bound (`pci_sriov_set_totalvfs()` in its
     /// probe; `pci_iov_remove()` restores TotalVFs when it goes), and to what.
-    public var driverMaxVFs: (driver: String, vfs: Int, function: String)?
+    public var driverMaxVFs: DriverMaxVFs?
 
-    public static func == (a: SRIOVCapability, b: SRIOVCapability) -> Bool {
-        (a.totalVFs, a.firstVFOffset, a.vfStride, a.vfVendorDevice, a.vfModel) == (b.totalVFs, b.firstVFOffset, b.vfStride, b.vfVendorDevice, b.vfModel)
-            && a.driverMaxVFs?.driver == b.driverMaxVFs?.driver && a.driverMaxVFs?.vfs == b.driverMaxVFs?.vfs
+    /// A PF driver's own TotalVFs and the function of it that sets it.
+    public struct DriverMaxVFs: Sendable, Equatable {
+        public var driver: String
+        public var vfs: Int
+        public var function: String
     }
 
     /// The most VFs a topology may declare on the model.
@@ -34,7 +36,7 @@ public struct SRIOVCapability: Sendable, Equatable {
         switch model {
         case .igb:
             return SRIOVCapability(totalVFs: 8, firstVFOffset: 0x80, vfStride: 2, vfVendorDevice: "8086:10ca",
-                                   vfModel: .igbVF, driverMaxVFs: ("igb", 7, "igb_probe_vfs()"), maxDeclarable: 8)
+                                   vfModel: .igbVF, driverMaxVFs: DriverMaxVFs(driver: "igb", vfs: 7, function: "igb_probe_vfs()"), maxDeclarable: 8)
         case .nvme:
             guard vfs > 0 else { return nil }   // no sriov_max_vfs: no SR-IOV capability
             return SRIOVCapability(totalVFs: vfs, firstVFOffset: 1, vfStride: 1, vfVendorDevice: "1b36:0010",

@@ -4,24 +4,11 @@ import IsolabProtocol
 extension Judge {
     /// The agent's reading of config space is the proof of what QEMU realized: every function
     /// of the fabric the guest enumerated must carry the PCIe device/port type and the ACS
-    /// capability the model derived from the declaration (KERNEL-NOTES §5.1). Each function
+    /// capability the model derived from the declaration (KERNEL-NOTES §5.1), and a PF the SR-IOV
+    /// capability the model places its VFs by. Each function
     /// realized otherwise is an `unrealizable` verdict with the evidence; the groups, hazards
     /// and steps of such a fabric are not judged. Functions the guest did not enumerate are
     /// left to the group verdicts.
-    /// The SR-IOV capability the model places VFs by, against the one the guest read: present
-    /// or not, TotalVFs, First VF Offset, VF Stride and the VF's ID.
-    static func sriovDifference(_ model: SRIOVCapability?, _ observed: SRIOVRecord?, pfVendor: String) -> String? {
-        switch (model, observed) {
-        case (nil, nil): return nil
-        case (nil, let o?): return "an SR-IOV capability (TotalVFs \(o.totalVFs)) the model does not expect"
-        case (let m?, nil): return "no SR-IOV capability, where the model expects TotalVFs \(m.totalVFs)"
-        case (let m?, let o?):
-            let want = "TotalVFs \(m.totalVFs), offset 0x\(String(m.firstVFOffset, radix: 16)), stride \(m.vfStride), VF \(m.vfVendorDevice)"
-            let got = "TotalVFs \(o.totalVFs), offset 0x\(String(o.firstVFOffset, radix: 16)), stride \(o.vfStride), VF \(pfVendor):\(o.vfDevice)"
-            return want == got ? nil : "an SR-IOV capability with \(got), where the model places VFs by \(want)"
-        }
-    }
-
     static func realizationVerdicts(_ p: KernelPrediction, inventory: Inventory) -> [Verdict] {
         var observed: [String: FunctionRecord] = [:]
         for f in inventory.functions { observed[f.path] = f }
@@ -55,5 +42,19 @@ extension Judge {
 
     static func describe(type: String?, acs: Bool) -> String {
         (type ?? "conventional PCI") + (acs ? " with ACS" : " without ACS")
+    }
+
+    /// The SR-IOV capability the model places VFs by, against the one the guest read: present
+    /// or not, TotalVFs, First VF Offset, VF Stride and the VF's ID.
+    static func sriovDifference(_ model: SRIOVCapability?, _ observed: SRIOVRecord?, pfVendor: String) -> String? {
+        switch (model, observed) {
+        case (nil, nil): return nil
+        case (nil, let o?): return "an SR-IOV capability (TotalVFs \(o.totalVFs)) the model does not expect"
+        case (let m?, nil): return "no SR-IOV capability, where the model expects TotalVFs \(m.totalVFs)"
+        case (let m?, let o?):
+            let want = "TotalVFs \(m.totalVFs), offset 0x\(String(m.firstVFOffset, radix: 16)), stride \(m.vfStride), VF \(m.vfVendorDevice)"
+            let got = "TotalVFs \(o.totalVFs), offset 0x\(String(o.firstVFOffset, radix: 16)), stride \(o.vfStride), VF \(pfVendor):\(o.vfDevice)"
+            return want == got ? nil : "an SR-IOV capability with \(got), where the model places VFs by \(want)"
+        }
     }
 }

@@ -223,7 +223,7 @@ public struct DiagramNode: Codable, Equatable, Sendable {
         self.physicalFunction = physicalFunction
     }
 
-    init(_ f: PCIFunction, in fabric: Fabric? = nil) {
+    init(_ f: PCIFunction, in fabric: Fabric) {
         var kind: String
         var detail: String?
         switch f.origin {
@@ -240,9 +240,9 @@ public struct DiagramNode: Codable, Equatable, Sendable {
         self.init(path: f.path, name: f.displayName, kind: kind, detail: detail, isBridge: f.isBridge)
         if let pf = f.physicalFunction {
             // A VF is its PF's: drawn below it, named by PF and index (A.vf0), "VF" in the detail.
-            physicalFunction = fabric?.functions[pf].path
+            physicalFunction = fabric.functions[pf].path
             self.kind = "vf"
-            self.detail = "VF \(f.virtualFunctionIndex ?? 0) of \(fabric?.functions[pf].displayName ?? "?")"
+            self.detail = "VF \(f.virtualFunctionIndex ?? 0) of \(fabric.functions[pf].displayName)"
         }
     }
 

@@ -64,23 +64,10 @@ final class SRIOVTests: XCTestCase {
     // behind its sibling port past the IOMMU, though the kernel groups them apart; behind an
     // ACS root port a VF has no such peer (PF and VF both redirect upstream).
     func testVFHazardsOnceTheVFsAreEnabled() throws {
-        let sw = """
-          - root-port: rp0
-            slot: 4
-            children:
-              - switch: sw0
-                downstream:
-                  - port: dp0
-                    children:
-                      - device: A
-                        model: igb
-                        vfs: 1
-                  - port: dp1
-                    children:
-                      - device: B
-                        model: edu
-        """
-        let p = try predict(igb(behind: sw))
+        // GroupingTests' switch fabric with A an igb with one VF (its scenario vfio-opens A).
+        let sw = switchYAML.replacingOccurrences(of: "- device: A\n                model: edu",
+                                                 with: "- device: A\n                model: igb\n                vfs: 1")
+        let p = try predict(sw)
         XCTAssertEqual(Set(p.virtualFunctionHazards.map { "\($0.from)->\($0.to)" }), ["A.vf0->B", "B->A.vf0"])
         XCTAssertTrue(p.virtualFunctionHazards[0].reason.contains("no ACS capability"))
         XCTAssertEqual(p.hazardPairs(), ["A->B", "B->A"], "the boot hazards leave VFs out")
