@@ -14,6 +14,7 @@ PACKAGES=(
   debian-archive-keyring gpgv ca-certificates
   chromium fonts-dejavu-core   # the HTML report test renders report.html headless
   gcc make bc flex bison libelf-dev libssl-dev patch   # the 6.12-iommufd kernel is compiled from source (patch: its patched test tree)
+  uuid-dev libcap-dev   # the kernel's VFIO (libuuid) and iommufd (libcap) selftests, linked static
 )
 # Unprivileged account used by the image tests (`runuser -u isolab-test`) and by the
 # libvirt daemon test (a session-mode libvirtd with private directories runs as it).

@@ -53,6 +53,15 @@ public struct MatrixRun {
         return images
     }
 
+    /// The programs each cell's fabric ships for its `selftest` steps, by topology file.
+    public func programs(_ provisioner: Provisioner) throws -> [String: [String: String]] {
+        var out: [String: [String: String]] = [:]
+        for cell in cells where cell.unrealizable.isEmpty && out[cell.topology.file] == nil {
+            out[cell.topology.file] = try provisioner.programs(for: cell.topology)
+        }
+        return out
+    }
+
     /// How many guests ``run(_:observer:cancellation:provisioned:)`` will start.
     public var requestCount: Int {
         repetitions * cells.filter(\.unrealizable.isEmpty).reduce(0) { $0 + settings.scenarios(of: $1.topology).count }
@@ -60,13 +69,15 @@ public struct MatrixRun {
 
     /// One request per scenario per realizable cell per repetition, with the cell and
     /// repetition each belongs to.
-    public func requests(images: [String: GuestImage], runsRoot: String = RunsDirectory.root())
+    public func requests(images: [String: GuestImage], runsRoot: String = RunsDirectory.root(),
+                         programs: [String: [String: String]] = [:])
         -> [(request: RunRequest, cell: Int, repetition: Int)] {
         var out: [(RunRequest, Int, Int)] = []
         for rep in 0..<repetitions {
             for (ci, cell) in cells.enumerated() where cell.unrealizable.isEmpty {
                 for r in settings.requests(cell.topology, image: images[cell.kernel]!, kernel: cell.kernel,
-                                           emulator: emulators[cell.emulator], runsRoot: runsRoot) {
+                                           emulator: emulators[cell.emulator], runsRoot: runsRoot,
+                                           programs: programs[cell.topology.file] ?? [:]) {
                     out.append((r, ci, rep))
                 }
             }
@@ -88,7 +99,7 @@ public struct MatrixRun {
                     provisioned: ([String: GuestImage]) -> Void = { _ in }) throws -> Outcome {
         let images = try provision(provisioner)
         provisioned(images)
-        let planned = requests(images: images)
+        let planned = requests(images: images, programs: try programs(provisioner))
         let connections = try connect()
         defer { connections.forEach { $0.close() } }
         let fleet = Fleet(connections: connections, jobs: jobs, snapshots: snapshots, cancellation: cancellation)

@@ -64,7 +64,9 @@ extension MatrixPlanner {
     /// Loads a matrix file (its emulators checked against `emulators.yaml`); errors are bad
     /// input with the file's line and field.
     public static func load(_ path: String) throws -> MatrixFile {
-        let ids = try? Recipe(directory: Recipe.locate()).emulatorCatalog().emulators.map(\.id)
-        do { return try MatrixFile.load(path: path, emulators: ids) } catch let e as TopologyError { throw EngineError.input(e.description) }
+        let recipe = try? Recipe(directory: Recipe.locate())
+        let ids = try? recipe?.emulatorCatalog().emulators.map(\.id)
+        let kernels = try? recipe?.catalog().kernels.map(\.id)
+        do { return try MatrixFile.load(path: path, emulators: ids ?? nil, kernels: kernels ?? nil) } catch let e as TopologyError { throw EngineError.input(e.description) }
     }
 }

@@ -46,6 +46,51 @@ public final class Provisioner {
         return agentPath!
     }
 
+    /// The kernel's selftests, built (or found in the cache) once per provisioner.
+    private var suite: SelftestSuite?
+
+    /// The programs `topology`'s `selftest` steps run, by guest name → host file: the kernel's
+    /// selftests (built from the catalog's `selftests:` kernel source the first time) and the
+    /// developer's own files.
+    public func programs(for topology: Topology) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for scenario in topology.scenarios {
+            for step in scenario.steps {
+                guard case .selftest(let run) = step.action else { continue }
+                switch run.source {
+                case .file(let path): out[run.program] = path
+                case .kernelSelftest:
+                    let suite = try selftests()
+                    guard let path = suite.path(of: run.program) else {
+                        throw EngineError.provisioning("\(run.program) is not among the selftests built from \(suite.source): \(suite.programs.joined(separator: ", "))")
+                    }
+                    out[run.program] = path
+                }
+            }
+        }
+        return out
+    }
+
+    /// The kernel's own VFIO and iommufd selftests, built static from the catalog's
+    /// `selftests:` kernel source package (cached by its sha256).
+    public func selftests() throws -> SelftestSuite {
+        if let suite { return suite }
+        do {
+            let catalog = try builder.catalog
+            guard let id = catalog.selftestSource else {
+                throw EngineError.provisioning("vm-images/kernels.yaml names no selftests: kernel; the kernel selftests cannot be built")
+            }
+            let resolved = try builder.resolver.resolve(try catalog.kernel(id: id), refresh: false)
+            var b = SelftestBuilder(cache: builder.cache, resolver: builder.resolver)
+            b.log = builder.log
+            let built = try b.build(resolved)
+            suite = built
+            return built
+        } catch let e as EngineError { throw e } catch {
+            throw EngineError.provisioning(String(describing: error))
+        }
+    }
+
     /// The guest image of a kernel.
     public func image(_ source: KernelSource) throws -> GuestImage {
         let agent = try agent()

@@ -26,7 +26,7 @@ public struct RunSettings: Sendable {
     /// One request per run of `topology` (``scenarios(of:)``), each with a fresh run directory
     /// under `runsRoot`.
     public func requests(_ topology: Topology, image: GuestImage, kernel: String,
-                         emulator: ProvidedEmulator?, runsRoot: String) -> [RunRequest] {
+                         emulator: ProvidedEmulator?, runsRoot: String, programs: [String: String] = [:]) -> [RunRequest] {
         let fabric = Fabric(topology)
         return scenarios(of: topology).map { s in
             let dir = RunsDirectory.new(in: runsRoot, label: [topology.name, kernel, s?.name ?? "inventory"].joined(separator: "-"))
@@ -38,6 +38,7 @@ public struct RunSettings: Sendable {
             if let bootDeadline { r.bootDeadline = bootDeadline }
             if let stepTimeout { r.stepTimeout = stepTimeout }
             r.extraKernelArguments = extraKernelArguments
+            r.programs = programs
             return r
         }
     }

@@ -176,6 +176,23 @@ extension GuestImage {
     /// (path inside the guest → contents). The kernel unpacks both, so the files appear in the
     /// guest's root without rebuilding the image.
     public func initramfs(appending files: [String: Data], to output: String) throws {
+        try initramfs(appending: files, executables: [:], to: output)
+    }
+
+    /// As ``initramfs(appending:to:)``, with `executables` (archive name → host file) added
+    /// with mode 0755: the programs `selftest` steps run.
+    public func initramfs(appending files: [String: Data], executables: [String: String], to output: String) throws {
+        var all = files
+        for (name, host) in executables {
+            guard let data = FileManager.default.contents(atPath: host) else {
+                throw ImagesError.io(path: host, problem: "cannot read the program to ship into the guest")
+            }
+            all[name] = data
+        }
+        try writeInitramfs(appending: all, executableNames: Set(executables.keys), to: output)
+    }
+
+    private func writeInitramfs(appending files: [String: Data], executableNames: Set<String>, to output: String) throws {
         let fm = FileManager.default
         try? fm.removeItem(atPath: output)
         guard fm.createFile(atPath: output, contents: nil) else {
@@ -193,7 +210,7 @@ extension GuestImage {
                 parent = (parent as NSString).deletingLastPathComponent
             }
             for d in chain { try writer.add(name: d, mode: UInt32(S_IFDIR) | 0o755, data: Data()) }
-            try writer.add(name: name, mode: UInt32(S_IFREG) | 0o644, data: files[name]!)
+            try writer.add(name: name, mode: UInt32(S_IFREG) | (executableNames.contains(name) ? 0o755 : 0o644), data: files[name]!)
         }
         try writer.finish()
         defer { try? fm.removeItem(atPath: extra) }

@@ -32,8 +32,14 @@ public struct CatalogKernel: Equatable, Sendable, Codable {
 /// The kernel catalog: which Debian kernels isolab can boot.
 public struct KernelCatalog: Equatable, Sendable {
     public var kernels: [CatalogKernel]
+    /// `selftests:`: the kernel whose source package (`linux-source-X.Y`, a `build:` entry) the
+    /// kernel's own VFIO and iommufd selftests are built from.
+    public var selftestSource: String?
 
-    public init(kernels: [CatalogKernel]) { self.kernels = kernels }
+    public init(kernels: [CatalogKernel], selftestSource: String? = nil) {
+        self.kernels = kernels
+        self.selftestSource = selftestSource
+    }
 
     /// The kernel with this id, or an error listing the ids the catalog has.
     public func kernel(id: String) throws -> CatalogKernel {
@@ -67,8 +73,8 @@ public struct KernelCatalog: Equatable, Sendable {
         guard let root, let top = root.mapping else {
             throw fail(root, nil, "expected a mapping with a 'kernels' list", "kernels: [ {id, suite, package, generation} ]")
         }
-        for (key, _) in top where key.string != "kernels" {
-            throw fail(key, key.string ?? "?", "unknown top-level field", "kernels")
+        for (key, _) in top where key.string != "kernels" && key.string != "selftests" {
+            throw fail(key, key.string ?? "?", "unknown top-level field", "kernels, selftests")
         }
         guard let listNode = top["kernels"] else { throw fail(root, "kernels", "missing") }
         guard let list = listNode.sequence else { throw fail(listNode, "kernels", "expected a list of kernels") }
@@ -115,7 +121,15 @@ public struct KernelCatalog: Equatable, Sendable {
                                          build: values["build"]))
         }
         guard !kernels.isEmpty else { throw fail(listNode, "kernels", "the list is empty") }
-        return KernelCatalog(kernels: kernels)
+        var selftests: String?
+        if let node = top["selftests"] {
+            guard let id = node.string, let k = kernels.first(where: { $0.id == id }), k.build != nil else {
+                throw fail(node, "selftests", "'\(node.string ?? "?")' is not a kernel of this catalog built from source",
+                           kernels.filter { $0.build != nil }.map(\.id).joined(separator: ", "))
+            }
+            selftests = id
+        }
+        return KernelCatalog(kernels: kernels, selftestSource: selftests)
     }
 
     private static func yamlLine(_ error: YamlError) -> Int? {

@@ -149,23 +149,7 @@ struct SourceKernelBuild {
 
     private func unpackAndConfigure(files: [String], fragment: ConfigFragment, fragmentPath: String, in dir: String,
                                     kernelID: String, buildLog: String) throws -> String {
-        let fm = FileManager.default
-        let debRoot = (dir as NSString).appendingPathComponent("deb")
-        for file in files { try Shell.check(["dpkg-deb", "-x", file, debRoot]) }
-        let usrSrc = (debRoot as NSString).appendingPathComponent("usr/src")
-        guard let tarball = ((try? fm.contentsOfDirectory(atPath: usrSrc)) ?? []).sorted()
-            .first(where: { $0.hasPrefix("linux-source-") && $0.hasSuffix(".tar.xz") }) else {
-            throw ImagesError.badKernelTree(path: usrSrc, problem: "no linux-source-*.tar.xz: is the catalog's package a Debian kernel source package?")
-        }
-        let src = (dir as NSString).appendingPathComponent("src")
-        try fm.createDirectory(atPath: src, withIntermediateDirectories: true)
-        log("\(kernelID): unpacking \(tarball)")
-        try Shell.check(["tar", "-xf", (usrSrc as NSString).appendingPathComponent(tarball), "-C", src])
-        try? fm.removeItem(atPath: debRoot)
-        guard let top = ((try? fm.contentsOfDirectory(atPath: src)) ?? []).first(where: { $0.hasPrefix("linux") }) else {
-            throw ImagesError.badKernelTree(path: src, problem: "the tarball has no linux-* directory")
-        }
-        let tree = (src as NSString).appendingPathComponent(top)
+        let tree = try Self.unpackSource(files: files, in: dir, log: { log("\(kernelID): \($0)") })
         try make(tree, ["tinyconfig"], log: buildLog, kernelID: kernelID)
         try Shell.check(["sh", "scripts/kconfig/merge_config.sh", "-m", ".config", fragmentPath], currentDirectory: tree)
         try make(tree, ["olddefconfig"], log: buildLog, kernelID: kernelID)
@@ -191,6 +175,30 @@ struct SourceKernelBuild {
             let out = (try? String(contentsOfFile: buildLog, encoding: .utf8)) ?? ""
             throw ImagesError.kernelBuildFailed(kernel: kernelID, step: "make " + targets.joined(separator: " "), log: buildLog, output: out)
         }
+    }
+}
+
+extension SourceKernelBuild {
+    /// Unpacks a Debian kernel source package (`linux-source-X.Y`: its debs in `files`, the
+    /// tarball in `/usr/src`) into `dir/src`; returns the tree (`dir/src/linux-source-X.Y`).
+    static func unpackSource(files: [String], in dir: String, log: (String) -> Void) throws -> String {
+        let fm = FileManager.default
+        let debRoot = (dir as NSString).appendingPathComponent("deb")
+        for file in files { try Shell.check(["dpkg-deb", "-x", file, debRoot]) }
+        let usrSrc = (debRoot as NSString).appendingPathComponent("usr/src")
+        guard let tarball = ((try? fm.contentsOfDirectory(atPath: usrSrc)) ?? []).sorted()
+            .first(where: { $0.hasPrefix("linux-source-") && $0.hasSuffix(".tar.xz") }) else {
+            throw ImagesError.badKernelTree(path: usrSrc, problem: "no linux-source-*.tar.xz: is the catalog's package a Debian kernel source package?")
+        }
+        let src = (dir as NSString).appendingPathComponent("src")
+        try fm.createDirectory(atPath: src, withIntermediateDirectories: true)
+        log("unpacking \(tarball)")
+        try Shell.check(["tar", "-xf", (usrSrc as NSString).appendingPathComponent(tarball), "-C", src])
+        try? fm.removeItem(atPath: debRoot)
+        guard let top = ((try? fm.contentsOfDirectory(atPath: src)) ?? []).first(where: { $0.hasPrefix("linux") }) else {
+            throw ImagesError.badKernelTree(path: src, problem: "the tarball has no linux-* directory")
+        }
+        return (src as NSString).appendingPathComponent(top)
     }
 }
 
@@ -225,7 +233,8 @@ public struct KernelConfig: Sendable, Equatable {
     /// (IsolabModel's `KernelGeneration.configSymbols`; IsolabImages does not depend on the model.)
     public static let modelSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU",
                                       "CONFIG_BLK_DEV_NVME", "CONFIG_E1000E", "CONFIG_HOTPLUG_PCI_SHPC", "CONFIG_PCIEPORTBUS",
-                                      "CONFIG_PCI_STUB", "CONFIG_VFIO_PCI", "CONFIG_VIRTIO_PCI", "CONFIG_PCI_IOV"]
+                                      "CONFIG_PCI_STUB", "CONFIG_VFIO_PCI", "CONFIG_VIRTIO_PCI", "CONFIG_PCI_IOV",
+                                      "CONFIG_IOMMUFD_TEST"]
 }
 
 /// A config fragment: the symbols a build must end up with.

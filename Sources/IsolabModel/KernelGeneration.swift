@@ -67,6 +67,9 @@ public struct KernelGeneration: Sendable, Hashable {
     /// Whether the kernel builds iommufd and VFIO device cdevs (`CONFIG_IOMMUFD`,
     /// `CONFIG_VFIO_DEVICE_CDEV`); no catalog config does: the legacy container is the only path.
     public var hasIOMMUFD: Bool
+    /// `CONFIG_IOMMUFD_TEST`: iommufd's mock domains (`IOMMU_TEST_CMD`) that the kernel's
+    /// iommufd selftests drive. No Debian config sets it; isolab's `7.3-iommufd` build does.
+    public var hasIOMMUFDTest = false
     /// Whether the kernel builds VFIO's no-IOMMU mode (`CONFIG_VFIO_NOIOMMU`); no catalog config does.
     public var hasVFIONoIOMMU: Bool = false
     /// Whether the kernel builds SR-IOV (`CONFIG_PCI_IOV`; every Debian config does): without
@@ -180,7 +183,8 @@ public struct KernelGeneration: Sendable, Hashable {
     ]
 
     /// Every config symbol ``configured(by:)`` reads.
-    public static let configSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU", "CONFIG_PCI_IOV"]
+    public static let configSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU", "CONFIG_PCI_IOV",
+                                       "CONFIG_IOMMUFD_TEST"]
         + driverSymbols.values.sorted()
 
     /// This generation as a kernel's `.config` values build it: iommufd and VFIO cdevs
@@ -193,6 +197,7 @@ public struct KernelGeneration: Sendable, Hashable {
         let on = { (s: String) in ["y", "m"].contains(config[s] ?? "n") }
         var g = building(iommufd: on("CONFIG_IOMMUFD") && on("CONFIG_VFIO_DEVICE_CDEV"), vfioNoIOMMU: on("CONFIG_VFIO_NOIOMMU"))
         if let v = config["CONFIG_PCI_IOV"] { g.hasSRIOV = v == "y" }
+        g.hasIOMMUFDTest = g.hasIOMMUFD && config["CONFIG_IOMMUFD_TEST"] == "y"
         if let v = config["CONFIG_VIRTIO_IOMMU"] {
             g.virtioIOMMU = v == "y" ? .builtIn : v == "m" ? .module : .unavailable
         }

@@ -15,6 +15,10 @@ public enum StepResult: Sendable, Equatable, CustomStringConvertible {
     case unsupported
     /// The step is not run: an earlier step crashed the guest, or a precondition is missing.
     case notRun
+    /// `selftest`: the program reported a failure (exit status 1, or another but 0 and 4).
+    case failed
+    /// `selftest`: the program skipped as a whole (exit status 4, KSFT_SKIP).
+    case skipped
 
     /// The short form used in reports and in `expect:` pins: `ok`, `EBUSY`, `crash`, `blocked`,
     /// `delivered`, `faulted`, `unsupported`, `not-run`.
@@ -28,11 +32,13 @@ public enum StepResult: Sendable, Equatable, CustomStringConvertible {
         case .faulted: return "faulted"
         case .unsupported: return "unsupported"
         case .notRun: return "not-run"
+        case .failed: return "failed"
+        case .skipped: return "skipped"
         }
     }
 
     /// Tokens an `expect:` pin may name, besides errno names.
-    public static let tokens = ["ok", "crash", "blocked", "delivered", "faulted", "unsupported", "not-run"]
+    public static let tokens = ["ok", "crash", "blocked", "delivered", "faulted", "unsupported", "not-run", "failed", "skipped"]
 
     public var description: String {
         switch self {
@@ -65,6 +71,8 @@ public struct StepPrediction: Sendable, Equatable {
     public var refused: [String] = []
     /// For `sriov`: the PF's VFs that exist after the step, with their groups.
     public var virtualFunctions: [VirtualFunctionPrediction] = []
+    /// For `selftest`: the program's and each subtest's expected outcome.
+    public var selftest: SelftestPrediction?
 
     /// This prediction ending at a failed sub-step: the sub-step's errno becomes the step's.
     func failing(_ substep: Substep, _ e: Errno, _ rule: Reason) -> StepPrediction {

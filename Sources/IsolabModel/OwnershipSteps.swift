@@ -53,6 +53,8 @@ extension OwnershipModel {
             return sriov(fn(dev), n, step: step, index: index)
         case .vfToken(let dev, let token):
             return setVFToken(fn(dev), token, step: step, index: index)
+        case .selftest(let run):
+            return selftest(run, step: step, index: index)
         }
     }
 

@@ -63,6 +63,25 @@ public enum DeviceModel: String, CaseIterable, Sendable, Codable {
         case .igbVF: return "igbvf"
         }
     }
+
+    /// An MSI capability (QEMU's `msi_init()` in the model's realize): edu, e1000e, igb.
+    public var hasMSI: Bool {
+        switch self {
+        case .edu, .e1000e, .igb: return true
+        case .nvme, .virtioNet, .igbVF: return false
+        }
+    }
+
+    /// An MSI-X capability (`msix_init()`): all but edu.
+    public var hasMSIX: Bool { self != .edu }
+
+    /// A reset of the function alone that `pci_probe_reset_function()` finds: FLR (nvme, igb
+    /// and its VFs, virtio-net's `x-pcie-flr-init`) or a PM reset (e1000e's power management
+    /// capability without No_Soft_Reset). edu has neither: only a bus reset can reset it.
+    public var hasFunctionReset: Bool { self != .edu }
+
+    /// The driver in the VFIO selftests' lib/drivers that claims this model (`igb`: 82576 PFs).
+    public var selftestDriver: String? { self == .igb ? "igb" : nil }
 }
 
 /// What kind of node a topology declares.
@@ -163,6 +182,42 @@ public enum VFIOPath: String, Sendable, Equatable, Codable, CaseIterable {
     case cdev
 }
 
+/// A program a `selftest` step runs in the guest.
+public struct ProgramRun: Sendable, Equatable {
+    /// The name the guest runs it by (`/isolab/programs/NAME`).
+    public var program: String
+    /// Where the host takes it from.
+    public var source: ProgramSource
+    /// Declared devices whose BDFs follow `args` on the command line.
+    public var devices: [String]
+    public var args: [String]
+    public var env: [String: String]
+    /// Seconds the program may run before it is killed and the step reported `timed-out`.
+    public var timeout: Double
+
+    public init(program: String, source: ProgramSource, devices: [String], args: [String] = [],
+                env: [String: String] = [:], timeout: Double = ProgramRun.defaultTimeout) {
+        self.program = program
+        self.source = source
+        self.devices = devices
+        self.args = args
+        self.env = env
+        self.timeout = timeout
+    }
+
+    /// A selftest under TCG: each harness test sets its device up again (reset, container, maps).
+    public static let defaultTimeout = 300.0
+}
+
+/// Where a `selftest` step's program comes from.
+public enum ProgramSource: Sendable, Equatable {
+    /// One of the kernel's selftests (tools/testing/selftests/vfio or iommu), which isolab builds
+    /// from the kernel source package of the catalog's selftest kernel.
+    case kernelSelftest
+    /// A static executable the developer supplies (absolute path on the host).
+    case file(String)
+}
+
 /// One step of a scenario.
 public enum StepAction: Sendable, Equatable {
     /// `modprobe MODULE [OPTION...]`.
@@ -178,6 +233,9 @@ public enum StepAction: Sendable, Equatable {
     case sriov(device: String, vfs: Int)
     /// Sets a PF's VF token through its open VFIO device (`VFIO_DEVICE_FEATURE_PCI_VF_TOKEN`).
     case vfToken(device: String, token: String)
+    /// Runs a program in the guest (a kernel selftest or the developer's own), given the devices'
+    /// BDFs; its TAP results are judged one by one.
+    case selftest(ProgramRun)
 
     /// The step's operation: its keyword in a topology file and its `op` in a plan.
     public var op: PlanStep.Op {
@@ -191,6 +249,7 @@ public enum StepAction: Sendable, Equatable {
         case .dma: return .dma
         case .sriov: return .sriov
         case .vfToken: return .vfToken
+        case .selftest: return .selftest
         }
     }
 
@@ -204,6 +263,7 @@ public enum StepAction: Sendable, Equatable {
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d
         case .dma(let from, _, _): return from
         case .sriov(let d, _), .vfToken(let d, _): return d
+        case .selftest(let run): return run.devices.first
         }
     }
 
@@ -225,6 +285,7 @@ public enum StepAction: Sendable, Equatable {
             return "\(keyword) \(from) -> \(target)" + (map == .peer ? " (map: peer)" : "")
         case .sriov(let d, let n): return "\(keyword) \(d) vfs \(n)"
         case .vfToken(let d, let t): return "\(keyword) \(d) \(t.prefix(8))…"
+        case .selftest(let run): return ([keyword, run.program] + run.args + run.devices).joined(separator: " ")
         }
     }
 }

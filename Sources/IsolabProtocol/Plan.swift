@@ -14,6 +14,8 @@ public let isolabProtocolVersion = 1
 public struct GuestPlan: Codable, Equatable, Sendable {
     /// Where the agent looks for the plan inside the guest.
     public static let path = "/isolab/plan.json"
+    /// Where the programs `selftest` steps run are, shipped in the run's appended initramfs.
+    public static let programsDirectory = "/isolab/programs"
 
     public var version: Int
     /// Free text identifying the run, echoed in the `hello` record.
@@ -76,6 +78,9 @@ public struct PlanStep: Codable, Equatable, Sendable {
         case sriov
         /// Set a PF's VF token on its open device fd (`VFIO_DEVICE_FEATURE_PCI_VF_TOKEN`).
         case vfToken = "vf-token"
+        /// Run a program shipped in the guest (`/isolab/programs/NAME`): a kernel selftest or a
+        /// developer's own static test program.
+        case selftest
     }
 
     /// What a DMA probe targets.
@@ -110,6 +115,17 @@ public struct PlanStep: Codable, Equatable, Sendable {
     /// `vfio-open`: a VF token (UUID) appended to the device name as ` vf_token=UUID`;
     /// `vf-token`: the token to set.
     public var vfToken: String?
+    /// `selftest`: the program's name under ``GuestPlan/programsDirectory``.
+    public var program: String?
+    /// `selftest`: the declared devices whose BDFs (`0000:00:04.0`) follow `args` on the
+    /// command line, in this order.
+    public var devices: [String]?
+    /// `selftest`: arguments before the BDFs.
+    public var args: [String]?
+    /// `selftest`: environment variables added to the agent's.
+    public var env: [String: String]?
+    /// This step's own timeout (seconds), in place of the plan's ``GuestPlan/stepTimeoutSeconds``.
+    public var timeoutSeconds: Double?
 
     public init(index: Int, op: Op, device: String? = nil, driver: String? = nil, module: String? = nil,
                 to: DMATarget? = nil, target: String? = nil, map: String? = nil) {

@@ -204,6 +204,8 @@ public struct StepRecord: Codable, Equatable, Sendable {
     public var dma: DMAEvidence?
     /// `sriov`: the PF's VFs that exist after the step (its `virtfnN` links), in VF order.
     public var virtualFunctions: [VirtualFunctionRecord]?
+    /// `selftest`: how the program ran and what it printed.
+    public var program: ProgramRecord?
     public var milliseconds: Int
 
     public init(index: Int, op: PlanStep.Op, result: String, errno: Int? = nil, detail: String? = nil,
@@ -221,6 +223,31 @@ public struct StepRecord: Codable, Equatable, Sendable {
         self.dma = dma
         self.milliseconds = milliseconds
     }
+}
+
+/// A `selftest` step's program run.
+public struct ProgramRecord: Codable, Equatable, Sendable {
+    /// The command line as run (the program's guest path, `args`, the devices' BDFs).
+    public var argv: [String]
+    /// The exit status; nil when a signal ended it or it was still running at the timeout.
+    public var exitStatus: Int?
+    /// The signal that ended it (`SIGKILL` at the timeout included).
+    public var signal: Int?
+    /// Still running at the step's timeout (then killed).
+    public var timedOut: Bool
+    /// stdout and stderr as written, interleaved (the last 256 KiB if longer).
+    public var output: String
+
+    public init(argv: [String], exitStatus: Int? = nil, signal: Int? = nil, timedOut: Bool = false, output: String = "") {
+        self.argv = argv
+        self.exitStatus = exitStatus
+        self.signal = signal
+        self.timedOut = timedOut
+        self.output = output
+    }
+
+    /// The TAP results in the output.
+    public var tap: TAPResults { TAPResults(parsing: output) }
 }
 
 /// An SR-IOV VF as the guest shows it after an `sriov` step.

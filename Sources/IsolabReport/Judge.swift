@@ -192,6 +192,11 @@ public enum Judge {
                 out.append(v)
                 break
             }
+            if let s = st.selftest, st.step.expect == nil, let program = r.program {
+                // The harness exits 1 exactly when a test failed: the expected status follows
+                // from the expected outcome of each test the program ran.
+                v.expected = s.result(for: program.tap.tests.map(\.name)).token
+            }
             v.kind = judge(expected: v.expected!, pinned: st.step.expect != nil, observed: r.result,
                            predicted: st, record: r)
             if v.kind == .crash {
@@ -203,8 +208,30 @@ public enum Judge {
                 v.detail = mismatchDetail(st, record: r, crashedAt: crashedAt)
             }
             out.append(v)
+            if let sel = st.selftest, let program = r.program {
+                out += subtestVerdicts(sel, program, scenario: s.name, step: st, line: v.line)
+            }
         }
         return out
+    }
+
+    /// One verdict per TAP result of a `selftest` step: the outcome the model expects for its
+    /// name (pass unless a rule says skip, fail or xfail) against the line the program printed.
+    /// A mismatch carries the test's own output lines (assertion messages) as its detail.
+    static func subtestVerdicts(_ s: SelftestPrediction, _ program: ProgramRecord, scenario: String, step st: StepPrediction,
+                                line: Int?) -> [Verdict] {
+        program.tap.tests.map { t in
+            let (want, rule) = s.expectation(for: t.name)
+            var v = Verdict(kind: want.rawValue == t.status.rawValue ? .match : .mismatch, subject: .subtest,
+                            item: "subtest:\(scenario):\(st.index):\(t.name)", title: "\(s.program) \(t.name)",
+                            scenario: scenario, step: st.index, device: st.step.action.device, line: line,
+                            expected: want.rawValue, observed: t.status.rawValue, rule: rule)
+            var detail: [String] = []
+            if let reason = t.reason { detail.append(reason) }
+            if v.kind == .mismatch || t.status == .fail { detail += t.log.suffix(12) }
+            v.detail = detail.isEmpty ? nil : detail.joined(separator: "\n")
+            return v
+        }
     }
 
     /// The verdict kind of one observed step: a pin compares the final token only; otherwise

@@ -26,7 +26,19 @@ enum StepComparison {
             return virtualFunctionDifference(predicted.virtualFunctions, record.virtualFunctions ?? [])
         case .unbind, .vfioClose, .vfToken:
             return nil
+        case .selftest:
+            return programDifference(record)
         }
+    }
+
+    /// A program whose harness announced more tests (`1..N`) than it reported: it died midway.
+    static func programDifference(_ record: StepRecord) -> String? {
+        guard let program = record.program else { return "the agent recorded no program run" }
+        let tap = program.tap
+        if let n = tap.planned, tap.tests.count < n {
+            return "the program announced \(n) tests (1..\(n)) and reported \(tap.tests.count)"
+        }
+        return nil
     }
 
     /// The VFs after an `sriov` step: the same guest paths in VF order, and each VF's group

@@ -43,6 +43,8 @@ public struct Verdict: Codable, Equatable, Sendable {
         case node
         /// A whole guest run (an infrastructure failure without a step to blame).
         case run
+        /// One TAP result of a `selftest` step's program (`FIXTURE.VARIANT.TEST`).
+        case subtest
     }
 
     public var kind: Kind

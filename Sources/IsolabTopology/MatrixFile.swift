@@ -23,14 +23,14 @@ public struct MatrixFile: Sendable, Equatable {
     public var emulators: [String] = []
 
     /// Loads a matrix file; `emulators`, when given, are the ids its `emulators:` may name.
-    public static func load(path: String, emulators: [String]? = nil) throws -> MatrixFile {
+    public static func load(path: String, emulators: [String]? = nil, kernels: [String]? = nil) throws -> MatrixFile {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TopologyError(file: path, line: 1, column: 1, field: "(file)", message: "cannot read the file", accepted: "a YAML matrix file")
         }
-        return try parse(String(decoding: data, as: UTF8.self), file: path, emulators: emulators)
+        return try parse(String(decoding: data, as: UTF8.self), file: path, emulators: emulators, kernels: kernels)
     }
 
-    public static func parse(_ text: String, file: String, emulators: [String]? = nil) throws -> MatrixFile {
+    public static func parse(_ text: String, file: String, emulators: [String]? = nil, kernels: [String]? = nil) throws -> MatrixFile {
         let r = YAMLReader(file: file)
         let root: Yams.Node
         do {
@@ -52,7 +52,8 @@ public struct MatrixFile: Sendable, Equatable {
                 m.fabrics = try r.sequence(value, "fabrics").map { try r.scalar($0, "fabrics[]", what: "a file or glob") }
                 if m.fabrics.isEmpty { throw r.error(value, "fabrics", "the list is empty", accepted: "topology files or globs") }
             case "kernels":
-                let ids = KernelGeneration.catalog.map(\.id)
+                // The model's catalog ids, and the image catalog's other kernels (`6.12-iommufd`).
+                let ids = KernelGeneration.catalog.map(\.id) + (kernels ?? []).filter { k in !KernelGeneration.catalog.contains { $0.id == k } }
                 m.kernels = try r.sequence(value, "kernels").map { try r.oneOf($0, "kernels[]", ids) }
                 if m.kernels.isEmpty { throw r.error(value, "kernels", "the list is empty", accepted: ids.joined(separator: ", ")) }
             case "iommus":

@@ -1,3 +1,4 @@
+import Foundation
 import IsolabModel
 import IsolabProtocol
 import Yams
@@ -121,6 +122,7 @@ struct ScenarioReader {
                 throw reader.error(value, f, "a vf-token step needs device: and token:", accepted: "device: PF, token: UUID")
             }
             action = .vfToken(device: try node(d.value, f + ".device"), token: try uuid(t.value, f + ".token"))
+        case .selftest: action = try selftest(value, f)
         }
         var expect: PinnedExpectation?
         if let e = entries.first(where: { $0.key == "expect" }) {
@@ -162,6 +164,68 @@ struct ScenarioReader {
             throw reader.error(n.value, field + ".vfs", "'\(id)' declares \(declared) VFs (vfs: \(declared)), so steps can name only those", accepted: "0...\(declared), or raise the device's vfs:")
         }
         return .sriov(device: id, vfs: vfs)
+    }
+
+    /// `selftest: {program: P, devices: [A], args: [..], env: {K: V}, timeout: S}`: P is one of
+    /// the kernel's selftests isolab builds, or a path (with a `/`, relative to the topology
+    /// file) to the developer's own static executable.
+    func selftest(_ value: Yams.Node, _ field: String) throws -> StepAction {
+        let accepted = "program: NAME or PATH, devices: [ID], args: [ARG], env: {NAME: VALUE}, timeout: SECONDS"
+        let e = try reader.mapping(value, field, allowed: ["program", "devices", "args", "env", "timeout"])
+        guard let p = e.first(where: { $0.key == "program" }) else {
+            throw reader.error(value, field, "missing required key 'program'", accepted: accepted)
+        }
+        let text = try reader.scalar(p.value, field + ".program", what: "a program")
+        let program: String, source: ProgramSource
+        if text.contains("/") {
+            let dir = (reader.file as NSString).deletingLastPathComponent
+            let path = text.hasPrefix("/") ? text : URL(fileURLWithPath: dir.isEmpty ? "." : dir).appendingPathComponent(text).standardizedFileURL.path
+            guard FileManager.default.isExecutableFile(atPath: path) else {
+                throw reader.error(p.value, field + ".program", "'\(text)' is not an executable file (looked for \(path))",
+                                   accepted: "a static executable, its path relative to the topology file, or one of " + KernelSelftest.allCases.map(\.rawValue).joined(separator: ", "))
+            }
+            program = (path as NSString).lastPathComponent
+            source = .file(path)
+        } else {
+            program = try reader.oneOf(p.value, field + ".program", KernelSelftest.allCases.map(\.rawValue))
+            source = .kernelSelftest
+        }
+        var devices: [String] = []
+        if let d = e.first(where: { $0.key == "devices" }) {
+            let items: [Yams.Node]
+            if case .sequence = d.value { items = try reader.sequence(d.value, field + ".devices") } else { items = [d.value] }
+            devices = try items.enumerated().map { i, n in
+                let id = try node(n, field + ".devices[\(i)]")
+                guard case .device? = nodes[id]?.kind else {
+                    throw reader.error(n, field + ".devices[\(i)]", "'\(id)' is not a device", accepted: "device ids (a program is given their BDFs)")
+                }
+                return id
+            }
+        }
+        var args: [String] = []
+        if let a = e.first(where: { $0.key == "args" }) {
+            args = try reader.sequence(a.value, field + ".args").enumerated().map { i, n in
+                try reader.scalar(n, field + ".args[\(i)]", what: "an argument")
+            }
+        }
+        var env: [String: String] = [:]
+        if let v = e.first(where: { $0.key == "env" }) {
+            guard case .mapping(let m) = v.value else {
+                throw reader.error(v.value, field + ".env", "env is not a mapping", accepted: "env: {NAME: VALUE}")
+            }
+            for (k, val) in m {
+                let name = try reader.scalar(k, field + ".env", what: "a variable name")
+                guard let first = name.first, first.isLetter || first == "_", name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                    throw reader.error(k, field + ".env", "'\(name)' is not a variable name", accepted: "letters, digits and _, not starting with a digit")
+                }
+                env[name] = try reader.scalar(val, field + ".env." + name, what: "a value")
+            }
+        }
+        var timeout = ProgramRun.defaultTimeout
+        if let t = e.first(where: { $0.key == "timeout" }) {
+            timeout = Double(try reader.int(t.value, field + ".timeout", range: 1...3600))
+        }
+        return .selftest(ProgramRun(program: program, source: source, devices: devices, args: args, env: env, timeout: timeout))
     }
 
     /// A VF token, lowercased.

@@ -35,6 +35,18 @@ public struct RunRequest: Sendable {
     public var boot: BootPath = .pvh
     /// The guest's clock: the host's by default.
     public var clock: GuestClock = .host
+    /// Programs the fabric's `selftest` steps run: guest name → host file, shipped in the boot's
+    /// initramfs under `/isolab/programs` (every scenario's, so a saved boot serves them all).
+    public var programs: [String: String] = [:]
+
+    /// Seconds the host waits for step `index`'s record before calling the guest hung: the
+    /// step's own timeout (a `selftest`'s) or `stepTimeout`, plus `stepGrace`.
+    func quietSeconds(step index: Int?) -> Double {
+        if let index, let steps = scenario?.steps, index < steps.count, case .selftest(let run) = steps[index].action {
+            return run.timeout + stepGrace
+        }
+        return stepTimeout + stepGrace
+    }
 
     /// The kernel file this run boots (`boot`, or the fallback the image allows).
     public var bootKernel: BootKernel { image.bootKernel(boot) }
@@ -251,7 +263,7 @@ extension GuestRunner {
             let load = HostLoad.shared.overcommit(now)
             sinceStart.tick(now, overcommit: load)
             sinceProgress.tick(now, overcommit: load)
-            let quiet = req.stepTimeout + req.stepGrace
+            let quiet = req.quietSeconds(step: inFlight)
             if (stopAtGoal || (endedHere && !waitForStop)), goalAt != nil, stream.error == nil {
                 end = .finished
             } else if endedHere, stream.error == nil, watch.waitStopped(name, seconds: req.afterDoneGrace) {
@@ -310,7 +322,8 @@ public struct RunFiles: Sendable {
         try prepare()
         let planData = try JSONEncoder().encode(plan)
         try planData.write(to: URL(fileURLWithPath: self.plan))
-        try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], to: initramfs)
+        let programs = Dictionary(uniqueKeysWithValues: req.programs.map { (String(GuestPlan.programsDirectory.dropFirst()) + "/" + $0.key, $0.value) })
+        try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], executables: programs, to: initramfs)
         let xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
         try xml.write(toFile: domainXML, atomically: true, encoding: .utf8)
         return xml

@@ -61,6 +61,14 @@ public enum PlanBuilder {
             var step = PlanStep(index: index, op: .sriov, device: d)
             step.vfs = vfs
             return step
+        case .selftest(let run):
+            var step = PlanStep(index: index, op: .selftest)
+            step.program = run.program
+            step.devices = run.devices
+            step.args = run.args.isEmpty ? nil : run.args
+            step.env = run.env.isEmpty ? nil : run.env
+            step.timeoutSeconds = run.timeout
+            return step
         }
     }
 }

@@ -162,6 +162,7 @@ final class Agent {
             guard let module = step.module ?? step.driver else { return d.fail("not-run", "load-driver names no module") }
             return loadDriver(module, options: step.options ?? [], &d)
         }
+        if step.op == .selftest { return selftest(step, &d) }
         guard let id = step.device else { return d.fail("not-run", "the step names no device") }
         guard let bdf = bdfOfNode[id] else {
             let path = plan.nodes.first(where: { $0.id == id })?.path ?? "?"
@@ -183,6 +184,7 @@ final class Agent {
         case .dma: dma(step, from: bdf, &d)
         case .sriov: sriov(bdf, vfs: step.vfs ?? 0, &d)
         case .vfToken: setVFToken(bdf, step.vfToken ?? "", &d)
+        case .selftest: selftest(step, &d)
         }
     }
 

@@ -98,7 +98,8 @@ struct RunCommand: ParsableCommand {
                 }
                 images[k.label] = image
                 for topology in topologies {
-                    requests += settings.requests(topology, image: image, kernel: k.label, emulator: emulator, runsRoot: runsRoot)
+                    requests += settings.requests(topology, image: image, kernel: k.label, emulator: emulator, runsRoot: runsRoot,
+                                                  programs: try provisioner.programs(for: topology))
                 }
             }
         } catch let e as ExitCode {

@@ -124,6 +124,12 @@ enum TextRenderer {
                 for vf in st.virtualFunctions {
                     lines.append("     \(vf.id) (\(vf.physicalFunctionAndIndex)) at \(vf.path), group: \(vf.groupMembers.joined(separator: ", "))")
                 }
+                if let s = st.selftest {
+                    for r in s.rules {
+                        lines.append("     \(r.outcome.rawValue): \(r.pattern.description) (\(r.rule))")
+                    }
+                    if s.prelude == nil { lines.append("     pass: every other subtest (\(s.otherwise))") }
+                }
             }
         }
         return lines.joined(separator: "\n")
@@ -136,6 +142,7 @@ enum TextRenderer {
         case .dma(let from, let to, _): return from == id || to == .device(id)
         case .sriov(let d, _): return d == id
         case .vfToken(let d, _): return d == id
+        case .selftest(let run): return run.devices.contains(id)
         }
     }
 }
