@@ -95,12 +95,23 @@ public struct KernelGeneration: Sendable, Hashable {
     /// QEMU 7.2 and 10.0 alike. The release that changed this is unverified (somewhere in
     /// 6.13–7.3; the 7.3 generation starts at 6.15, so 6.13–6.14 may be wrong).
     public var amdInterruptRemappingOnQEMU = true
+    /// type1's `VFIO_DMA_UNMAP_FLAG_ALL` (`vfio_dma_do_unmap()`, v5.12): 5.10 rejects the flag, EINVAL.
+    public var type1UnmapAll = true
+    /// type1 answers a map or unmap whose end passes the top of the IOVA space with EOVERFLOW
+    /// (`vfio_dma_do_map()`/`vfio_dma_do_unmap()` in 7.3.4); 6.12 and older with EINVAL
+    /// (`iova + size - 1 < iova`). Booted: 6.12.117 EINVAL, 7.3.4 EOVERFLOW; the release between
+    /// is unverified (the series that added the selftests' vfio_dma_map_limit_test).
+    public var type1OverflowIsEOVERFLOW = false
+    /// Each VFIO device is a `struct device` of class `vfio-dev` (`vfio_init_device()`, v6.1):
+    /// `/sys/bus/pci/devices/BDF/vfio-dev/vfioN` exists, where the VFIO selftests find the cdev.
+    public var vfioDeviceSysfs = true
 
     /// Debian bullseye 5.10.223: VFIO viability (KERNEL-NOTES §3).
     public static let v5_10 = KernelGeneration(id: "5.10", ownership: .vfioViability,
                                                bindReportsENODEVForProbeFailure: true,
                                                setContainerNonContainerErrno: .EINVAL,
-                                               virtioIOMMU: .unavailable, hasIOMMUFD: false)
+                                               virtioIOMMU: .unavailable, hasIOMMUFD: false,
+                                               type1UnmapAll: false, vfioDeviceSysfs: false)
     /// A developer's 5.14–5.18: VFIO viability as 5.10, but `bind_store()` passes the probe's
     /// errno through ("driver core: Flow the return code from ->probe() through to sysfs bind",
     /// ef6dcbdd8eb2, and "Better distinguish probe errors in really_probe", e1499647c69c: v5.14).
@@ -108,7 +119,8 @@ public struct KernelGeneration: Sendable, Hashable {
                                                bindReportsENODEVForProbeFailure: false,
                                                setContainerNonContainerErrno: .EINVAL,
                                                virtioIOMMU: .unavailable, hasIOMMUFD: false,
-                                               caveat: "5.14–5.18 are placed between 5.10 and 6.1 by reading the source history (bind errno since v5.14, DMA ownership since v5.19); no such kernel is booted by the tests")
+                                               caveat: "5.14–5.18 are placed between 5.10 and 6.1 by reading the source history (bind errno since v5.14, DMA ownership since v5.19); no such kernel is booted by the tests",
+                                               vfioDeviceSysfs: false)
 
     /// Debian bookworm 6.1.192: DMA owner model; VIRTIO_IOMMU not set.
     public static let v6_1 = KernelGeneration(id: "6.1", ownership: .dmaOwner,
@@ -131,6 +143,7 @@ public struct KernelGeneration: Sendable, Hashable {
                                  virtioIOMMU: .module, hasIOMMUFD: false,
                                  builtInDrivers: ["pcieport", "shpchp", "virtio-pci"])
         g.amdInterruptRemappingOnQEMU = false
+        g.type1OverflowIsEOVERFLOW = true
         return g
     }()
 

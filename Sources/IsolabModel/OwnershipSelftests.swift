@@ -58,6 +58,7 @@ extension OwnershipModel {
         case .vfioDMAMapping:
             s.rules = modeRules + [SubtestRule(SubtestPattern(fixture: "vfio_dma_mapping_test", variantContains: "hugetlb"), .skip,
                                                Reason("hugetlb_reserve_pages()", "no huge pages are reserved in the guest (vm.nr_hugepages is 0): mmap(MAP_HUGETLB) fails and dma_map_unmap SKIPs"))]
+                + type1LimitRules()
         case .vfioDMAMappingMMIO, .vfioPCIDeviceInitPerf:
             s.rules = modeRules
         case .vfioPCIDevice:
@@ -68,6 +69,9 @@ extension OwnershipModel {
                 s.rules = deviceTestSkips(devices.first)
             }
         case .vfioIOMMUFDSetup:
+            if !kernel.vfioDeviceSysfs, !devices.isEmpty {
+                s.prelude = s.prelude ?? (.failed, Reason("vfio_init_device()", "kernel \(kernel.id) makes no vfio-dev device per VFIO device (v6.1): main()'s vfio_pci_get_cdev_path() finds no /sys/bus/pci/devices/BDF/vfio-dev/ and asserts"))
+            }
             if let why = openFailure(devices, mode: .iommufd) { s.rules = [SubtestRule(.all, .fail, why)] }
         case .vfioPCIDriver:
             // main() opens the device in the default mode (iommufd) to look for a driver.
@@ -100,6 +104,26 @@ extension OwnershipModel {
         }
         p.selftest = s
         return p
+    }
+
+    /// vfio_dma_map_limit_test in the type1 container modes: `unmap_all` needs
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`, and `overflow` expects EOVERFLOW for a range that passes the
+    /// top of the IOVA space (`vfio_dma_do_map()`); iommufd's compat container has both.
+    func type1LimitRules() -> [SubtestRule] {
+        var rules: [SubtestRule] = []
+        for m in [SelftestIOMMUMode.vfioType1, .vfioType1v2] {
+            var overflow = SubtestPattern.mode(m, fixture: "vfio_dma_map_limit_test")
+            overflow.test = "overflow"
+            if !kernel.type1OverflowIsEOVERFLOW {
+                rules.append(SubtestRule(overflow, .fail, Reason("vfio_dma_do_map()", "kernel \(kernel.id)'s type1 refuses a range past the top of the IOVA space with EINVAL (iova + size - 1 < iova), not the EOVERFLOW the test asserts")))
+            }
+            var unmapAll = SubtestPattern.mode(m, fixture: "vfio_dma_map_limit_test")
+            unmapAll.test = "unmap_all"
+            if !kernel.type1UnmapAll {
+                rules.append(SubtestRule(unmapAll, .fail, Reason("vfio_dma_do_unmap()", "kernel \(kernel.id)'s type1 has no VFIO_DMA_UNMAP_FLAG_ALL (v5.12): the unmap fails EINVAL")))
+            }
+        }
+        return rules
     }
 
     /// Why opening `devices` in `mode` fails as the selftests' library does it, or nil.

@@ -21,8 +21,9 @@ public struct TAPResults: Codable, Equatable, Sendable {
         var planned: Int?
         var tests: [TAPResult] = []
         var comments: [String] = []
-        for raw in output.split(separator: "\n", omittingEmptySubsequences: false) {
-            let line = raw.hasSuffix("\r") ? String(raw.dropLast()) : String(raw)
+        // "\r\n" is one Character: split on any newline.
+        for raw in output.split(omittingEmptySubsequences: false, whereSeparator: { $0.isNewline }) {
+            let line = String(raw)
             if planned == nil, let n = Self.plan(line) {
                 planned = n
             } else if let result = TAPResult(line: line, comments: comments) {

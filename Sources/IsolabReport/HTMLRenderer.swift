@@ -150,20 +150,49 @@ public enum HTMLRenderer {
         out += FabricSVG.render(t, run: r, id: id) + "\n"
         out += legend(r, topology: t)
         out += "<table class=\"verdicts\"><tr><th>verdict</th><th>item</th><th>expected</th><th>observed</th><th>why</th></tr>\n"
-        for v in r.verdicts {
-            out += "<tr class=\"\(cssClass(v))\"><td>\(Escape.xml(v.label))</td>"
-            out += "<td>\(Escape.xml((v.scenario.map { "\($0): " } ?? "") + v.title))</td>"
-            out += "<td>\(Escape.xml(v.expected ?? ""))</td><td>\(Escape.xml((v.observed ?? "") + (v.errno.map { " (\($0))" } ?? "")))</td><td>"
-            var why: [String] = []
-            if let rule = v.rule { why.append("<b>\(Escape.xml(rule.kernelFunction))</b>: \(Escape.xml(rule.text))") }
-            if let b = v.because { why.append("pinned because: \(Escape.xml(b))") }
-            if let d = v.detail { why.append("observed: \(Escape.xml(d))") }
-            out += why.joined(separator: "<br/>")
-            let log = v.kernelLog + (v.consoleTail.isEmpty ? [] : ["— console tail —"] + v.consoleTail)
-            if !log.isEmpty { out += "<pre>\(Escape.xmlText(log.joined(separator: "\n")))</pre>" }
-            out += "</td></tr>\n"
+        // A selftest step's subtests follow it; they are grouped in one row under the step.
+        var i = 0
+        while i < r.verdicts.count {
+            guard r.verdicts[i].subject == .subtest else { out += row(r.verdicts[i]); i += 1; continue }
+            var j = i
+            while j < r.verdicts.count, r.verdicts[j].subject == .subtest, r.verdicts[j].step == r.verdicts[i].step,
+                  r.verdicts[j].scenario == r.verdicts[i].scenario { j += 1 }
+            out += subtests(Array(r.verdicts[i..<j]))
+            i = j
         }
         return out + "</table>\n</details>\n"
+    }
+
+    /// One row holding a selftest step's subtest verdicts: a count by observed outcome, opened
+    /// when any of them does not pass its judgement.
+    static func subtests(_ vs: [Verdict]) -> String {
+        var counts: [String: Int] = [:]
+        for v in vs { counts[v.observed ?? "?", default: 0] += 1 }
+        let summary = counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ")
+        let worst = vs.contains { $0.standing == .fail } ? "fail" : vs.contains { $0.standing == .infrastructure } ? "infrastructure" : "pass"
+        let program = vs[0].title.split(separator: " ").first.map(String.init) ?? "selftest"
+        var out = "<tr class=\"\(worst)\"><td colspan=\"5\"><details class=\"subtests\"\(worst == "pass" ? "" : " open=\"open\"")>"
+        out += "<summary>\(Escape.xml(vs[0].scenario.map { "\($0): " } ?? ""))\(Escape.xml(program)): \(vs.count) subtests (\(Escape.xml(summary)))</summary>\n"
+        out += "<table class=\"verdicts\"><tr><th>verdict</th><th>subtest</th><th>expected</th><th>observed</th><th>why</th></tr>\n"
+        for v in vs { out += row(v, title: String(v.title.dropFirst(program.count + 1))) }
+        return out + "</table></details></td></tr>\n"
+    }
+
+    /// One verdict's row of a verdicts table.
+    static func row(_ v: Verdict, title: String? = nil) -> String {
+        var out = ""
+        out += "<tr class=\"\(cssClass(v))\"><td>\(Escape.xml(v.label))</td>"
+        out += "<td>\(Escape.xml(title ?? ((v.scenario.map { "\($0): " } ?? "") + v.title)))</td>"
+        out += "<td>\(Escape.xml(v.expected ?? ""))</td><td>\(Escape.xml((v.observed ?? "") + (v.errno.map { " (\($0))" } ?? "")))</td><td>"
+        var why: [String] = []
+        if let rule = v.rule { why.append("<b>\(Escape.xml(rule.kernelFunction))</b>: \(Escape.xml(rule.text))") }
+        if let b = v.because { why.append("pinned because: \(Escape.xml(b))") }
+        if let d = v.detail { why.append("observed: \(Escape.xml(d))") }
+        out += why.joined(separator: "<br/>")
+        let log = v.kernelLog + (v.consoleTail.isEmpty ? [] : ["— console tail —"] + v.consoleTail)
+        if !log.isEmpty { out += "<pre>\(Escape.xmlText(log.joined(separator: "\n")))</pre>" }
+        out += "</td></tr>\n"
+        return out
     }
 
     /// The groups drawn, each with its colour swatch and members.

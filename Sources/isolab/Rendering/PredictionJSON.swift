@@ -112,6 +112,22 @@ enum PredictionJSON {
         var bound: [String]
         var refused: [String]
         var expect: ExpectJSON?
+        /// `selftest`: the rules each subtest's expected outcome comes from.
+        var selftest: SelftestJSON?
+    }
+
+    struct SelftestJSON: Encodable {
+        var program: String
+        var prelude: String?
+        var preludeRule: Reason?
+        var rules: [SubtestRuleJSON]
+        var otherwise: Reason
+    }
+
+    struct SubtestRuleJSON: Encodable {
+        var subtests: String
+        var outcome: String
+        var rule: Reason
     }
 
     struct SubstepJSON: Encodable {
@@ -158,7 +174,12 @@ enum PredictionJSON {
                                     return SubstepJSON(name: sub.name.rawValue, result: sub.result.token, errno: e, detail: sub.detail)
                                 },
                                 bound: st.bound, refused: st.refused,
-                                expect: st.step.expect.map { ExpectJSON(result: $0.result, because: $0.because) })
+                                expect: st.step.expect.map { ExpectJSON(result: $0.result, because: $0.because) },
+                                selftest: st.selftest.map { sel in
+                                    SelftestJSON(program: sel.program, prelude: sel.prelude?.result.token, preludeRule: sel.prelude?.rule,
+                                                 rules: sel.rules.map { SubtestRuleJSON(subtests: $0.pattern.description, outcome: $0.outcome.rawValue, rule: $0.rule) },
+                                                 otherwise: sel.otherwise)
+                                })
             })
         }
         return Entry(file: p.topology.file, topology: p.topology.name, iommu: p.topology.iommu.rawValue,
