@@ -105,6 +105,10 @@ public struct KernelGeneration: Sendable, Hashable {
     /// Each VFIO device is a `struct device` of class `vfio-dev` (`vfio_init_device()`, v6.1):
     /// `/sys/bus/pci/devices/BDF/vfio-dev/vfioN` exists, where the VFIO selftests find the cdev.
     public var vfioDeviceSysfs = true
+    /// `VFIO_DEVICE_BIND_IOMMUFD` takes a VF token (`VFIO_DEVICE_BIND_FLAG_TOKEN`,
+    /// `vfio_df_check_token()` in 7.3.4); 6.12 refuses any flag with EINVAL. Booted: 6.12.118
+    /// (isolab's 6.12-iommufd) EINVAL, 7.3.4 accepts; the release between is unverified.
+    public var cdevBindTakesVFToken = false
 
     /// Debian bullseye 5.10.223: VFIO viability (KERNEL-NOTES §3).
     public static let v5_10 = KernelGeneration(id: "5.10", ownership: .vfioViability,
@@ -144,6 +148,7 @@ public struct KernelGeneration: Sendable, Hashable {
                                  builtInDrivers: ["pcieport", "shpchp", "virtio-pci"])
         g.amdInterruptRemappingOnQEMU = false
         g.type1OverflowIsEOVERFLOW = true
+        g.cdevBindTakesVFToken = true
         return g
     }()
 

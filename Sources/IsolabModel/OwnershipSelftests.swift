@@ -72,7 +72,7 @@ extension OwnershipModel {
             if !kernel.vfioDeviceSysfs, !devices.isEmpty {
                 s.prelude = s.prelude ?? (.failed, Reason("vfio_init_device()", "kernel \(kernel.id) makes no vfio-dev device per VFIO device (v6.1): main()'s vfio_pci_get_cdev_path() finds no /sys/bus/pci/devices/BDF/vfio-dev/ and asserts"))
             }
-            if let why = openFailure(devices, mode: .iommufd) { s.rules = [SubtestRule(.all, .fail, why)] }
+            s.rules = cdevSetupRules(devices.first)
         case .vfioPCIDriver:
             // main() opens the device in the default mode (iommufd) to look for a driver.
             if let why = openFailure(devices, mode: .iommufd) {
@@ -82,7 +82,11 @@ extension OwnershipModel {
             }
             s.rules = modeRules
         case .vfioPCISRIOVUAPI:
+            // The PF is opened with a VF token in every mode: on the cdev, through BIND_IOMMUFD.
             s.rules = modeRules
+            if kernel.hasIOMMUFD, !kernel.cdevBindTakesVFToken, !modeRules.contains(where: { $0.pattern.iommuMode == SelftestIOMMUMode.iommufd.rawValue }) {
+                s.rules.append(SubtestRule(.mode(.iommufd), .fail, Reason("vfio_df_ioctl_bind_iommufd()", "kernel \(kernel.id) takes no VF token on the cdev's BIND_IOMMUFD (flags must be 0): the PF's open with its token fails EINVAL")))
+            }
             if let pf = devices.first {
                 if let why = sriovPrelude(pf) { s.prelude = s.prelude ?? why }
             }
@@ -104,6 +108,32 @@ extension OwnershipModel {
         }
         p.selftest = s
         return p
+    }
+
+    /// vfio_iommufd_setup_test's `vfio_cdev` fixture opens the cdev and `/dev/iommu` (either
+    /// missing: every test fails in setup); its tests then bind (`bind`, `repeated_bind_fails`,
+    /// `attach_*`), attach an IOAS (`attach_detatch_pt`), or expect a failure whatever happens
+    /// (`get_info_without_bind_fails`, `bind_bad_iommufd_fails`, which pass).
+    func cdevSetupRules(_ f: PCIFunction?) -> [SubtestRule] {
+        guard let f else { return [] }
+        if !kernel.hasIOMMUFD {
+            return [SubtestRule(.all, .fail, Reason("iommufd_fops_open()", "kernel \(kernel.id) as configured builds no IOMMUFD / VFIO_DEVICE_CDEV: no cdev node and no /dev/iommu to open in setup"))]
+        }
+        var copy = self
+        let r = copy.vfioCdevOpen(f, step: Step(.vfioOpen(f.displayName, via: .cdev)), index: 0)
+        guard r.result != .ok, let failed = r.substeps.last(where: { $0.result != .ok }) else { return [] }
+        let why = Reason(r.rule.kernelFunction, "as vfio-open via cdev: \(failed.name.rawValue) fails \(failed.result.token): " + r.rule.text)
+        let fixture = "vfio_cdev"
+        switch failed.name {
+        case .bindIOMMUFD:
+            return ["bind", "repeated_bind_fails", "attach_detatch_pt", "attach_invalid_pt_fails"].map {
+                SubtestRule(SubtestPattern(fixture: fixture, test: $0), .fail, why)
+            }
+        case .attachIOAS:
+            return [SubtestRule(SubtestPattern(fixture: fixture, test: "attach_detatch_pt"), .fail, why)]
+        default:
+            return [SubtestRule(.all, .fail, why)]
+        }
     }
 
     /// vfio_dma_map_limit_test in the type1 container modes: `unmap_all` needs
