@@ -70,6 +70,10 @@ public struct KernelGeneration: Sendable, Hashable {
     /// `CONFIG_IOMMUFD_TEST`: iommufd's mock domains (`IOMMU_TEST_CMD`) that the kernel's
     /// iommufd selftests drive. No Debian config sets it; isolab's `7.3-iommufd` build does.
     public var hasIOMMUFDTest = false
+    /// `CONFIG_FAILSLAB` with `CONFIG_FAULT_INJECTION_DEBUG_FS`: debugfs' `failslab/`, where
+    /// iommufd_fail_nth injects its failures. Observed absent in Debian 7.3.4; isolab's
+    /// `7.3-iommufd` build has it.
+    public var hasFaultInjection = false
     /// Whether the kernel builds VFIO's no-IOMMU mode (`CONFIG_VFIO_NOIOMMU`); no catalog config does.
     public var hasVFIONoIOMMU: Bool = false
     /// Whether the kernel builds SR-IOV (`CONFIG_PCI_IOV`; every Debian config does): without
@@ -202,7 +206,7 @@ public struct KernelGeneration: Sendable, Hashable {
 
     /// Every config symbol ``configured(by:)`` reads.
     public static let configSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU", "CONFIG_PCI_IOV",
-                                       "CONFIG_IOMMUFD_TEST"]
+                                       "CONFIG_IOMMUFD_TEST", "CONFIG_FAILSLAB", "CONFIG_FAULT_INJECTION_DEBUG_FS"]
         + driverSymbols.values.sorted()
 
     /// This generation as a kernel's `.config` values build it: iommufd and VFIO cdevs
@@ -216,6 +220,7 @@ public struct KernelGeneration: Sendable, Hashable {
         var g = building(iommufd: on("CONFIG_IOMMUFD") && on("CONFIG_VFIO_DEVICE_CDEV"), vfioNoIOMMU: on("CONFIG_VFIO_NOIOMMU"))
         if let v = config["CONFIG_PCI_IOV"] { g.hasSRIOV = v == "y" }
         g.hasIOMMUFDTest = g.hasIOMMUFD && config["CONFIG_IOMMUFD_TEST"] == "y"
+        g.hasFaultInjection = config["CONFIG_FAILSLAB"] == "y" && config["CONFIG_FAULT_INJECTION_DEBUG_FS"] == "y"
         if let v = config["CONFIG_VIRTIO_IOMMU"] {
             g.virtioIOMMU = v == "y" ? .builtIn : v == "m" ? .module : .unavailable
         }

@@ -56,9 +56,13 @@ extension OwnershipModel {
         let modeRules = SelftestIOMMUMode.allCases.compactMap { m in openFailure(devices, mode: m).map { SubtestRule(.mode(m), .fail, $0) } }
         switch program {
         case .vfioDMAMapping:
-            s.rules = modeRules + [SubtestRule(SubtestPattern(fixture: "vfio_dma_mapping_test", variantContains: "hugetlb"), .skip,
-                                               Reason("hugetlb_reserve_pages()", "no huge pages are reserved in the guest (vm.nr_hugepages is 0): mmap(MAP_HUGETLB) fails and dma_map_unmap SKIPs"))]
-                + type1LimitRules()
+            var huge = [SubtestRule(SubtestPattern(fixture: "vfio_dma_mapping_test", variantContains: "hugetlb_1gb"), .skip,
+                                    Reason("hugetlb_reserve_pages()", "the guest has no 1 GiB huge pages (it boots without hugepagesz=1G): mmap(MAP_HUGE_1GB) fails and dma_map_unmap SKIPs"))]
+            if run.hugepages < 1 {
+                huge.append(SubtestRule(SubtestPattern(fixture: "vfio_dma_mapping_test", variantContains: "hugetlb_2mb"), .skip,
+                                        Reason("hugetlb_reserve_pages()", "no 2 MiB huge pages are reserved in the guest (vm.nr_hugepages is 0; the step's hugepages: reserves them): mmap(MAP_HUGETLB) fails and dma_map_unmap SKIPs")))
+            }
+            s.rules = modeRules + huge + type1LimitRules()
         case .vfioDMAMappingMMIO, .vfioPCIDeviceInitPerf:
             s.rules = modeRules
         case .vfioPCIDevice:
@@ -91,10 +95,15 @@ extension OwnershipModel {
                 if let why = sriovPrelude(pf) { s.prelude = s.prelude ?? why }
             }
         case .iommufd, .iommufdFailNth:
-            if !kernel.hasIOMMUFD {
+            if program == .iommufdFailNth, !kernel.hasFaultInjection {
+                // The fixture's setup checks for fault injection before it opens /dev/iommu.
+                s.rules = [SubtestRule(.all, .skip, Reason("fail_nth_setup()", "kernel \(kernel.id) has no failslab in debugfs (CONFIG_FAILSLAB, CONFIG_FAULT_INJECTION_DEBUG_FS): \"fault injection is not enabled in the kernel\", every test SKIPs"))]
+            } else if !kernel.hasIOMMUFD {
                 s.rules = [SubtestRule(.all, .fail, Reason("iommufd_fops_open()", "kernel \(kernel.id) as configured builds no IOMMUFD: every fixture's open(\"/dev/iommu\") fails"))]
             } else if !kernel.hasIOMMUFDTest {
                 s.rules = [SubtestRule(.all, .fail, Reason("iommufd_test()", "kernel \(kernel.id) is built without CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (mock domains) fails, so every fixture that creates one fails"))]
+            } else if program == .iommufd {
+                s.rules = iommufdSuiteRules(hugepages: run.hugepages)
             }
         }
         if let prelude = s.prelude {
@@ -134,6 +143,28 @@ extension OwnershipModel {
         default:
             return [SubtestRule(.all, .fail, why)]
         }
+    }
+
+    /// tools/testing/selftests/iommu/iommufd.c on a kernel with IOMMUFD_TEST: the tests that
+    /// SKIP their `no_viommu` variant, and those whose buffers are hugetlb pages
+    /// (`MAP_HUGETLB | MAP_POPULATE`), which fail their mmap assertion without enough 2 MiB pages
+    /// reserved (64 for the 128 MiB dirty-tracking buffers).
+    func iommufdSuiteRules(hugepages: Int) -> [SubtestRule] {
+        var rules = ["viommu_alloc_nested_iopf", "viommu_alloc_with_data", "vdevice_cache", "hw_queue", "vdevice_tombstone"].map {
+            SubtestRule(SubtestPattern(fixture: "iommufd_viommu", variant: "no_viommu", test: $0), .skip,
+                        Reason("iommufd.c", "the test SKIPs its no_viommu variant (\"Skipping test for variant no_viommu\")"))
+        }
+        let need: [(SubtestPattern, Int)] = [
+            (SubtestPattern(fixture: "iommufd_dirty_tracking", variantContains: "128M_huge"), 64),
+            (SubtestPattern(fixture: "iommufd_dirty_tracking", variantContains: "64M_huge"), 32),
+            (SubtestPattern(fixture: "iommufd_mock_domain", variantContains: "hugepage"), 2),
+            (SubtestPattern(fixture: "vfio_compat_mock_domain", test: "huge_map"), 2),
+            (SubtestPattern(fixture: "iommufd_ioas", test: "access_domain_destory"), 2),
+        ]
+        for (pattern, pages) in need where hugepages < pages {
+            rules.append(SubtestRule(pattern, .fail, Reason("hugetlb_reserve_pages()", "the test maps \(pages) or more 2 MiB huge pages (MAP_HUGETLB | MAP_POPULATE) and asserts the mmap; \(hugepages) are reserved (the step's hugepages:)")))
+        }
+        return rules
     }
 
     /// vfio_dma_map_limit_test in the type1 container modes: `unmap_all` needs

@@ -194,15 +194,18 @@ public struct ProgramRun: Sendable, Equatable {
     public var env: [String: String]
     /// Seconds the program may run before it is killed and the step reported `timed-out`.
     public var timeout: Double
+    /// 2 MiB huge pages reserved (`vm.nr_hugepages`) before it runs; 0 leaves the boot's none.
+    public var hugepages: Int
 
     public init(program: String, source: ProgramSource, devices: [String], args: [String] = [],
-                env: [String: String] = [:], timeout: Double = ProgramRun.defaultTimeout) {
+                env: [String: String] = [:], timeout: Double = ProgramRun.defaultTimeout, hugepages: Int = 0) {
         self.program = program
         self.source = source
         self.devices = devices
         self.args = args
         self.env = env
         self.timeout = timeout
+        self.hugepages = hugepages
     }
 
     /// A selftest under TCG: each harness test sets its device up again (reset, container, maps).

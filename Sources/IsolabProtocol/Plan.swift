@@ -126,6 +126,8 @@ public struct PlanStep: Codable, Equatable, Sendable {
     public var env: [String: String]?
     /// This step's own timeout (seconds), in place of the plan's ``GuestPlan/stepTimeoutSeconds``.
     public var timeoutSeconds: Double?
+    /// `selftest`: 2 MiB huge pages to reserve (`/proc/sys/vm/nr_hugepages`) before the program runs.
+    public var hugepages: Int?
 
     public init(index: Int, op: Op, device: String? = nil, driver: String? = nil, module: String? = nil,
                 to: DMATarget? = nil, target: String? = nil, map: String? = nil) {

@@ -170,8 +170,8 @@ struct ScenarioReader {
     /// the kernel's selftests isolab builds, or a path (with a `/`, relative to the topology
     /// file) to the developer's own static executable.
     func selftest(_ value: Yams.Node, _ field: String) throws -> StepAction {
-        let accepted = "program: NAME or PATH, devices: [ID], args: [ARG], env: {NAME: VALUE}, timeout: SECONDS"
-        let e = try reader.mapping(value, field, allowed: ["program", "devices", "args", "env", "timeout"])
+        let accepted = "program: NAME or PATH, devices: [ID], args: [ARG], env: {NAME: VALUE}, timeout: SECONDS, hugepages: N"
+        let e = try reader.mapping(value, field, allowed: ["program", "devices", "args", "env", "timeout", "hugepages"])
         guard let p = e.first(where: { $0.key == "program" }) else {
             throw reader.error(value, field, "missing required key 'program'", accepted: accepted)
         }
@@ -225,7 +225,12 @@ struct ScenarioReader {
         if let t = e.first(where: { $0.key == "timeout" }) {
             timeout = Double(try reader.int(t.value, field + ".timeout", range: 1...3600))
         }
-        return .selftest(ProgramRun(program: program, source: source, devices: devices, args: args, env: env, timeout: timeout))
+        var hugepages = 0
+        if let h = e.first(where: { $0.key == "hugepages" }) {
+            hugepages = try reader.int(h.value, field + ".hugepages", range: 0...65536)
+        }
+        return .selftest(ProgramRun(program: program, source: source, devices: devices, args: args, env: env,
+                                    timeout: timeout, hugepages: hugepages))
     }
 
     /// A VF token, lowercased.

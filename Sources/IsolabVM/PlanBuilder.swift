@@ -68,6 +68,7 @@ public enum PlanBuilder {
             step.args = run.args.isEmpty ? nil : run.args
             step.env = run.env.isEmpty ? nil : run.env
             step.timeoutSeconds = run.timeout
+            step.hugepages = run.hugepages > 0 ? run.hugepages : nil
             return step
         }
     }

@@ -34,6 +34,18 @@ extension Agent {
             let outcome = modprobe("vfio_iommu_type1")
             if outcome != .ok { d.note("vfio's softdep vfio_iommu_type1: " + describe(outcome, "modprobe vfio_iommu_type1")) }
         }
+        // iommufd declares MODULE_ALIAS("devname:iommu"): on a host, kmod's static nodes give
+        // /dev/iommu before the module loads and its first open loads it. The image has no
+        // static nodes, so the module is loaded here when the kernel has it and vfio did not.
+        if !Posix.exists("/dev/iommu"), !Posix.exists("/sys/module/iommufd"), moduleAvailable("iommufd") {
+            let outcome = modprobe("iommufd")
+            if outcome != .ok { d.note("iommufd for /dev/iommu: " + describe(outcome, "modprobe iommufd")) }
+        }
+        if let pages = step.hugepages, pages > 0 {
+            let outcome = write("/proc/sys/vm/nr_hugepages", String(pages))
+            let got = Posix.text("/proc/sys/vm/nr_hugepages") ?? "?"
+            d.note("vm.nr_hugepages \(pages): " + (outcome == .ok ? "\(got) reserved" : describe(outcome, "write /proc/sys/vm/nr_hugepages")))
+        }
         let argv = [path] + (step.args ?? []) + bdfs
         let outPath = "/tmp/isolab-selftest-\(step.index).out"
         let seconds = step.timeoutSeconds.map { $0.isFinite && $0 > 0 ? min($0, 3600) : timeout } ?? timeout
@@ -56,15 +68,14 @@ extension Agent {
             case .exited(let status):
                 record.exitStatus = Int(status)
                 d.record.result = record.timedOut ? "timed-out" : status == 0 ? "ok" : status == 4 ? "skipped" : "failed"
-                d.record.detail = "\(name) exited with status \(status)"
+                d.note("\(name) exited with status \(status)")
             case .signaled(let sig):
                 record.signal = Int(sig)
                 d.record.result = record.timedOut ? "timed-out" : "crash"
-                d.record.detail = record.timedOut ? "\(name) still running after \(seconds) s: killed"
-                    : "\(name) was killed by signal \(sig)"
+                d.note(record.timedOut ? "\(name) still running after \(seconds) s: killed" : "\(name) was killed by signal \(sig)")
             case .running:
                 d.record.result = "timed-out"
-                d.record.detail = "\(name) still running after \(seconds) s and did not die on SIGKILL (stuck in the kernel)"
+                d.note("\(name) still running after \(seconds) s and did not die on SIGKILL (stuck in the kernel)")
             case .spawnFailed(let e):
                 d.fail("not-run", errno: e, "cannot start \(path): \(Posix.errorText(e))")
             }
@@ -73,6 +84,13 @@ extension Agent {
             d.record.program = record
         }
         unlink(outPath)
+    }
+
+    /// Whether `modules.dep` of the running kernel lists the module.
+    func moduleAvailable(_ name: String) -> Bool {
+        guard let dep = Posix.read("/lib/modules/\(Posix.kernelRelease())/modules.dep", limit: 8 << 20) else { return false }
+        let text = String(decoding: dep, as: UTF8.self)
+        return text.contains("/\(name).ko:") || text.contains("/\(name).ko.xz:") || text.contains("/\(name).ko.zst:")
     }
 
     /// The agent's environment as a dictionary.

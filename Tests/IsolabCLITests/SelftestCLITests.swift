@@ -74,4 +74,89 @@ final class SelftestCLITests: XCTestCase {
         }
         XCTAssertEqual(CLISupport.qemuCount(), 0)
     }
+
+    /// The suite's own igb driver drives QEMU 10.0's igb from userspace: MAC-loopback memcpy
+    /// with real DMA through the vIOMMU, MSI-X, unmapped IOVAs faulting (two IOMMU modes here,
+    /// the container's type1v2 and the iommufd cdev, to keep the test short; the catalog
+    /// fabric runs all five); the SR-IOV uAPI test creates a VF under the vfio-pci PF.
+    func testDriverTestDrivesTheIgbWithRealDMAOnQEMU10() throws {
+        let dir = try workspace(["selftests-igb"])
+        defer { try? fm.removeItem(atPath: dir) }
+        let file = dir + "/topologies/selftests-igb.yaml"
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+            .replacingOccurrences(of: "{program: vfio_pci_driver_test, devices: [A], timeout: 1200}",
+                                  with: "{program: vfio_pci_driver_test, devices: [A], args: [-v, vfio_type1v2_iommu, -v, iommufd], timeout: 1200}")
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let runs = try matrix(dir, kernels: ["7.3-iommufd"], emulator: "10.0")
+        XCTAssertEqual(runs.count, 1)
+        let run = try XCTUnwrap(runs.first)
+        let all = (run["verdicts"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(Set(all.compactMap { $0["kind"] as? String }), ["match"])
+        let subtests = verdicts(run, subject: "subtest")
+        let passed = Set(subtests.filter { $0["observed"] as? String == "pass" }.compactMap { $0["title"] as? String })
+        for mode in ["vfio_type1v2_iommu", "iommufd"] {
+            for test in ["init_remove", "memcpy_success", "memcpy_from_unmapped_iova", "memcpy_to_unmapped_iova", "send_msi", "mix_and_match"] {
+                XCTAssertTrue(passed.contains("vfio_pci_driver_test vfio_pci_driver_test.\(mode).\(test)"), "\(mode).\(test)")
+            }
+        }
+        // 5 modes × 3 token variants × 3 tests, every one passing on 7.3.
+        XCTAssertEqual(subtests.filter { ($0["title"] as? String ?? "").hasPrefix("vfio_pci_sriov_uapi_test") && $0["observed"] as? String == "pass" }.count, 45)
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+
+    /// A developer's own static program, shipped and run the same way: its arguments, the
+    /// device's BDF and its environment reach it, and a TAP failure the model does not predict
+    /// is a mismatch that carries the test's own lines (exit status 1).
+    func testADevelopersOwnProgramIsShippedRunAndJudged() throws {
+        let dir = try workspace([])
+        defer { try? fm.removeItem(atPath: dir) }
+        let source = dir + "/my_test.c"
+        try """
+        #include <stdio.h>
+        #include <stdlib.h>
+        int main(int argc, char **argv) {
+            printf("TAP version 13\\n1..2\\n");
+            printf("# argv: %s %s env: %s\\n", argv[1], argv[argc - 1], getenv("MY_OPTION"));
+            printf("ok 1 mine.first\\n");
+            printf("# the second check found 41, wanted 42\\n");
+            printf("not ok 2 mine.second\\n");
+            return 1;
+        }
+        """.write(toFile: source, atomically: true, encoding: .utf8)
+        try fm.createDirectory(atPath: dir + "/topologies/bin", withIntermediateDirectories: true)
+        let cc = Process()
+        cc.executableURL = URL(fileURLWithPath: "/usr/bin/gcc")
+        cc.arguments = ["-static", "-O2", "-o", dir + "/topologies/bin/my_test", source]
+        try cc.run()
+        cc.waitUntilExit()
+        XCTAssertEqual(cc.terminationStatus, 0)
+        try """
+        name: own-program
+        fabric:
+          - root-port: rp0
+            slot: 4
+            children:
+              - device: A
+                model: edu
+        scenarios:
+          - name: mine
+            steps:
+              - vfio-bind: A
+              - selftest: {program: bin/my_test, devices: [A], args: [--fast], env: {MY_OPTION: "on"}, timeout: 60}
+        """.write(toFile: dir + "/topologies/own.yaml", atomically: true, encoding: .utf8)
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\nemulators: [\"7.2\"]\n"
+            .write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        let r = try CLISupport.run(["matrix", "matrix.yaml", "--output", "out"], cwd: URL(fileURLWithPath: dir))
+        XCTAssertEqual(r.status, 1, r.out + r.err)
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out/results.json"))) as? [String: Any] ?? [:]
+        let run = try XCTUnwrap((doc["runs"] as? [[String: Any]])?.first)
+        let subtests = verdicts(run, subject: "subtest")
+        XCTAssertEqual(subtests.map { $0["kind"] as? String }, ["match", "mismatch"])
+        XCTAssertTrue((subtests[1]["detail"] as? String ?? "").contains("found 41, wanted 42"))
+        let steps = ((run["observations"] as? [[String: Any]]) ?? []).flatMap { ($0["steps"] as? [[String: Any]]) ?? [] }
+        let program = try XCTUnwrap(steps.compactMap { $0["program"] as? [String: Any] }.first)
+        XCTAssertEqual(program["exitStatus"] as? Int, 1)
+        XCTAssertTrue((program["output"] as? String ?? "").contains("# argv: --fast 0000:01:00.0 env: on"), "\(program)")
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
 }

@@ -131,10 +131,31 @@ final class SelftestTests: XCTestCase {
 
     func testTheIOMMUFDSuiteNeedsItsTestConfig() throws {
         let withTest = try selftest("      - selftest: {program: iommufd}\n", kernel: iommufd)
-        XCTAssertTrue(withTest.rules.isEmpty)
+        XCTAssertEqual(withTest.expectation(for: "iommufd.simple_close").outcome, .pass)
         let without = try selftest("      - selftest: {program: iommufd}\n", kernel: KernelGeneration.v7_3.configured(by: ["CONFIG_IOMMUFD": "y", "CONFIG_VFIO_DEVICE_CDEV": "y"]))
         XCTAssertEqual(without.expectation(for: "iommufd.simple_close").outcome, .fail)
         let stockSuite = try selftest("      - selftest: {program: iommufd}\n", kernel: stock)
         XCTAssertEqual(stockSuite.expectation(for: "iommufd.simple_close").rule.kernelFunction, "iommufd_fops_open()")
+    }
+
+    func testReservedHugePagesLetThe2MiBVariantsRun() throws {
+        let s = try selftest("      - vfio-bind: A\n      - selftest: {program: vfio_dma_mapping_test, devices: [A], hugepages: 4}\n", kernel: iommufd)
+        XCTAssertEqual(s.expectation(for: "vfio_dma_mapping_test.iommufd_anonymous_hugetlb_2mb.dma_map_unmap").outcome, .pass)
+        XCTAssertEqual(s.expectation(for: "vfio_dma_mapping_test.iommufd_anonymous_hugetlb_1gb.dma_map_unmap").outcome, .skip)
+        let suite = try selftest("      - selftest: {program: iommufd, hugepages: 16}\n", kernel: iommufd)
+        XCTAssertEqual(suite.expectation(for: "iommufd_mock_domain.one_domain_hugepage.basic").outcome, .pass)
+        XCTAssertEqual(suite.expectation(for: "iommufd_dirty_tracking.domain_dirty128M_huge.enforce_dirty").outcome, .fail)
+        XCTAssertEqual(suite.expectation(for: "iommufd_dirty_tracking.domain_dirty128M.enforce_dirty").outcome, .pass)
+        XCTAssertEqual(suite.expectation(for: "iommufd_viommu.no_viommu.hw_queue").outcome, .skip)
+        XCTAssertEqual(suite.expectation(for: "iommufd_viommu.mock_viommu.hw_queue").outcome, .pass)
+    }
+
+    func testFaultInjectionDecidesWhetherFailNthRuns() throws {
+        let stockRun = try selftest("      - selftest: {program: iommufd_fail_nth}\n", kernel: stock)
+        XCTAssertEqual(stockRun.expectation(for: "basic_fail_nth.basic").outcome, .skip)
+        let built = KernelGeneration.v7_3.configured(by: ["CONFIG_IOMMUFD": "m", "CONFIG_VFIO_DEVICE_CDEV": "y", "CONFIG_IOMMUFD_TEST": "y",
+                                                           "CONFIG_FAILSLAB": "y", "CONFIG_FAULT_INJECTION_DEBUG_FS": "y"])
+        let run = try selftest("      - selftest: {program: iommufd_fail_nth}\n", kernel: built)
+        XCTAssertEqual(run.expectation(for: "basic_fail_nth.basic").outcome, .pass)
     }
 }
