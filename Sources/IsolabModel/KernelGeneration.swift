@@ -74,6 +74,11 @@ public struct KernelGeneration: Sendable, Hashable {
     /// iommufd_fail_nth injects its failures. Observed absent in Debian 7.3.4; isolab's
     /// `7.3-iommufd` build has it.
     public var hasFaultInjection = false
+    /// IOMMUFD_TEST's `IOMMU_TEST_OP_DMABUF_GET` hands the new dma-buf's fd back. In 7.3.4,
+    /// `iommufd_test_dmabuf_get()` (drivers/iommu/iommufd/selftest.c) installs it with
+    /// `dma_buf_fd()` and then returns 0, so the ioctl answers 0 and the iommufd selftests'
+    /// dmabuf tests use fd 0 (stdin) as their dma-buf: found by isolab's boots of 7.3-iommufd.
+    public var iommufdTestDmabufGetReturnsFD = true
     /// Whether the kernel builds VFIO's no-IOMMU mode (`CONFIG_VFIO_NOIOMMU`); no catalog config does.
     public var hasVFIONoIOMMU: Bool = false
     /// Whether the kernel builds SR-IOV (`CONFIG_PCI_IOV`; every Debian config does): without
@@ -153,6 +158,7 @@ public struct KernelGeneration: Sendable, Hashable {
         g.amdInterruptRemappingOnQEMU = false
         g.type1OverflowIsEOVERFLOW = true
         g.cdevBindTakesVFToken = true
+        g.iommufdTestDmabufGetReturnsFD = false
         return g
     }()
 

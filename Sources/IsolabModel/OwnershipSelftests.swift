@@ -161,6 +161,12 @@ extension OwnershipModel {
             (SubtestPattern(fixture: "vfio_compat_mock_domain", test: "huge_map"), 2),
             (SubtestPattern(fixture: "iommufd_ioas", test: "access_domain_destory"), 2),
         ]
+        if !kernel.iommufdTestDmabufGetReturnsFD {
+            for test in ["dmabuf_simple", "dmabuf_revoke"] {
+                rules.append(SubtestRule(SubtestPattern(fixture: "iommufd_ioas", test: test), .fail,
+                                         Reason("iommufd_test_dmabuf_get()", "kernel \(kernel.id)'s IOMMU_TEST_OP_DMABUF_GET installs the dma-buf's fd but returns 0: the test maps and revokes fd 0 (stdin), not a dma-buf, and its checks fail")))
+            }
+        }
         for (pattern, pages) in need where hugepages < pages {
             rules.append(SubtestRule(pattern, .fail, Reason("hugetlb_reserve_pages()", "the test maps \(pages) or more 2 MiB huge pages (MAP_HUGETLB | MAP_POPULATE) and asserts the mmap; \(hugepages) are reserved (the step's hugepages:)")))
         }

@@ -120,6 +120,17 @@ struct RunReport {
                     if let n = s.errno { line += " (\(n))" }
                     if let d = s.detail, s.result != "ok" { line += " — \(d)" }
                     out += line + "\n"
+                    if let program = s.program {
+                        // The program's TAP results: a count by outcome, then each one not passing.
+                        let tap = program.tap
+                        var counts: [String: Int] = [:]
+                        for t in tap.tests { counts[t.status.rawValue, default: 0] += 1 }
+                        out += "      \(tap.tests.count) subtests" + (tap.planned.map { " of \($0) announced" } ?? "") + ": "
+                            + (counts.isEmpty ? "none reported" : counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ")) + "\n"
+                        for t in tap.tests where t.status != .pass {
+                            out += "        \(t.status.rawValue) \(t.name)" + (t.reason.map { " — \($0)" } ?? "") + "\n"
+                        }
+                    }
                 }
                 for l in o.crashLines.prefix(3) { out += "    | \(l)\n" }
                 if o.outcome != .completed, let c = o.consolePath { out += "    console: \(c)\n" }
