@@ -76,14 +76,7 @@ public final class Provisioner {
     public func selftests() throws -> SelftestSuite {
         if let suite { return suite }
         do {
-            let catalog = try builder.catalog
-            guard let id = catalog.selftestSource else {
-                throw EngineError.provisioning("vm-images/kernels.yaml names no selftests: kernel; the kernel selftests cannot be built")
-            }
-            let resolved = try builder.resolver.resolve(try catalog.kernel(id: id), refresh: false)
-            var b = SelftestBuilder(cache: builder.cache, resolver: builder.resolver)
-            b.log = builder.log
-            let built = try b.build(resolved)
+            let built = try builder.selftestSuite()
             suite = built
             return built
         } catch let e as EngineError { throw e } catch {

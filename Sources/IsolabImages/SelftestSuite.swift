@@ -121,3 +121,19 @@ public struct SelftestBuilder {
         }
     }
 }
+
+extension ImageBuilder {
+    /// The kernel's own selftests built from the catalog's `selftests:` kernel source (cached).
+    public func selftestSuite() throws -> SelftestSuite {
+        let catalog = try self.catalog
+        guard let id = catalog.selftestSource else {
+            throw ImagesError.invalidFile(file: recipe.catalogPath, line: nil, field: "selftests",
+                                          problem: "no kernel names the source the kernel selftests are built from",
+                                          accepted: "selftests: ID of a kernel with build:")
+        }
+        let resolved = try resolver.resolve(try catalog.kernel(id: id), refresh: refresh)
+        var b = SelftestBuilder(cache: cache, resolver: resolver)
+        b.log = log
+        return try b.build(resolved)
+    }
+}

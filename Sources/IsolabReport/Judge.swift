@@ -205,7 +205,7 @@ public enum Judge {
                 if v.kernelLog.isEmpty { v.kernelLog = o.crashLines }
                 crashedAt = st.index
             } else if v.kind == .mismatch {
-                v.detail = mismatchDetail(st, record: r, crashedAt: crashedAt)
+                v.detail = mismatchDetail(st, expected: st.selftest != nil ? v.expected! : st.result.token, record: r, crashedAt: crashedAt)
             }
             out.append(v)
             if let sel = st.selftest, let program = r.program {
@@ -246,9 +246,9 @@ public enum Judge {
 
     /// What differed, the first difference first, then the agent's detail, or the crash that
     /// kept the step from running.
-    static func mismatchDetail(_ st: StepPrediction, record r: StepRecord, crashedAt: Int?) -> String? {
+    static func mismatchDetail(_ st: StepPrediction, expected: String, record r: StepRecord, crashedAt: Int?) -> String? {
         var parts: [String] = []
-        if r.result == st.result.token, let first = StepComparison.firstDifference(st, r) { parts.append(first) }
+        if r.result == expected, let first = StepComparison.firstDifference(st, r) { parts.append(first) }
         if r.result != st.result.token, !st.substeps.isEmpty, let first = StepComparison.substepDifference(st.substeps, r.substeps) {
             parts.append(first)
         }

@@ -12,7 +12,7 @@ struct ImagesCommand: ParsableCommand {
         optional isolab agent) are cached by the content of all their inputs under \
         $ISOLAB_CACHE_DIR, else $XDG_CACHE_HOME/isolab, else ~/.cache/isolab.
         """,
-        subcommands: [Build.self, Tree.self, Emulator.self, List.self, Prune.self],
+        subcommands: [Build.self, Tree.self, Selftests.self, Emulator.self, List.self, Prune.self],
         defaultSubcommand: List.self
     )
 
@@ -117,6 +117,30 @@ struct ImagesCommand: ParsableCommand {
                 let builder = try ImageBuilder(cache: common.cache, recipe: try common.recipe())
                 builder.log = { line in FileHandle.standardError.write(Data("isolab: \(line)\n".utf8)) }
                 print(try builder.sourceTree(kernel: try builder.catalog.kernel(id: kernel), patch: patch))
+            }
+        }
+    }
+
+    struct Selftests: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Build (once) and print the kernel's own VFIO and iommufd selftests that selftest steps run.",
+            discussion: """
+            Built static from the kernel source that kernels.yaml's selftests: names (Debian's \
+            linux-source-7.3), cached by the source package. Prints the source, the folder and \
+            the programs.
+            """)
+        @OptionGroup var common: Common
+
+        func run() throws {
+            try reportingErrors {
+                let builder = try ImageBuilder(cache: common.cache, recipe: try common.recipe())
+                builder.log = { line in FileHandle.standardError.write(Data("isolab: \(line)\n".utf8)) }
+                let suite = try builder.selftestSuite()
+                if common.format == .json {
+                    print(String(decoding: try JSONCoding.encoder.encode(suite), as: UTF8.self))
+                } else {
+                    print("source: \(suite.source)\nfolder: \(suite.directory)\nprograms: \(suite.programs.joined(separator: " "))")
+                }
             }
         }
     }
