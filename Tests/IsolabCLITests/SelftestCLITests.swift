@@ -36,16 +36,23 @@ final class SelftestCLITests: XCTestCase {
         ((run["verdicts"] as? [[String: Any]]) ?? []).filter { $0["subject"] as? String == subject }
     }
 
-    func testVFIOSelftestsOnAnEduAreWhatTheModelPredicts() throws {
-        let dir = try workspace(["selftests-edu"])
-        defer { try? fm.removeItem(atPath: dir) }
+    /// The workspace's matrix on stock 7.3 and 7.3-iommufd (QEMU 7.2): each run, every verdict
+    /// a match, with its kernel and subtest verdicts.
+    private func stockAndIOMMUFD(_ dir: String) throws -> [(String, [String: Any], [[String: Any]])] {
         let runs = try matrix(dir, kernels: ["7.3", "7.3-iommufd"], emulator: "7.2")
         XCTAssertEqual(runs.count, 2)
-        for run in runs {
+        return runs.map { run in
             let kernel = run["kernel"] as? String ?? "?"
             let all = (run["verdicts"] as? [[String: Any]]) ?? []
             XCTAssertEqual(Set(all.compactMap { $0["kind"] as? String }), ["match"], kernel)
-            let subtests = verdicts(run, subject: "subtest")
+            return (kernel, run, verdicts(run, subject: "subtest"))
+        }
+    }
+
+    func testVFIOSelftestsOnAnEduAreWhatTheModelPredicts() throws {
+        let dir = try workspace(["selftests-edu"])
+        defer { try? fm.removeItem(atPath: dir) }
+        for (kernel, run, subtests) in try stockAndIOMMUFD(dir) {
             let observed = { (status: String) in subtests.filter { $0["observed"] as? String == status }.compactMap { $0["title"] as? String } }
             // Every program of the suite ran: 7 steps with a TAP run or a prelude.
             XCTAssertGreaterThanOrEqual(subtests.count, 60, kernel)
@@ -169,13 +176,7 @@ final class SelftestCLITests: XCTestCase {
     func testIOMMUFDSuiteAgainstTheMockDomains() throws {
         let dir = try workspace(["selftests-iommufd"])
         defer { try? fm.removeItem(atPath: dir) }
-        let runs = try matrix(dir, kernels: ["7.3", "7.3-iommufd"], emulator: "7.2")
-        XCTAssertEqual(runs.count, 2)
-        for run in runs {
-            let kernel = run["kernel"] as? String ?? "?"
-            let all = (run["verdicts"] as? [[String: Any]]) ?? []
-            XCTAssertEqual(Set(all.compactMap { $0["kind"] as? String }), ["match"], kernel)
-            let subtests = verdicts(run, subject: "subtest")
+        for (kernel, run, subtests) in try stockAndIOMMUFD(dir) {
             let suite = subtests.filter { ($0["title"] as? String ?? "").hasPrefix("iommufd ") }
             let failNth = subtests.filter { ($0["title"] as? String ?? "").hasPrefix("iommufd_fail_nth ") }
             XCTAssertGreaterThanOrEqual(suite.count, 200, kernel)
