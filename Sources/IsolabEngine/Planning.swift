@@ -27,7 +27,11 @@ extension MatrixKernel {
         guard let fragment = entry.build else { return g }
         let path = (recipe.directory as NSString).appendingPathComponent(fragment)
         guard let config = try? KernelConfig(path: path) else { return g }
-        return g.configured(by: config.values)
+        // The build is `make tinyconfig` plus the fragment: a symbol the fragment leaves out
+        // keeps tinyconfig's answer, off.
+        var values = config.values
+        for symbol in KernelConfig.modelSymbols where values[symbol] == nil { values[symbol] = "n" }
+        return g.configured(by: values)
     }
 }
 

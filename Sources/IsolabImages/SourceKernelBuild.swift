@@ -234,7 +234,7 @@ public struct KernelConfig: Sendable, Equatable {
     public static let modelSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU",
                                       "CONFIG_BLK_DEV_NVME", "CONFIG_E1000E", "CONFIG_HOTPLUG_PCI_SHPC", "CONFIG_PCIEPORTBUS",
                                       "CONFIG_PCI_STUB", "CONFIG_VFIO_PCI", "CONFIG_VIRTIO_PCI", "CONFIG_PCI_IOV",
-                                      "CONFIG_IOMMUFD_TEST", "CONFIG_FAILSLAB", "CONFIG_FAULT_INJECTION_DEBUG_FS"]
+                                      "CONFIG_IOMMUFD_TEST", "CONFIG_FAILSLAB", "CONFIG_FAULT_INJECTION_DEBUG_FS", "CONFIG_HUGETLBFS"]
 }
 
 /// A config fragment: the symbols a build must end up with.

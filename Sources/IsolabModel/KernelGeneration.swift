@@ -74,6 +74,9 @@ public struct KernelGeneration: Sendable, Hashable {
     /// iommufd_fail_nth injects its failures. Observed absent in Debian 7.3.4; isolab's
     /// `7.3-iommufd` build has it.
     public var hasFaultInjection = false
+    /// `CONFIG_HUGETLBFS` (every Debian config): without it `mmap(MAP_HUGETLB)` fails EINVAL
+    /// however many huge pages are asked for (isolab's 6.12-iommufd build has none).
+    public var hasHugeTLBFS = true
     /// IOMMUFD_TEST's `IOMMU_TEST_OP_DMABUF_GET` hands the new dma-buf's fd back. In 7.3.4,
     /// `iommufd_test_dmabuf_get()` (drivers/iommu/iommufd/selftest.c) installs it with
     /// `dma_buf_fd()` and then returns 0, so the ioctl answers 0 and the iommufd selftests'
@@ -212,7 +215,7 @@ public struct KernelGeneration: Sendable, Hashable {
 
     /// Every config symbol ``configured(by:)`` reads.
     public static let configSymbols = ["CONFIG_IOMMUFD", "CONFIG_VFIO_DEVICE_CDEV", "CONFIG_VFIO_NOIOMMU", "CONFIG_VIRTIO_IOMMU", "CONFIG_PCI_IOV",
-                                       "CONFIG_IOMMUFD_TEST", "CONFIG_FAILSLAB", "CONFIG_FAULT_INJECTION_DEBUG_FS"]
+                                       "CONFIG_IOMMUFD_TEST", "CONFIG_FAILSLAB", "CONFIG_FAULT_INJECTION_DEBUG_FS", "CONFIG_HUGETLBFS"]
         + driverSymbols.values.sorted()
 
     /// This generation as a kernel's `.config` values build it: iommufd and VFIO cdevs
@@ -227,6 +230,7 @@ public struct KernelGeneration: Sendable, Hashable {
         if let v = config["CONFIG_PCI_IOV"] { g.hasSRIOV = v == "y" }
         g.hasIOMMUFDTest = g.hasIOMMUFD && config["CONFIG_IOMMUFD_TEST"] == "y"
         g.hasFaultInjection = config["CONFIG_FAILSLAB"] == "y" && config["CONFIG_FAULT_INJECTION_DEBUG_FS"] == "y"
+        if let v = config["CONFIG_HUGETLBFS"] { g.hasHugeTLBFS = v == "y" }
         if let v = config["CONFIG_VIRTIO_IOMMU"] {
             g.virtioIOMMU = v == "y" ? .builtIn : v == "m" ? .module : .unavailable
         }

@@ -58,7 +58,10 @@ extension OwnershipModel {
         case .vfioDMAMapping:
             var huge = [SubtestRule(SubtestPattern(fixture: "vfio_dma_mapping_test", variantContains: "hugetlb_1gb"), .skip,
                                     Reason("hugetlb_reserve_pages()", "the guest has no 1 GiB huge pages (it boots without hugepagesz=1G): mmap(MAP_HUGE_1GB) fails and dma_map_unmap SKIPs"))]
-            if run.hugepages < 1 {
+            if !kernel.hasHugeTLBFS {
+                huge.append(SubtestRule(SubtestPattern(fixture: "vfio_dma_mapping_test", variantContains: "hugetlb_2mb"), .skip,
+                                        Reason("ksys_mmap_pgoff()", "kernel \(kernel.id) is built without CONFIG_HUGETLBFS: mmap(MAP_HUGETLB) fails EINVAL and dma_map_unmap SKIPs")))
+            } else if run.hugepages < 1 {
                 huge.append(SubtestRule(SubtestPattern(fixture: "vfio_dma_mapping_test", variantContains: "hugetlb_2mb"), .skip,
                                         Reason("hugetlb_reserve_pages()", "no 2 MiB huge pages are reserved in the guest (vm.nr_hugepages is 0; the step's hugepages: reserves them): mmap(MAP_HUGETLB) fails and dma_map_unmap SKIPs")))
             }
@@ -167,7 +170,7 @@ extension OwnershipModel {
                                          Reason("iommufd_test_dmabuf_get()", "kernel \(kernel.id)'s IOMMU_TEST_OP_DMABUF_GET installs the dma-buf's fd but returns 0: the test maps and revokes fd 0 (stdin), not a dma-buf, and its checks fail")))
             }
         }
-        for (pattern, pages) in need where hugepages < pages {
+        for (pattern, pages) in need where hugepages < pages || !kernel.hasHugeTLBFS {
             rules.append(SubtestRule(pattern, .fail, Reason("hugetlb_reserve_pages()", "the test maps \(pages) or more 2 MiB huge pages (MAP_HUGETLB | MAP_POPULATE) and asserts the mmap; \(hugepages) are reserved (the step's hugepages:)")))
         }
         return rules
