@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <termios.h>
 #include <linux/vfio.h>
+#include <linux/nvme_ioctl.h>
 
 _Static_assert(CVFIO_TYPE1_IOMMU == VFIO_TYPE1_IOMMU, "type1");
 _Static_assert(CVFIO_TYPE1v2_IOMMU == VFIO_TYPE1v2_IOMMU, "type1v2");
@@ -174,4 +175,19 @@ void cvfio_mmio_write32(volatile void *base, size_t offset, uint32_t value) {
 }
 void cvfio_mmio_write64(volatile void *base, size_t offset, uint64_t value) {
     *(volatile uint64_t *)((volatile char *)base + offset) = value;
+}
+
+int cvfio_nvme_admin(int fd, uint8_t opcode, uint32_t cdw10, uint32_t cdw11, void *data, uint32_t length, uint32_t *result_out) {
+    struct nvme_admin_cmd cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.opcode = opcode;
+    cmd.cdw10 = cdw10;
+    cmd.cdw11 = cdw11;
+    cmd.addr = (uint64_t)(uintptr_t)data;
+    cmd.data_len = length;
+    cmd.timeout_ms = 5000;
+    int r = ioctl(fd, NVME_IOCTL_ADMIN_CMD, &cmd);
+    if (r < 0) return -errno;
+    if (result_out) *result_out = cmd.result;
+    return r;
 }

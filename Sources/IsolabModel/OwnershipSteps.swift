@@ -49,7 +49,7 @@ extension OwnershipModel {
             return vfioClose(fn(dev), step: step, index: index)
         case .dma(let from, let to, let map):
             return dma(fn(from), to, map, step: step, index: index)
-        case .sriov(let dev, let n):
+        case .sriov(let dev, let n, _):
             return sriov(fn(dev), n, step: step, index: index)
         case .vfToken(let dev, let token):
             return setVFToken(fn(dev), token, step: step, index: index)

@@ -73,10 +73,11 @@ public enum Realizability {
     }
 
     /// QEMU's nvme VFs are controllers that stay offline until the PF's driver assigns them
-    /// resources (NVMe virtualization management, which isolab does not do): the nvme driver's
-    /// probe of one waits for CSTS.RDY until CAP.TO and fails, synchronously or not depending
-    /// on the kernel. A scenario that lets the nvme driver probe an nvme VF (binding it, or
-    /// enabling VFs while nvme is loaded, which auto-probes them) cannot be judged.
+    /// resources (NVMe virtualization management): the nvme driver's probe of an offline one
+    /// waits for CSTS.RDY and fails, synchronously or not depending on the kernel. A scenario
+    /// that lets the nvme driver probe an nvme VF (binding it, or enabling VFs while nvme is
+    /// loaded, which auto-probes them) cannot be judged unless an `sriov … online: true` step
+    /// brought the VFs online first (until a later `sriov` to 0 removes them).
     static func nvmeDriverOnVFs(_ topology: Topology) -> [Unrealizable] {
         let nvmePFs = Set(topology.allNodes.filter { n in
             if case .device(.nvme, _) = n.kind { return n.virtualFunctions > 0 } else { return false }
@@ -86,17 +87,20 @@ public enum Realizability {
         var out: [Unrealizable] = []
         for scenario in topology.scenarios {
             var nvmeLoaded = false
+            var online = false
             for step in scenario.steps {
                 var probesVF: String?
                 switch step.action {
                 case .loadDriver("nvme", _): nvmeLoaded = true
                 case .bind(let d, let drv) where nvmePFs.contains(d) && (drv ?? "nvme") == "nvme": nvmeLoaded = true
-                case .bind(let d, let drv) where vfIDs.contains(d) && (drv ?? "nvme") == "nvme": probesVF = d
-                case .sriov(let d, let n) where nvmePFs.contains(d) && n > 0 && nvmeLoaded: probesVF = "the VFs of \(d)"
+                case .bind(let d, let drv) where vfIDs.contains(d) && (drv ?? "nvme") == "nvme" && !online: probesVF = d
+                case .sriov(let d, let n, true) where nvmePFs.contains(d) && n > 0: online = true
+                case .sriov(let d, 0, _) where nvmePFs.contains(d): online = false
+                case .sriov(let d, let n, false) where nvmePFs.contains(d) && n > 0 && nvmeLoaded: probesVF = "the VFs of \(d)"
                 default: break
                 }
                 if let what = probesVF {
-                    out.append(Unrealizable(node: step.action.device ?? "?", reason: "scenario \(scenario.name) lets the nvme driver probe \(what): QEMU's nvme VF controllers stay offline until the PF's driver assigns them resources (NVMe virtualization management), so the probe waits until CAP.TO and fails, with timing isolab does not model; drive the PF with vfio-pci (enable_sriov) instead", location: step.location))
+                    out.append(Unrealizable(node: step.action.device ?? "?", reason: "scenario \(scenario.name) lets the nvme driver probe \(what): QEMU's nvme VF controllers stay offline until the PF's driver assigns them resources (NVMe virtualization management), so the probe waits until CAP.TO and fails, with timing isolab does not model; bring them online first (sriov: {device: PF, vfs: N, online: true}) or drive the PF with vfio-pci (enable_sriov) instead", location: step.location))
                 }
             }
         }

@@ -232,8 +232,10 @@ public enum StepAction: Sendable, Equatable {
     case vfioOpen(String, via: VFIOPath = .group, token: String? = nil)
     case vfioClose(String)
     case dma(from: String, to: DMATarget, map: DMAMapping)
-    /// Writes `vfs` to the physical function's `sriov_numvfs` (0 removes its VFs).
-    case sriov(device: String, vfs: Int)
+    /// Writes `vfs` to the physical function's `sriov_numvfs` (0 removes its VFs). `online`: an
+    /// nvme PF's VF controllers are given resources and brought online (NVMe virtualization
+    /// management) before any driver probes them.
+    case sriov(device: String, vfs: Int, online: Bool = false)
     /// Sets a PF's VF token through its open VFIO device (`VFIO_DEVICE_FEATURE_PCI_VF_TOKEN`).
     case vfToken(device: String, token: String)
     /// Runs a program in the guest (a kernel selftest or the developer's own), given the devices'
@@ -265,7 +267,7 @@ public enum StepAction: Sendable, Equatable {
         case .loadDriver: return nil
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d
         case .dma(let from, _, _): return from
-        case .sriov(let d, _), .vfToken(let d, _): return d
+        case .sriov(let d, _, _), .vfToken(let d, _): return d
         case .selftest(let run): return run.devices.first
         }
     }
@@ -286,7 +288,7 @@ public enum StepAction: Sendable, Equatable {
             case .device(let d): target = d
             }
             return "\(keyword) \(from) -> \(target)" + (map == .peer ? " (map: peer)" : "")
-        case .sriov(let d, let n): return "\(keyword) \(d) vfs \(n)"
+        case .sriov(let d, let n, let online): return "\(keyword) \(d) vfs \(n)" + (online ? " online" : "")
         case .vfToken(let d, let t): return "\(keyword) \(d) \(t.prefix(8))…"
         case .selftest(let run): return ([keyword, run.program] + run.args + run.devices).joined(separator: " ")
         }

@@ -112,6 +112,10 @@ public struct PlanStep: Codable, Equatable, Sendable {
     public var options: [String]?
     /// `sriov`: the number of VFs to write to `sriov_numvfs`.
     public var vfs: Int?
+    /// `sriov` of an nvme PF: with `sriov_drivers_autoprobe` off, enable the VFs, give each VF's
+    /// secondary controller 1 interrupt and 2 queues and bring it online (NVMe Virtualization
+    /// Management through the PF's `/dev/nvmeN`), then probe the VFs as autoprobe would have.
+    public var online: Bool?
     /// `vfio-open`: a VF token (UUID) appended to the device name as ` vf_token=UUID`;
     /// `vf-token`: the token to set.
     public var vfToken: String?

@@ -150,9 +150,9 @@ struct ScenarioReader {
     /// `sriov: {device: PF, vfs: N}`: N from 0 (remove the VFs) to the VFs the device declares;
     /// a number past the device's TotalVFs is accepted too (the kernel's -ERANGE is the result).
     func sriov(_ value: Yams.Node, _ field: String) throws -> StepAction {
-        let e = try reader.mapping(value, field, allowed: ["device", "vfs"])
+        let e = try reader.mapping(value, field, allowed: ["device", "vfs", "online"])
         guard let d = e.first(where: { $0.key == "device" }), let n = e.first(where: { $0.key == "vfs" }) else {
-            throw reader.error(value, field, "an sriov step needs device: and vfs:", accepted: "device: PF, vfs: N")
+            throw reader.error(value, field, "an sriov step needs device: and vfs:", accepted: "device: PF, vfs: N, online: true (nvme)")
         }
         let id = try node(d.value, field + ".device")
         let declared = nodes[id]?.virtualFunctions ?? 0
@@ -163,7 +163,16 @@ struct ScenarioReader {
         guard vfs <= declared || vfs > sriov.totalVFs else {
             throw reader.error(n.value, field + ".vfs", "'\(id)' declares \(declared) VFs (vfs: \(declared)), so steps can name only those", accepted: "0...\(declared), or raise the device's vfs:")
         }
-        return .sriov(device: id, vfs: vfs)
+        var online = false
+        if let o = e.first(where: { $0.key == "online" }) {
+            online = try reader.oneOf(o.value, field + ".online", ["true", "false"]) == "true"
+            var isNVMe = false
+            if case .device(.nvme, _)? = nodes[id]?.kind { isNVMe = true }
+            guard isNVMe || !online else {
+                throw reader.error(o.keyNode, field + ".online", "online: brings nvme VF controllers online; '\(id)' is not an nvme", accepted: "online: only for an nvme PF")
+            }
+        }
+        return .sriov(device: id, vfs: vfs, online: online)
     }
 
     /// `selftest: {program: P, devices: [A], args: [..], env: {K: V}, timeout: S}`: P is one of

@@ -57,9 +57,10 @@ public enum PlanBuilder {
             var step = PlanStep(index: index, op: .vfToken, device: d)
             step.vfToken = token
             return step
-        case .sriov(let d, let vfs):
+        case .sriov(let d, let vfs, let online):
             var step = PlanStep(index: index, op: .sriov, device: d)
             step.vfs = vfs
+            step.online = online ? true : nil
             return step
         case .selftest(let run):
             var step = PlanStep(index: index, op: .selftest)

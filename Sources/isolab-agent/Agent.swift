@@ -182,7 +182,7 @@ final class Agent {
         case .vfioOpen: step.via == "cdev" ? vfioCdevOpen(bdf, &d) : vfioOpen(bdf, vfToken: step.vfToken, &d)
         case .vfioClose: vfioClose(bdf, &d)
         case .dma: dma(step, from: bdf, &d)
-        case .sriov: sriov(bdf, vfs: step.vfs ?? 0, &d)
+        case .sriov: sriov(bdf, vfs: step.vfs ?? 0, online: step.online ?? false, &d)
         case .vfToken: setVFToken(bdf, step.vfToken ?? "", &d)
         case .selftest: selftest(step, &d)
         }

@@ -94,6 +94,15 @@ final class SRIOVTests: XCTestCase {
         }
         let fine = try TopologyLoader.parse(igb(behind: pf, steps: "      - load-driver: {module: vfio-pci, options: [enable_sriov=1]}\n      - vfio-bind: N\n      - sriov: {device: N, vfs: 1}\n"), file: "t.yaml")
         XCTAssertEqual(Realizability.check(fine).count, 0)
+        // Brought online first, the VFs are ready: nvme's autoprobe binds them, and that is judged.
+        let online = try TopologyLoader.parse(igb(behind: pf, steps: "      - load-driver: nvme\n      - sriov: {device: N, vfs: 1, online: true}\n      - unbind: N.vf0\n      - bind: N.vf0\n"), file: "t.yaml")
+        XCTAssertEqual(Realizability.check(online).count, 0)
+        let p = Predictor.predict(online, kernel: .v6_1)
+        XCTAssertEqual(p.scenarios[0].steps[1].bound, ["N.vf0"])
+        XCTAssertEqual(p.scenarios[0].steps[1].step.action.summary, "sriov N vfs 1 online")
+        XCTAssertThrowsError(try TopologyLoader.parse(igb(behind: acsPort, steps: "      - sriov: {device: A, vfs: 1, online: true}\n"), file: "t.yaml")) { e in
+            XCTAssertTrue("\(e)".contains("is not an nvme"), "\(e)")
+        }
     }
 
     // VFs exist only once created: not in the boot groups, not built by the domain.

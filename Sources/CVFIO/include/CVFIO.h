@@ -37,6 +37,9 @@ int cvfio_group_get_device_fd(int group, const char *name);
 /// VFIO_DEVICE_FEATURE with VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_PCI_VF_TOKEN and a
 /// 16-byte UUID on a device fd: 0 or -errno.
 int cvfio_device_set_vf_token(int device, const uint8_t uuid[16]);
+/// NVME_IOCTL_ADMIN_CMD on an nvme controller's char device: 0, the NVMe status (> 0) the
+/// controller completed the command with, or -errno; `result_out` gets the completion's DW0.
+int cvfio_nvme_admin(int fd, uint8_t opcode, uint32_t cdw10, uint32_t cdw11, void *data, uint32_t length, uint32_t *result_out);
 /// VFIO_DEVICE_GET_REGION_INFO for one region index: 0 or -errno.
 int cvfio_device_get_region_info(int device, uint32_t index, cvfio_region *region);
 /// VFIO_IOMMU_MAP_DMA (read and write): 0 or -errno.

@@ -140,7 +140,7 @@ enum TextRenderer {
         case .loadDriver: return true
         case .bind(let d, _), .unbind(let d), .vfioBind(let d), .vfioOpen(let d, _, _), .vfioClose(let d): return d == id
         case .dma(let from, let to, _): return from == id || to == .device(id)
-        case .sriov(let d, _): return d == id
+        case .sriov(let d, _, _): return d == id
         case .vfToken(let d, _): return d == id
         case .selftest(let run): return run.devices.contains(id)
         }
