@@ -125,7 +125,8 @@ public struct KernelCatalog: Equatable, Sendable {
         if let node = top["selftests"] {
             guard let id = node.string, let k = kernels.first(where: { $0.id == id }), k.build != nil else {
                 throw fail(node, "selftests", "'\(node.string ?? "?")' is not a kernel of this catalog built from source",
-                           kernels.filter { $0.build != nil }.map(\.id).joined(separator: ", "))
+                           "the id of a kernel with build:" + (kernels.contains { $0.build != nil }
+                               ? " (" + kernels.filter { $0.build != nil }.map(\.id).joined(separator: ", ") + ")" : ""))
             }
             selftests = id
         }

@@ -4,9 +4,12 @@ import XCTest
 final class KernelCatalogTests: XCTestCase {
     func testRepositoryCatalogHasTheFourKernelsWithTheirGenerations() throws {
         let catalog = try KernelCatalog.load(from: URL(fileURLWithPath: TestSupport.vmImages + "/kernels.yaml"))
-        XCTAssertEqual(catalog.kernels.map(\.id), ["5.10", "6.1", "6.12", "7.3", "6.12-iommufd"])
-        XCTAssertEqual(catalog.kernels.map(\.generation), ["5.10", "6.1", "6.12", "7.3", "6.12"])
-        XCTAssertEqual(catalog.kernels.map(\.suite), ["bullseye", "bookworm", "trixie", "trixie-backports", "trixie"])
+        XCTAssertEqual(catalog.kernels.map(\.id), ["5.10", "6.1", "6.12", "7.3", "6.12-iommufd", "7.3-iommufd"])
+        XCTAssertEqual(catalog.kernels.map(\.generation), ["5.10", "6.1", "6.12", "7.3", "6.12", "7.3"])
+        XCTAssertEqual(catalog.kernels.map(\.suite), ["bullseye", "bookworm", "trixie", "trixie-backports", "trixie", "trixie-backports"])
+        // The kernel's selftests are built from 7.3-iommufd's source package.
+        XCTAssertEqual(catalog.selftestSource, "7.3-iommufd")
+        XCTAssertEqual(try catalog.kernel(id: "7.3-iommufd").package, "linux-source-7.3")
         let built = try catalog.kernel(id: "6.12-iommufd")
         XCTAssertEqual(built.package, "linux-source-6.12")
         XCTAssertEqual(built.build, "kernel-configs/iommufd.config")
@@ -121,9 +124,12 @@ final class KernelCatalogTests: XCTestCase {
         guard case let .invalidFile(file, line, _, problem, _)? = error("kernels:\n  - id: [\n") else { return XCTFail() }
         XCTAssertEqual(file, "k.yaml"); XCTAssertNotNil(line); XCTAssertTrue(problem.hasPrefix("not valid YAML"))
         guard case let .invalidFile(_, line2, field2, _, accepted2)? = error("kernel: []\n") else { return XCTFail() }
-        XCTAssertEqual(line2, 1); XCTAssertEqual(field2, "kernel"); XCTAssertEqual(accepted2, "kernels")
+        XCTAssertEqual(line2, 1); XCTAssertEqual(field2, "kernel"); XCTAssertEqual(accepted2, "kernels, selftests")
         guard case let .invalidFile(_, _, field3, problem3, _)? = error("kernels: []\n") else { return XCTFail() }
         XCTAssertEqual(field3, "kernels"); XCTAssertEqual(problem3, "the list is empty")
+        // selftests: must name a kernel of the catalog built from source.
+        guard case let .invalidFile(_, _, field4, problem4, accepted4)? = error("selftests: \"6.1\"\nkernels:\n  - {id: \"6.1\", suite: bookworm, package: linux-image-amd64, generation: \"6.1\"}\n") else { return XCTFail() }
+        XCTAssertEqual(field4, "selftests"); XCTAssertTrue(problem4.contains("built from source")); XCTAssertEqual(accepted4, "the id of a kernel with build:")
     }
 
     func testUnknownKernelListsKnownIds() {
