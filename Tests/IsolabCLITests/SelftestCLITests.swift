@@ -176,7 +176,7 @@ final class SelftestCLITests: XCTestCase {
     func testIOMMUFDSuiteAgainstTheMockDomains() throws {
         let dir = try workspace(["selftests-iommufd"])
         defer { try? fm.removeItem(atPath: dir) }
-        for (kernel, run, subtests) in try stockAndIOMMUFD(dir) {
+        for (kernel, _, subtests) in try stockAndIOMMUFD(dir) {
             let suite = subtests.filter { ($0["title"] as? String ?? "").hasPrefix("iommufd ") }
             let failNth = subtests.filter { ($0["title"] as? String ?? "").hasPrefix("iommufd_fail_nth ") }
             XCTAssertGreaterThanOrEqual(suite.count, 200, kernel)
