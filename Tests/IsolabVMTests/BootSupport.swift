@@ -63,7 +63,32 @@ enum BootSupport {
         var r = RunRequest(topology: topology, fabric: Fabric(topology), scenario: scenario, image: try image(kernel),
                            kernelLabel: kernel, directory: RunsDirectory.new(in: runsRoot, label: label))
         r.bootDeadline = 120
+        r.programs = try programs(for: topology)
         return r
+    }
+
+    nonisolated(unsafe) private static var suite: SelftestSuite?
+
+    /// The programs the topology's `selftest` steps run (the kernel's selftests, built once and
+    /// cached; a developer's files as given).
+    static func programs(for topology: Topology) throws -> [String: String] {
+        var out: [String: String] = [:]
+        for step in topology.scenarios.flatMap(\.steps) {
+            guard case .selftest(let run) = step.action else { continue }
+            switch run.source {
+            case .file(let path): out[run.program] = path
+            case .kernelSelftest:
+                imageLock.lock(); defer { imageLock.unlock() }
+                if suite == nil {
+                    let builder = try ImageBuilder(cache: ImageCache(root: ImageCache.defaultRoot()),
+                                                   recipe: Recipe(directory: repository + "/vm-images"))
+                    builder.log = { print("isolab: \($0)") }
+                    suite = try builder.selftestSuite()
+                }
+                out[run.program] = suite?.path(of: run.program)
+            }
+        }
+        return out
     }
 
     /// Runs the requests two at a time (fabrics with several scenarios from one saved boot
