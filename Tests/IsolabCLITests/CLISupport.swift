@@ -15,6 +15,21 @@ enum CLISupport {
     }
 
     /// QEMU processes running an isolab guest (`guest=isolab-…` on their command line).
+    /// A temporary folder laid out like the package for `isolab` run in it: `vm-images/` and
+    /// the built agent linked in, and the named catalog topologies copied to `topologies/`.
+    static func workspace(_ label: String, fabrics: [String]) throws -> String {
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.appendingPathComponent("isolab-\(label)-\(UUID().uuidString.prefix(8))").path
+        try fm.createDirectory(atPath: dir + "/topologies", withIntermediateDirectories: true)
+        for link in ["vm-images", ".build-agent"] {
+            try fm.createSymbolicLink(atPath: dir + "/" + link, withDestinationPath: CLITests.root.appendingPathComponent(link).path)
+        }
+        for name in fabrics {
+            try fm.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/\(name).yaml").path, toPath: dir + "/topologies/\(name).yaml")
+        }
+        return dir
+    }
+
     static func qemuCount() -> Int {
         let fm = FileManager.default
         return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in

@@ -8,17 +8,9 @@ import XCTest
 final class EmulatorCLITests: XCTestCase {
     let fm = FileManager.default
 
+    /// The run finds vm-images/ and the agent from its working directory's package.
     private func workspace(_ fabrics: [String]) throws -> String {
-        let dir = fm.temporaryDirectory.appendingPathComponent("isolab-emulator-\(UUID().uuidString.prefix(8))").path
-        try fm.createDirectory(atPath: dir + "/topologies", withIntermediateDirectories: true)
-        // The run finds vm-images/ and the agent from its working directory's package.
-        for link in ["vm-images", ".build-agent"] {
-            try fm.createSymbolicLink(atPath: dir + "/" + link, withDestinationPath: CLITests.root.appendingPathComponent(link).path)
-        }
-        for name in fabrics {
-            try fm.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/\(name).yaml").path, toPath: dir + "/topologies/\(name).yaml")
-        }
-        return dir
+        try CLISupport.workspace("emulator", fabrics: fabrics)
     }
 
     private func results(_ path: String) throws -> [String: Any] {

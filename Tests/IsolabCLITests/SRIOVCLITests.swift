@@ -11,15 +11,7 @@ final class SRIOVCLITests: XCTestCase {
                           "sriov-igb-integrated", "sriov-igb-multifunction", "sriov-nvme-rootport", "sriov-nvme-integrated"]
 
     private func workspace() throws -> String {
-        let dir = fm.temporaryDirectory.appendingPathComponent("isolab-sriov-\(UUID().uuidString.prefix(8))").path
-        try fm.createDirectory(atPath: dir + "/topologies", withIntermediateDirectories: true)
-        for link in ["vm-images", ".build-agent"] {
-            try fm.createSymbolicLink(atPath: dir + "/" + link, withDestinationPath: CLITests.root.appendingPathComponent(link).path)
-        }
-        for name in Self.fabrics {
-            try fm.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/\(name).yaml").path, toPath: dir + "/topologies/\(name).yaml")
-        }
-        return dir
+        try CLISupport.workspace("sriov", fabrics: Self.fabrics)
     }
 
     func testSRIOVCatalogIsWhatTheModelPredictsOnBothEmulators() throws {

@@ -8,15 +8,7 @@ final class SelftestCLITests: XCTestCase {
     let fm = FileManager.default
 
     private func workspace(_ fabrics: [String]) throws -> String {
-        let dir = fm.temporaryDirectory.appendingPathComponent("isolab-selftests-\(UUID().uuidString.prefix(8))").path
-        try fm.createDirectory(atPath: dir + "/topologies", withIntermediateDirectories: true)
-        for link in ["vm-images", ".build-agent"] {
-            try fm.createSymbolicLink(atPath: dir + "/" + link, withDestinationPath: CLITests.root.appendingPathComponent(link).path)
-        }
-        for name in fabrics {
-            try fm.copyItem(atPath: CLITests.root.appendingPathComponent("topologies/\(name).yaml").path, toPath: dir + "/topologies/\(name).yaml")
-        }
-        return dir
+        try CLISupport.workspace("selftests", fabrics: fabrics)
     }
 
     /// Runs the matrix and returns each run's verdicts and observations by "fabric kernel".
