@@ -15,7 +15,37 @@ PACKAGES=(
   chromium fonts-dejavu-core   # the HTML report test renders report.html headless
   gcc make bc flex bison libelf-dev libssl-dev patch   # the 6.12-iommufd kernel is compiled from source (patch: its patched test tree)
   uuid-dev libcap-dev   # the kernel's VFIO (libuuid) and iommufd (libcap) selftests, linked static
+  python3-venv          # ci/kcidb-validate: KCIDB's own validator (kcidb-io from PyPI) in a private virtualenv
 )
+# What this script can install: Debian's packages, by name, with apt. Ubuntu (e.g. GitHub's
+# ubuntu-24.04 runners) uses the same names; its apt has no Debian kernels, so isolab needs a
+# Debian mirror there (ISOLAB_DEBIAN_MIRROR / --debian-mirror). Elsewhere it says what to install.
+os_name=unknown; os_id=; os_like=
+if [[ -r /etc/os-release ]]; then
+  os_name=$(. /etc/os-release; echo "${PRETTY_NAME:-$ID}"); os_id=$(. /etc/os-release; echo "${ID:-}")
+  os_like=$(. /etc/os-release; echo "${ID_LIKE:-}")
+fi
+if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then
+  cat >&2 <<EOF
+bootstrap: $os_name has no apt/dpkg; this script installs Debian packages only. Install the equivalents:
+  - QEMU for x86_64 (qemu-system-x86_64, qemu-img) and libvirt with its QEMU driver, headers and pkg-config
+  - busybox (static), cpio, xz, zstd, kmod
+  - apt-get, gpgv and Debian's archive keyring at /usr/share/keyrings/debian-archive-keyring.gpg
+    (isolab fetches Debian's kernels and QEMU 10 with a private apt configuration, verified by that keyring)
+  - for the source-built kernel and selftests: gcc make bc flex bison, libelf and OpenSSL headers, patch,
+    static libuuid and libcap; for the tests: python3 with venv, chromium and a font
+  - accounts: a libvirt-qemu user and group, and an unprivileged user for the tests (isolab-test)
+Then name a Debian mirror: export ISOLAB_DEBIAN_MIRROR=<URI of a Debian archive> (or --debian-mirror URI).
+EOF
+  exit 1
+fi
+if [[ "$os_id" != debian ]]; then
+  echo "bootstrap: $os_name is not Debian: installing by Debian's package names${os_like:+ ($os_id is like $os_like)};" \
+       "kernels and QEMU 10 need a Debian mirror (ISOLAB_DEBIAN_MIRROR or --debian-mirror URI)" >&2
+  # Ubuntu's chromium is a snap stub that cannot run headless in CI; it is for the tests only.
+  keep=(); for p in "${PACKAGES[@]}"; do [[ "$p" == chromium ]] || keep+=("$p"); done; PACKAGES=("${keep[@]}")
+fi
+
 # Unprivileged account used by the image tests (`runuser -u isolab-test`) and by the
 # libvirt daemon test (a session-mode libvirtd with private directories runs as it).
 TEST_USER=isolab-test

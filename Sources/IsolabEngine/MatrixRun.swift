@@ -23,6 +23,15 @@ public struct MatrixRun {
     public var jobs = ProcessInfo.processInfo.activeProcessorCount
     /// One saved boot per fabric, restored for each scenario.
     public var snapshots = true
+    /// How guests run: TCG (the default: a paravirtual /dev/kvm can hang guests), KVM once a
+    /// probe boot on the first connection proves it works (else a libvirt error), or KVM when
+    /// the probe works and TCG otherwise.
+    public var accel: AccelChoice = .tcg
+
+    /// `--accel`.
+    public enum AccelChoice: String, Sendable, CaseIterable {
+        case tcg, kvm, auto
+    }
 
     public init(cells: [Cell], kernels: [String: KernelSource], emulators: [String: ProvidedEmulator]) {
         self.cells = cells
@@ -38,6 +47,8 @@ public struct MatrixRun {
         /// Seconds from the first guest's start to the last one's end.
         public var wall: Double
         public var cancelled: Bool
+        /// The KVM probe's answer, when `accel` asked for one.
+        public var kvmProbe: AccelProbe.Result?
     }
 
     /// The guest image of every kernel the cells name, in label order.
@@ -99,9 +110,22 @@ public struct MatrixRun {
                     provisioned: ([String: GuestImage]) -> Void = { _ in }) throws -> Outcome {
         let images = try provision(provisioner)
         provisioned(images)
-        let planned = requests(images: images, programs: try programs(provisioner))
+        var planned = requests(images: images, programs: try programs(provisioner))
         let connections = try connect()
         defer { connections.forEach { $0.close() } }
+        var probe: AccelProbe.Result?
+        if accel != .tcg, let first = planned.first?.request {
+            let runner: GuestRunner
+            do { runner = try GuestRunner(connection: connections[0]) } catch { throw EngineError.libvirt("\(error)") }
+            let result = AccelProbe.probeKVM(runner: runner, image: first.image, kernelLabel: first.kernelLabel,
+                                             directory: RunsDirectory.new(in: RunsDirectory.root(), label: "kvm-probe"))
+            if result.works {
+                for i in planned.indices { planned[i].request.accel = .kvm }
+            } else if accel == .kvm {
+                throw EngineError.libvirt("--accel kvm: KVM does not work here (\(result.reason ?? "no answer")); use --accel tcg or auto")
+            }
+            probe = result
+        }
         let fleet = Fleet(connections: connections, jobs: jobs, snapshots: snapshots, cancellation: cancellation)
         let started = Date()
         let observations = try fleet.run(planned.map(\.request), observer: observer)
@@ -111,8 +135,9 @@ public struct MatrixRun {
         var document = judge(planned.map { ($0.cell, $0.repetition) }, observations: observations, images: images,
                              environment: environment)
         document.emulators = emulators.keys.sorted().map { emulators[$0]!.record(libvirt: environment.libvirt) }
+        document.wallSeconds = wall
         return Outcome(document: document, observations: observations, images: images, wall: wall,
-                       cancelled: cancellation.isCancelled)
+                       cancelled: cancellation.isCancelled, kvmProbe: probe)
     }
 
     /// Every cell judged against the model (an unrealizable cell with its reasons, no observation).
@@ -141,7 +166,9 @@ public struct MatrixRun {
 
 /// Writes a results document and every rendering of it into a directory.
 public enum ReportFiles {
-    public static func write(_ doc: ResultsDocument, to directory: String) throws {
+    /// Writes results.json, results.xml (JUnit), results.tap, summary.md, report.html and
+    /// kcidb.json (KCIDB v5.3, submitted as `kcidbOrigin`) into `directory`.
+    public static func write(_ doc: ResultsDocument, to directory: String, kcidbOrigin: String = "isolab") throws {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let files: [(String, String)] = [
@@ -150,6 +177,7 @@ public enum ReportFiles {
                 ("results.tap", TAPRenderer.render(doc)),
                 ("summary.md", MarkdownRenderer.render(doc)),
                 ("report.html", HTMLRenderer.render(doc)),
+                ("kcidb.json", try KCIDBRenderer.render(doc, origin: kcidbOrigin)),
             ]
             for (name, text) in files {
                 try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)

@@ -16,6 +16,40 @@ public struct DebianSources: Equatable, Sendable {
         self.archive = archive; self.security = security; self.keyring = keyring
     }
 
+    /// The environment variable naming a Debian mirror; set by `--debian-mirror`.
+    public static let mirrorVariable = "ISOLAB_DEBIAN_MIRROR"
+    /// The environment variable naming its security archive, when the mirror's sibling
+    /// `<mirror>-security` is not it.
+    public static let securityMirrorVariable = "ISOLAB_DEBIAN_SECURITY_MIRROR"
+
+    /// The sources isolab fetches from: the mirror `ISOLAB_DEBIAN_MIRROR` names (so any
+    /// machine that reaches a Debian mirror can fetch, whatever its own apt serves), else the
+    /// Debian URIs this machine's apt is configured with. Either way only Debian's archive
+    /// keyring verifies what is fetched.
+    public static func configured(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> DebianSources {
+        if let m = environment[mirrorVariable], !m.isEmpty {
+            return try mirror(m, security: environment[securityMirrorVariable].flatMap { $0.isEmpty ? nil : $0 })
+        }
+        return try fromSystem()
+    }
+
+    /// A Debian mirror given by URI: the archive at `uri`, the security archive at `security`,
+    /// else at `<uri>-security` when `uri` ends in `/debian` (the archive's own layout), else none
+    /// (kernels of `-security` suites are then found only where the plain suite has them).
+    public static func mirror(_ uri: String, security: String? = nil) throws -> DebianSources {
+        func checked(_ u: String) throws -> String {
+            let t = trimSlash(u.trimmingCharacters(in: .whitespaces))
+            guard let url = URL(string: t), let scheme = url.scheme?.lowercased(), ["http", "https", "file"].contains(scheme),
+                  scheme == "file" || !(url.host ?? "").isEmpty, !t.contains(where: \.isWhitespace) else {
+                throw ImagesError.badMirror(u)
+            }
+            return t
+        }
+        let archive = try checked(uri)
+        let sec = try security.map(checked) ?? (archive.hasSuffix("/debian") ? archive + "-security" : nil)
+        return DebianSources(archive: archive, security: sec)
+    }
+
     /// One `deb` entry of an apt configuration (either file format).
     struct Entry { var uris: [String]; var suites: [String]; var signedBy: String? }
 

@@ -22,7 +22,7 @@ public struct ProvidedEmulator: Codable, Equatable, Sendable {
 public struct EmulatorProvider {
     public let cache: ImageCache
     /// The machine's Debian archive (as for kernels).
-    public var sources: () throws -> DebianSources = { try DebianSources.fromSystem() }
+    public var sources: () throws -> DebianSources = { try DebianSources.configured() }
     /// Progress lines (fetching, unpacking); silent by default.
     public var log: (String) -> Void = { _ in }
 

@@ -12,6 +12,8 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     case unknownEmulator(id: String, known: [String])
     /// No Debian archive URI could be found in the machine's apt configuration.
     case noDebianSources(searched: [String])
+    /// `--debian-mirror` / `ISOLAB_DEBIAN_MIRROR` is not a URI apt can fetch from.
+    case badMirror(String)
     /// A pinned version is not served by the archive.
     case versionNotAvailable(package: String, suite: String, wanted: String, available: [String])
     /// apt knows no such package in that suite.
@@ -66,7 +68,11 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
             return "unknown kernel '\(id)'; the catalog has: \(known.joined(separator: ", "))"
         case let .noDebianSources(searched):
             return "no Debian archive URI found in \(searched.joined(separator: ", ")); "
-                + "configure a 'debian' entry in /etc/apt/sources.list.d/*.sources"
+                + "configure a 'debian' entry in /etc/apt/sources.list.d/*.sources, or name a Debian mirror "
+                + "with --debian-mirror URI (or ISOLAB_DEBIAN_MIRROR)"
+        case let .badMirror(uri):
+            return "Debian mirror '\(uri)' is not a URI apt fetches from (accepted: http://, https:// or file:// URIs of a "
+                + "Debian archive, the folder that holds dists/ and pool/)"
         case let .versionNotAvailable(package, suite, wanted, available):
             let list = available.isEmpty ? "none" : available.joined(separator: ", ")
             return "\(package) version \(wanted) is not in \(suite) any more; the archive has: \(list). "

@@ -29,7 +29,7 @@ public struct KernelResolver {
     /// Progress lines (`resolving 6.1 …`); silent by default.
     public var log: (String) -> Void = { _ in }
 
-    public init(cache: ImageCache, sources: @escaping () throws -> DebianSources = { try DebianSources.fromSystem() }) {
+    public init(cache: ImageCache, sources: @escaping () throws -> DebianSources = { try DebianSources.configured() }) {
         self.cache = cache; self.sources = sources
     }
 

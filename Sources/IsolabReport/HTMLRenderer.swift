@@ -5,7 +5,8 @@
 public enum HTMLRenderer {
     public static func render(_ doc: ResultsDocument, title: String = "isolab results") -> String {
         var out = page(title: title)
-        out += "<h1>\(Escape.xml(title))</h1>\n<p class=\"env\">\(Escape.xml(doc.environmentLine))</p>\n"
+        out += "<h1>\(Escape.xml(title))</h1>\n" + headline(Headline(doc))
+        out += "<p class=\"env\">\(Escape.xml(doc.environmentLine))</p>\n"
         out += kernels(doc)
         out += emulators(doc)
         out += summary(doc)
@@ -19,6 +20,13 @@ public enum HTMLRenderer {
             out += "</section>\n"
         }
         return out + "</body>\n</html>\n"
+    }
+
+    /// The answer first: status, verdict counts, what ran and on what.
+    static func headline(_ h: Headline) -> String {
+        let standing = h.status == "PASS" ? "pass" : (h.status == "FAIL" ? "fail" : "infrastructure")
+        return "<p class=\"headline \(standing)\"><strong>\(h.status)</strong> — \(Escape.xml(h.countsText))<br/>"
+            + "\(Escape.xml(h.runText)) · \(Escape.xml(h.platformText))</p>\n"
     }
 
     static func page(title: String) -> String {
@@ -42,6 +50,7 @@ public enum HTMLRenderer {
         .changed td:first-child::before { content: "◆ "; color: #c60; }
         td.step { border-left: 3px solid #c60; font-weight: bold; }
         .pinned { background: #e3e9ff; } .env, .meta { color: #555; }
+        p.headline { font-size: 16px; padding: .4em .6em; border: 1px solid #ccc; display: inline-block; }
         svg.fabric { display: block; margin: .5em 0; max-width: 100%; height: auto; }
         svg text.name { font: bold 12px sans-serif; } svg text.sub { font: 10px monospace; fill: #333; }
         svg text.bus { font: 10px sans-serif; fill: #fff; }

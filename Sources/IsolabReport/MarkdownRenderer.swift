@@ -4,7 +4,9 @@
 public enum MarkdownRenderer {
     /// `limit` caps the failures listed (GitHub comments stop at 65,536 characters).
     public static func render(_ doc: ResultsDocument, limit: Int = 50) -> String {
-        var out = "## isolab results\n\n"
+        let h = Headline(doc)
+        var out = "## isolab results: \(h.status)\n\n"
+        out += "**\(h.status)** — \(Escape.markdown(h.countsText))  \n\(Escape.markdown(h.runText)) · \(Escape.markdown(h.platformText))\n\n"
         out += Escape.markdown(doc.environmentLine) + "\n\n"
         for k in doc.kernels {
             guard let t = k.tree else { continue }

@@ -20,6 +20,8 @@ public struct ResultsDocument: Codable, Equatable, Sendable {
     public var topologies: [TopologyRecord]
     /// One per fabric × kernel.
     public var runs: [FabricRun]
+    /// The run's wall time in seconds (merged shards: the longest shard's); nil when not recorded.
+    public var wallSeconds: Double?
 
     public init(isolab: String, kernels: [KernelBuild], topologies: [TopologyRecord], runs: [FabricRun]) {
         self.schema = ResultsDocument.currentSchema
@@ -409,6 +411,7 @@ extension ResultsDocument {
                     guard have == e else { throw .conflictingEmulator(e.label) }
                 } else { out.emulators = (out.emulators ?? []) + [e] }
             }
+            if let w = shard.wallSeconds { out.wallSeconds = max(out.wallSeconds ?? 0, w) }
             for r in shard.runs {
                 guard seen.insert([r.topology, r.kernel, r.emulator ?? ""].joined(separator: "\u{0}")).inserted else {
                     throw .duplicateRun(topology: r.topology, kernel: r.platform)

@@ -39,10 +39,16 @@ enum CLISupport {
         }.count
     }
 
-    /// Runs `isolab ARGS` in `cwd` and collects its exit status and output.
-    static func run(_ args: [String], cwd: URL) throws -> (status: Int32, out: String, err: String) {
+    /// Runs KCIDB's own validator (kcidb-io, installed on first use by ci/kcidb-validate) on
+    /// `files`: exit 0 and one "valid KCIDB v5.3" line per file, or the schema error.
+    static func kcidbValidate(_ files: [String]) throws -> (status: Int32, out: String, err: String) {
+        try run(files, cwd: CLITests.root, executable: CLITests.root.appendingPathComponent("ci/kcidb-validate"))
+    }
+
+    /// Runs `isolab ARGS` (or `executable`) in `cwd` and collects its exit status and output.
+    static func run(_ args: [String], cwd: URL, executable: URL? = nil) throws -> (status: Int32, out: String, err: String) {
         let p = Process()
-        p.executableURL = try binary()
+        p.executableURL = try executable ?? binary()
         p.arguments = args
         p.currentDirectoryURL = cwd
         let out = Pipe(), err = Pipe()

@@ -75,6 +75,15 @@ final class MatrixCLITests: XCTestCase {
         XCTAssertFalse(html.contains("<b>author's</b>"), "the topology author's text is escaped")
         let md = try String(contentsOfFile: dir + "/bad/summary.md", encoding: .utf8)
         XCTAssertTrue(md.contains("pinned-nvme"))
+        XCTAssertTrue(md.hasPrefix("## isolab results: FAIL\n\n**FAIL** — 1 mismatch, "), String(md.prefix(200)))
+        XCTAssertTrue(bad.out.hasPrefix("isolab: FAIL — 1 mismatch, "), "the terminal summary opens with the answer: \(bad.out)")
+        // KCIDB: KCIDB's validator accepts it; the wrong pin is the one FAIL.
+        let valid = try CLISupport.kcidbValidate([dir + "/bad/kcidb.json"])
+        XCTAssertEqual(valid.status, 0, valid.err)
+        let kcidb = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/bad/kcidb.json"))) as? [String: Any]
+        let tests = (kcidb?["tests"] as? [[String: Any]]) ?? []
+        let failed = tests.filter { $0["status"] as? String == "FAIL" }.compactMap { $0["path"] as? String }
+        XCTAssertEqual(Set(failed), ["isolab.pinned-nvme.bind-and-claim.4_vfio-open_disk0", "isolab.pinned-nvme.boot"])
 
         let diff = try isolab(["report", "diff", "good/results.json", "bad/results.json"], cwd: dir)
         XCTAssertEqual(diff.status, 1, diff.out + diff.err)
@@ -104,6 +113,23 @@ final class MatrixCLITests: XCTestCase {
         let badShard = try isolab(["matrix", "matrix.yaml", "--shard", "3/2"], cwd: dir)
         XCTAssertEqual(badShard.status, 2)
         XCTAssertTrue(badShard.err.contains("--shard"), badShard.err)
+    }
+
+    /// `--accel auto`: a probe boot decides between KVM and TCG (on the machine the tests run on,
+    /// /dev/kvm hangs guests: the probe gives up and the matrix runs under TCG), the probe's
+    /// guest is destroyed, and the cells pass either way.
+    func testAccelAutoProbesKVMThenRunsTheMatrix() throws {
+        let dir = try CLISupport.workspace("accel", fabrics: ["nvme-alone"])
+        defer { try? fm.removeItem(atPath: dir) }
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        let r = try isolab(["matrix", "matrix.yaml", "--accel", "auto", "--output", "out"], cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("KVM works here") || r.err.contains("KVM does not work here"), r.err)
+        XCTAssertTrue(r.out.hasPrefix("isolab: PASS — "), r.out)
+        XCTAssertFalse(try verdictKinds(dir + "/out/results.json").isEmpty)
+        XCTAssertEqual(CLISupport.qemuCount(), 0, "the probe's guest is gone too")
+        let bad = try isolab(["matrix", "matrix.yaml", "--accel", "fast"], cwd: dir)
+        XCTAssertEqual(bad.status, 2, bad.err)
     }
 
     func testBadMatrixFileGetsOneLocatedError() throws {
@@ -149,6 +175,22 @@ final class MatrixCLITests: XCTestCase {
             XCTAssertTrue((c["detail"] as? String ?? "").contains("kernel BUG at drivers/vfio/vfio.c"), "\(c)")
         }
         XCTAssertFalse(kinds("multifunction-e1000e-edu").contains("mismatch"))
+        // KCIDB: valid for KCIDB's own validator, every kind of verdict mapped.
+        let valid = try CLISupport.kcidbValidate([dir + "/out/kcidb.json"])
+        XCTAssertEqual(valid.status, 0, valid.err)
+        XCTAssertTrue(valid.out.contains("valid KCIDB v5.3"), valid.out)
+        let kcidb = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out/kcidb.json"))) as? [String: Any]
+        let tests = (kcidb?["tests"] as? [[String: Any]]) ?? []
+        XCTAssertEqual(tests.count, verdicts.count + 3, "one test per verdict and one boot per cell")
+        func statuses(_ verdict: String) -> Set<String> {
+            Set(tests.filter { ($0["misc"] as? [String: Any])?["verdict"] as? String == verdict }.compactMap { $0["status"] as? String })
+        }
+        XCTAssertEqual(statuses("hazard-as-expected"), ["PASS"])
+        XCTAssertEqual(statuses("expected crash"), ["PASS"])
+        XCTAssertEqual(statuses("unrealizable"), ["SKIP"])
+        let consoles = tests.flatMap { ($0["output_files"] as? [[String: String]]) ?? [] }.filter { $0["name"]?.hasSuffix("console.log") == true }
+        XCTAssertFalse(consoles.isEmpty)
+        for c in consoles { XCTAssertTrue(fm.fileExists(atPath: URL(string: c["url"] ?? "")?.path ?? ""), "\(c)") }
         XCTAssertEqual(CLISupport.qemuCount(), 0)
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import Yams
 
-/// ci/github-actions.yml and ci/gitlab-ci.yml are valid YAML, run every shard of the matrix
+/// ci/github-actions.yml, ci/github-actions-ubuntu.yml and ci/gitlab-ci.yml are valid YAML, run every shard of the matrix
 /// (the shard list agrees with the N of `--shard I/N`), and merge the shards' results.
 final class CITemplateTests: XCTestCase {
     static let ci = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -43,7 +43,28 @@ final class CITemplateTests: XCTestCase {
     }
 
     func testGitHubActionsRunsEveryShardThenMerges() throws {
-        let doc = try load("github-actions.yml")
+        try assertGitHubShardsThenMerge("github-actions.yml")
+    }
+
+    /// The hosted-runner template: Ubuntu 24.04, Swift from its action, kernels from a Debian
+    /// mirror the repository names, KVM when the runner has it.
+    func testGitHubHostedUbuntuTemplateRunsEveryShardWithAMirrorThenMerges() throws {
+        let doc = try assertGitHubShardsThenMerge("github-actions-ubuntu.yml")
+        XCTAssertEqual((doc["env"] as? [String: Any])?["ISOLAB_DEBIAN_MIRROR"] as? String, "${{ vars.ISOLAB_DEBIAN_MIRROR }}")
+        let jobs = try XCTUnwrap(doc["jobs"] as? [String: Any])
+        for name in ["shard", "merge"] {
+            let job = try XCTUnwrap(jobs[name] as? [String: Any])
+            XCTAssertEqual(job["runs-on"] as? String, "ubuntu-24.04", name)
+            let uses = (job["steps"] as? [[String: Any]] ?? []).compactMap { $0["uses"] as? String }
+            XCTAssertTrue(uses.contains { $0.hasPrefix("swift-actions/setup-swift@") }, "\(name): \(uses)")
+        }
+        let shardCommands = commands(try XCTUnwrap(jobs["shard"] as? [String: Any]))
+        XCTAssertTrue(shardCommands.contains { $0.contains("isolab matrix") && $0.contains("--accel auto") })
+    }
+
+    @discardableResult
+    func assertGitHubShardsThenMerge(_ file: String) throws -> [String: Any] {
+        let doc = try load(file)
         let jobs = try XCTUnwrap(doc["jobs"] as? [String: Any])
         let shard = try XCTUnwrap(jobs["shard"] as? [String: Any])
         let cmds = commands(shard)
@@ -61,10 +82,11 @@ final class CITemplateTests: XCTestCase {
         XCTAssertEqual(merge["needs"] as? String, "shard")
         XCTAssertEqual(merge["if"] as? String, "always()")
         let mergeCommands = commands(merge)
-        assertMerges(mergeCommands, setup: mergeCommands, file: "github-actions.yml")
+        assertMerges(mergeCommands, setup: mergeCommands, file: file)
         XCTAssertTrue(mergeCommands.contains { $0.contains("reports/merged/summary.md") && $0.contains("$GITHUB_STEP_SUMMARY") })
         let uploads = (merge["steps"] as? [[String: Any]] ?? []).filter { ($0["uses"] as? String)?.hasPrefix("actions/upload-artifact") == true }
         XCTAssertEqual(uploads.compactMap { ($0["with"] as? [String: Any])?["path"] as? String }, ["reports/merged"])
+        return doc
     }
 
     func testGitLabRunsEveryShardThenMerges() throws {

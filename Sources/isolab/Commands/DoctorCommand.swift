@@ -20,6 +20,7 @@ struct DoctorCommand: ParsableCommand {
     var kvmDeadline: Double = 20
     @Option(help: "Free space the cache needs, in GiB (kernels, images, a source-built kernel).")
     var minFreeGiB: Double = 10
+    @OptionGroup var mirrorOptions: MirrorOptions
 
     struct Check {
         enum Status: String { case ok, warn, FAIL }
@@ -60,10 +61,12 @@ struct DoctorCommand: ParsableCommand {
         }
         // Debian sources for kernels.
         do {
-            let s = try DebianSources.fromSystem()
-            add(.ok, "debian sources", "kernels come from the archive this machine's apt names (\(s.security == nil ? "no" : "with") security suites)")
+            let s = try DebianSources.configured()
+            let mirror = ProcessInfo.processInfo.environment[DebianSources.mirrorVariable].map { !$0.isEmpty } ?? false
+            add(.ok, "debian sources", (mirror ? "kernels and emulators come from the mirror \(s.archive)" : "kernels come from the archive this machine's apt names")
+                + " (\(s.security == nil ? "no" : "with") security suites), verified with \(s.keyring)")
         } catch {
-            add(.FAIL, "debian sources", "\(error); isolab builds its private apt configuration from the Debian URIs in /etc/apt")
+            add(.FAIL, "debian sources", "\(error); isolab builds its private apt configuration from the Debian URIs in /etc/apt, or from --debian-mirror URI")
         }
         // The cache and its disk.
         let cache = ImageCache(root: ImageCache.defaultRoot())

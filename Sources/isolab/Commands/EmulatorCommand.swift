@@ -21,6 +21,7 @@ extension ImagesCommand {
         @Option(help: "The data folder of a PATH, when it is not beside the binary.")
         var emulatorData: String?
         @OptionGroup var formatOptions: FormatOptions
+        @OptionGroup var mirrorOptions: MirrorOptions
 
         func run() throws {
             var format = OutputFormat.text

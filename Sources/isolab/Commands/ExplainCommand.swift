@@ -14,6 +14,7 @@ struct ExplainCommand: ParsableCommand {
     var file: String
 
     @OptionGroup var kernels: KernelOptions
+    @OptionGroup var mirrorOptions: MirrorOptions
     @OptionGroup var developer: DeveloperKernelOptions
     /// The emulator whose facts decide what is realizable and how it is built (default: the
     /// host's QEMU as the model assumes it, nothing probed).

@@ -20,6 +20,7 @@ struct ImagesCommand: ParsableCommand {
         @Option(help: "Cache directory (default: $ISOLAB_CACHE_DIR, $XDG_CACHE_HOME/isolab, ~/.cache/isolab).")
         var cacheDir: String?
         @OptionGroup var formatOptions: FormatOptions
+        @OptionGroup var mirrorOptions: MirrorOptions
         @Option(help: "The vm-images directory with kernels.yaml and initramfs/ (default: found from the current directory).")
         var vmImages: String?
 

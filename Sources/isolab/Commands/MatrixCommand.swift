@@ -26,6 +26,7 @@ struct MatrixCommand: ParsableCommand {
     var file: String = "ci/matrix.yaml"
     /// Only these kernels (default: the matrix file's).
     @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var mirrorOptions: MirrorOptions
     @OptionGroup var jobsOptions: JobsOptions
     @Option(help: "Run only shard I of N (1-based), e.g. 2/4.")
     var shard: String?
@@ -38,6 +39,8 @@ struct MatrixCommand: ParsableCommand {
     var repetitions: Int = 1
     @Flag(help: "Flaky items do not fail the run (they are still reported).")
     var allowFlaky = false
+    @Option(help: "How guests run: tcg (default), kvm (after a probe boot proves it works, else exit 3), or auto (kvm if the probe works, else tcg).")
+    var accel: Accel = .tcg
     @OptionGroup var bootOptions: BootOptions
     @OptionGroup var developer: DeveloperKernelOptions
     @Option(help: "With --kernel-tree or --kernel-image: a catalog kernel id (run in the same matrix) or a saved results.json to compare with; writes regression.md and regression.json (every changed item, the model's reasoning for both kernels, a verdict per change) beside the reports.")
@@ -72,6 +75,7 @@ struct MatrixCommand: ParsableCommand {
         matrix.connections = connectOptions.uris
         matrix.jobs = jobsOptions.resolve(inputs.matrix.jobs)
         matrix.snapshots = !noSnapshot
+        matrix.accel = MatrixRun.AccelChoice(rawValue: accel.rawValue) ?? .tcg
         let outcome: MatrixRun.Outcome
         let cancellation = Cancellation()
         do {
@@ -92,9 +96,13 @@ struct MatrixCommand: ParsableCommand {
             fail(String(describing: error))
             throw ExitCode(3)
         }
+        if let p = outcome.kvmProbe {
+            log(p.works ? String(format: "KVM works here (probe answered in %.1f s): guests ran under KVM", p.seconds)
+                        : "KVM does not work here (\(p.reason ?? "no answer")); guests ran under TCG")
+        }
         let doc = outcome.document
         let output = outputOptions.output
-        do { try ReportFiles.write(doc, to: output) } catch {
+        do { try ReportFiles.write(doc, to: output, kcidbOrigin: outputOptions.kcidbOrigin) } catch {
             fail(String(describing: error))
             throw ExitCode(3)
         }
@@ -113,7 +121,7 @@ struct MatrixCommand: ParsableCommand {
         log(String(format: "%d VMs in %.0f s wall, %.0f VM-seconds (boot %.0f, snapshot %.0f, restore %.0f, steps %.0f, create %.0f, teardown %.0f); reports in %@",
                    observations.count, outcome.wall, sum(\.vmSeconds), sum(\.boot), sum(\.snapshot),
                    sum(\.restore), sum(\.steps), sum(\.create), sum(\.teardown), output))
-        print(MarkdownRenderer.summaryTable(doc), terminator: "")
+        ReportCommand.printSummary(doc)
         if outcome.cancelled { throw ExitCode(130) }
         let flaky = doc.runs.flatMap(\.verdicts).filter { $0.kind == .flaky }.count
         if repetitions > 1 { log("\(repetitions) repetitions: \(flaky) flaky item(s)" + (flaky > 0 && allowFlaky ? " (allowed)" : "")) }

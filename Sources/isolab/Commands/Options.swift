@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IsolabEngine
+import IsolabReport
 import IsolabImages
 import IsolabModel
 import IsolabTopology
@@ -29,6 +30,14 @@ struct FormatOptions: ParsableArguments {
 struct OutputOptions: ParsableArguments {
     @Option(help: "Directory for the results and reports.")
     var output: String = "reports"
+    @Option(help: "The KCIDB origin kcidb.json is submitted as (your CI system's name in KCIDB: lowercase letters, digits, _).")
+    var kcidbOrigin: String = "isolab"
+
+    func validate() throws {
+        guard KCIDBRenderer.isValidOrigin(kcidbOrigin) else {
+            throw ValidationError("--kcidb-origin: '\(kcidbOrigin)' is not a KCIDB origin (accepted: lowercase letters, digits and _, e.g. isolab)")
+        }
+    }
 }
 
 /// `--jobs`, defined once: guests at once (per libvirt connection).
@@ -151,6 +160,19 @@ extension KernelOptions {
     static func bootableIDs() -> [String] {
         let images = (try? Recipe(directory: Recipe.locate()).catalog().kernels.map(\.id)) ?? []
         return KernelGeneration.catalog.map(\.id) + images.filter { id in !KernelGeneration.catalog.contains { $0.id == id } }
+    }
+}
+
+/// `--debian-mirror`, defined once for every command that may fetch kernels or emulators.
+/// It sets `ISOLAB_DEBIAN_MIRROR` for this process, the one place the images layer reads it.
+struct MirrorOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("A Debian mirror to fetch kernels and emulators from (default: $ISOLAB_DEBIAN_MIRROR, else the Debian URIs of this machine's apt); Debian's archive keyring still verifies them.", valueName: "uri"))
+    var debianMirror: String?
+
+    func validate() throws {
+        guard let debianMirror else { return }
+        do { _ = try DebianSources.mirror(debianMirror) } catch { throw ValidationError("--debian-mirror: \(error)") }
+        setenv(DebianSources.mirrorVariable, debianMirror, 1)
     }
 }
 

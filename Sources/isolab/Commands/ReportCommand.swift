@@ -10,6 +10,12 @@ struct ReportCommand: ParsableCommand {
         abstract: "Render, merge and compare results (results.json from isolab matrix).",
         subcommands: [Render.self, Merge.self, Diff.self])
 
+    /// The terminal's summary: the headline (the answer first), then the count table.
+    static func printSummary(_ doc: ResultsDocument) {
+        print(Headline(doc).lines.joined(separator: "\n") + "\n")
+        print(MarkdownRenderer.summaryTable(doc), terminator: "")
+    }
+
     static func load(_ path: String) throws -> ResultsDocument {
         guard let data = FileManager.default.contents(atPath: path) else { throw InputError("\(path): cannot read the file") }
         do { return try ResultsDocument.decode(data, source: path) } catch { throw InputError(error.description) }
@@ -23,8 +29,8 @@ struct ReportCommand: ParsableCommand {
         func run() throws {
             var doc: ResultsDocument!
             try reportingInputErrors { doc = try ReportCommand.load(results) }
-            try ReportFiles.write(doc, to: outputOptions.output)
-            print(MarkdownRenderer.summaryTable(doc), terminator: "")
+            try ReportFiles.write(doc, to: outputOptions.output, kcidbOrigin: outputOptions.kcidbOrigin)
+            ReportCommand.printSummary(doc)
             let status = ExitStatus.of(doc)
             if status != 0 { throw ExitCode(status) }
         }
@@ -43,8 +49,8 @@ struct ReportCommand: ParsableCommand {
                     throw InputError(e.description)
                 }
             }
-            try ReportFiles.write(doc, to: outputOptions.output)
-            print(MarkdownRenderer.summaryTable(doc), terminator: "")
+            try ReportFiles.write(doc, to: outputOptions.output, kcidbOrigin: outputOptions.kcidbOrigin)
+            ReportCommand.printSummary(doc)
             let status = ExitStatus.of(doc)
             if status != 0 { throw ExitCode(status) }
         }

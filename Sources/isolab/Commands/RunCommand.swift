@@ -26,6 +26,7 @@ struct RunCommand: ParsableCommand {
     var files: [String]
     /// Default 6.1, or only the --kernel-tree / --kernel-image kernel.
     @OptionGroup var kernelOptions: KernelOptions
+    @OptionGroup var mirrorOptions: MirrorOptions
     @OptionGroup var developer: DeveloperKernelOptions
     @Option(help: "Override the topology's vIOMMU.")
     var iommu: IOMMUModel?
