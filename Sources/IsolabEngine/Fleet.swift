@@ -20,6 +20,8 @@ public struct Fleet: Sendable {
     /// One saved boot per fabric and kernel, restored for each scenario (`--no-snapshot`: off).
     public var snapshots: Bool
     public let cancellation: Cancellation
+    /// Measured guest costs: saves only where they pay, longest units first (see ``Scheduler/costs``).
+    public var costs: CostBook?
 
     public init(connections: [LibvirtConnection], jobs: Int, snapshots: Bool = true, cancellation: Cancellation = Cancellation()) {
         self.connections = connections; self.jobs = jobs; self.snapshots = snapshots; self.cancellation = cancellation
@@ -29,24 +31,19 @@ public struct Fleet: Sendable {
     /// run guests at all (its lifecycle watch cannot be set up).
     public func run(_ requests: [RunRequest], observer: FleetObserver? = nil) throws -> [VMObservation] {
         let shared = Shared(count: requests.count)
-        var fabrics: [Scheduler.UnitKey: Int] = [:]
-        let fabricIndex = requests.map { r -> Int in
-            let key = Scheduler.UnitKey(r)
-            if let i = fabrics[key] { return i }
-            fabrics[key] = fabrics.count
-            return fabrics.count - 1
-        }
+        let owner = connectionIndex(requests)
         let group = DispatchGroup()
         for (c, connection) in connections.enumerated() {
-            let mine = requests.indices.filter { fabricIndex[$0] % connections.count == c }
+            let mine = requests.indices.filter { owner[$0] == c }
             guard !mine.isEmpty else { continue }
             group.enter()
-            Thread.detachNewThread { [jobs, snapshots, cancellation] in
+            Thread.detachNewThread { [jobs, snapshots, cancellation, costs] in
                 defer { group.leave() }
                 do {
-                    let scheduler = Scheduler(runner: try GuestRunner(connection: connection), jobs: jobs,
-                                              cancellation: cancellation)
+                    let runner = try GuestRunner(connection: connection)
+                    let scheduler = Scheduler(runner: runner, jobs: jobs, cancellation: cancellation)
                     scheduler.snapshots = snapshots
+                    if let book = costs { let store = runner.snapshotStore; scheduler.costs = { book.costs($0, store: store) } }
                     scheduler.onStart = { i, r in observer?.started(mine[i], r) }
                     scheduler.onFinish = { i, o in observer?.finished(mine[i], o) }
                     let obs = scheduler.run(mine.map { requests[$0] })
@@ -60,6 +57,31 @@ public struct Fleet: Sendable {
         observer?.ended()
         if let failure = shared.failure { throw EngineError.libvirt(String(describing: failure)) }
         return shared.results.map { $0! }
+    }
+
+    /// The snapshot store of each connection (in-QEMU on the embedded driver, state files on a daemon).
+    public var stores: [SnapshotStore] { connections.map { $0.isEmbedded ? .inQEMU : .stateFile } }
+
+    /// Which connection runs a request: whole fabrics, dealt out in order of first appearance.
+    public func connectionIndex(_ requests: [RunRequest]) -> [Int] {
+        var fabrics: [Scheduler.UnitKey: Int] = [:]
+        return requests.map { r -> Int in
+            let key = Scheduler.UnitKey(r)
+            if let i = fabrics[key] { return i % connections.count }
+            fabrics[key] = fabrics.count
+            return (fabrics.count - 1) % connections.count
+        }
+    }
+
+    /// The guest seconds the plan expects, over every connection (each runs its own fabrics).
+    public func expectedSeconds(_ requests: [RunRequest]) -> Double {
+        let book = costs ?? CostBook()
+        let owner = connectionIndex(requests)
+        return stores.enumerated().reduce(0) { total, c in
+            let mine = requests.indices.filter { owner[$0] == c.offset }.map { requests[$0] }
+            return total + Scheduler.plan(mine, jobs: jobs, snapshots: snapshots, costs: { book.costs($0, store: c.element) })
+                .reduce(0) { $0 + $1.expectedSeconds }
+        }
     }
 
     private final class Shared: @unchecked Sendable {

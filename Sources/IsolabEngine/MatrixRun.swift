@@ -27,6 +27,14 @@ public struct MatrixRun {
     /// probe boot on the first connection proves it works (else a libvirt error), or KVM when
     /// the probe works and TCG otherwise.
     public var accel: AccelChoice = .tcg
+    /// Where measured guest costs are kept (``CostBook``): read to plan which boots to save and
+    /// in what order, updated with this run's guests. nil: the typical figures, nothing kept.
+    public var costBook: String? = MatrixRun.defaultCostBook()
+
+    /// `$ISOLAB_CACHE_DIR` or `$XDG_CACHE_HOME/isolab` (else ~/.cache/isolab) + `/costs.json`.
+    public static func defaultCostBook() -> String {
+        ImageCache.defaultRoot() + "/costs.json"
+    }
 
     /// `--accel`.
     public enum AccelChoice: String, Sendable, CaseIterable {
@@ -49,6 +57,8 @@ public struct MatrixRun {
         public var cancelled: Bool
         /// The KVM probe's answer, when `accel` asked for one.
         public var kvmProbe: AccelProbe.Result?
+        /// The guest seconds the plan expected (from the cost book, else typical figures).
+        public var expectedVMSeconds: Double
     }
 
     /// The guest image of every kernel the cells name, in label order.
@@ -126,10 +136,19 @@ public struct MatrixRun {
             }
             probe = result
         }
-        let fleet = Fleet(connections: connections, jobs: jobs, snapshots: snapshots, cancellation: cancellation)
+        var fleet = Fleet(connections: connections, jobs: jobs, snapshots: snapshots, cancellation: cancellation)
+        var book = costBook.map(CostBook.load)
+        fleet.costs = book
+        let expected = fleet.expectedSeconds(planned.map(\.request))
         let started = Date()
         let observations = try fleet.run(planned.map(\.request), observer: observer)
         let wall = Date().timeIntervalSince(started)
+        if let path = costBook, !cancellation.isCancelled {
+            let owner = fleet.connectionIndex(planned.map(\.request))
+            let stores = fleet.stores
+            book?.record(keyed: planned.indices.map { (CostBook.key(planned[$0].request, store: stores[owner[$0]]), observations[$0]) })
+            book?.save(path)
+        }
         let environment = Environment(isolab: Self.isolabVersion, qemu: connections[0].hypervisorVersion(),
                                       libvirt: connections[0].libvirtVersion())
         var document = judge(planned.map { ($0.cell, $0.repetition) }, observations: observations, images: images,
@@ -137,7 +156,7 @@ public struct MatrixRun {
         document.emulators = emulators.keys.sorted().map { emulators[$0]!.record(libvirt: environment.libvirt) }
         document.wallSeconds = wall
         return Outcome(document: document, observations: observations, images: images, wall: wall,
-                       cancelled: cancellation.isCancelled, kvmProbe: probe)
+                       cancelled: cancellation.isCancelled, kvmProbe: probe, expectedVMSeconds: expected)
     }
 
     /// Every cell judged against the model (an unrealizable cell with its reasons, no observation).

@@ -17,6 +17,10 @@ public final class Scheduler: @unchecked Sendable {
     public let cancellation: Cancellation
     /// Boot each fabric once and restore it for every scenario; false: boot every request.
     public var snapshots = true
+    /// What guests cost (``CostBook/costs(_:)``): with it, a fabric's boot is saved only where
+    /// its restores win back more than the save costs, and the units expected to run longest
+    /// start first; without it every fabric of two or more scenarios is saved, largest first.
+    public var costs: (@Sendable (RunRequest) -> GuestCosts)?
     /// Called (from a worker thread, serialized) when a VM finishes.
     public var onFinish: (@Sendable (_ index: Int, _ observation: VMObservation) -> Void)?
     /// Called (serialized) when a VM starts.
@@ -32,7 +36,7 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     public func run(_ requests: [RunRequest]) -> [VMObservation] {
-        let units = snapshots ? Self.units(requests.map(UnitKey.init), jobs: jobs) : requests.indices.map { [$0] }
+        let units = Self.plan(requests, jobs: jobs, snapshots: snapshots, costs: costs).map(\.requests)
         let state = QueueState(count: requests.count)
         let group = DispatchGroup()
         for _ in 0..<min(jobs, units.count) {
@@ -97,6 +101,37 @@ public final class Scheduler: @unchecked Sendable {
             emulator = r.emulator
             kernelArguments = r.extraKernelArguments
         }
+    }
+
+    /// One unit of the plan: requests run from one saved boot (two or more) or booted (one).
+    public struct PlannedUnit: Equatable, Sendable {
+        public var requests: [Int]
+        /// The guest seconds the unit is expected to take (``GuestCosts/typical`` without costs).
+        public var expectedSeconds: Double
+        public var saved: Bool { requests.count > 1 }
+    }
+
+    /// The units `run` starts, in order: fabrics grouped (``units(_:jobs:)``), then, with
+    /// `costs`, a unit whose saved boot would cost more than it wins back is booted request by
+    /// request, and the units expected to end latest start first (longest processing time first,
+    /// which keeps every job busy to the end).
+    public static func plan(_ requests: [RunRequest], jobs: Int, snapshots: Bool,
+                            costs: ((RunRequest) -> GuestCosts)?) -> [PlannedUnit] {
+        plan(requests.map(UnitKey.init), jobs: jobs, snapshots: snapshots, costs: costs.map { c in { c(requests[$0]) } })
+    }
+
+    /// ``plan(_:jobs:snapshots:costs:)`` over unit keys; `costs` gives a request index's figures.
+    static func plan<Key: Hashable>(_ keys: [Key], jobs: Int, snapshots: Bool, costs: ((Int) -> GuestCosts)?) -> [PlannedUnit] {
+        let estimate = { (unit: [Int]) -> Double in
+            (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: unit.count > 1)
+        }
+        guard snapshots else { return keys.indices.map { PlannedUnit(requests: [$0], expectedSeconds: estimate([$0])) } }
+        var units = Self.units(keys, jobs: jobs)
+        guard let costs else { return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) } }
+        units = units.flatMap { u in u.count > 1 && !costs(u[0]).savesTime(scenarios: u.count) ? u.map { [$0] } : [u] }
+        return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) }
+            .enumerated().sorted { ($0.element.expectedSeconds, -$0.offset) > ($1.element.expectedSeconds, -$1.offset) }
+            .map(\.element)
     }
 
     /// Request indices grouped by their unit key into units run from one saved boot each, largest first (the

@@ -63,7 +63,12 @@ enum MatrixBench {
         let outcome = try matrix.run(provisioner)
         let wall = Date().timeIntervalSince(start)
         let status = ExitStatus.of(outcome.document)
-        print(report(outcome.document, wall: wall, title: "isolab-bench matrix: \(o.file), verdict status \(status)"))
+        var text = report(outcome.document, wall: wall, title: "isolab-bench matrix: \(o.file), verdict status \(status)")
+        let measured = outcome.observations.reduce(0) { $0 + $1.timing.vmSeconds }
+        let scenarios = max(outcome.observations.count, 1)
+        text += String(format: "\n  plan (cost book %@): expected %.0f VM-s, measured %.0f VM-s; %.2f VM-s per scenario",
+                       matrix.costBook ?? "none", outcome.expectedVMSeconds, measured, measured / Double(scenarios))
+        print(text)
     }
 
     /// The figures for one finished matrix.

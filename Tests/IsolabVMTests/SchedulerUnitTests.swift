@@ -1,3 +1,4 @@
+import IsolabProtocol
 @testable import IsolabVM
 import XCTest
 
@@ -13,5 +14,73 @@ final class SchedulerUnitTests: XCTestCase {
         XCTAssertEqual(Scheduler.units(["a", "a", "a"], jobs: 1), [[0, 1, 2]])
         XCTAssertEqual(Scheduler.units(["a"], jobs: 4), [[0]])
         XCTAssertEqual(Scheduler.units([String](), jobs: 2), [])
+    }
+}
+
+/// Planning by cost: which fabrics' boots are saved, in what order units start, and how the
+/// cost book learns from finished guests.
+final class CostPlanTests: XCTestCase {
+    /// Issue 18's figures: a boot 3.8 s, a saved boot 8.5 s, a restore 0.5 s. Two scenarios:
+    /// 8.5 + 1.0 > 7.6, booted; three: 8.5 + 1.5 < 11.4, saved.
+    func testABootIsSavedOnlyWhereItsRestoresWinBackTheSave() {
+        let c = GuestCosts.typical
+        XCTAssertFalse(c.savesTime(scenarios: 1))
+        XCTAssertFalse(c.savesTime(scenarios: 2))
+        XCTAssertTrue(c.savesTime(scenarios: 3))
+        let plan = Scheduler.plan(["a", "a", "b", "b", "b"], jobs: 1, snapshots: true, costs: { _ in c })
+        XCTAssertEqual(plan.map(\.requests), [[2, 3, 4], [0], [1]])
+        XCTAssertEqual(plan.map(\.saved), [true, false, false])
+        // A cheap save (a small guest) pays for two scenarios.
+        let cheap = GuestCosts(boot: 3.8, snapshot: 5.0, restore: 0.5, steps: 1)
+        XCTAssertEqual(Scheduler.plan(["a", "a"], jobs: 1, snapshots: true, costs: { _ in cheap }).map(\.requests), [[0, 1]])
+    }
+
+    /// Without costs the rule stays: every fabric of two or more is saved, largest first.
+    func testWithoutCostsEveryMultiScenarioFabricIsSaved() {
+        XCTAssertEqual(Scheduler.plan(["a", "a", "b"], jobs: 1, snapshots: true, costs: nil).map(\.requests), [[0, 1], [2]])
+        XCTAssertEqual(Scheduler.plan(["a", "a"], jobs: 1, snapshots: false, costs: nil).map(\.requests), [[0], [1]])
+    }
+
+    /// Longest expected unit first: a slow kernel's single boot starts before a fast one's.
+    func testTheUnitsExpectedToEndLatestStartFirst() {
+        let slow = GuestCosts(boot: 9, snapshot: 20, restore: 1, steps: 1)
+        let plan = Scheduler.plan(["fast", "slow"], jobs: 1, snapshots: true, costs: { $0 == 1 ? slow : .typical })
+        XCTAssertEqual(plan.map(\.requests), [[1], [0]])
+        XCTAssertEqual(plan[0].expectedSeconds, 10, accuracy: 1e-9)
+        XCTAssertEqual(plan[1].expectedSeconds, GuestCosts.typical.boot + GuestCosts.typical.steps, accuracy: 1e-9)
+    }
+
+    func testTheBookLearnsEachFigureFromTheGuestsThatMeasureIt() throws {
+        var book = CostBook()
+        XCTAssertTrue(book.entries.isEmpty)
+        let key = CostBook.key(kernel: "6.1", emulator: "10.0", memoryMiB: 512, store: .inQEMU)
+        XCTAssertEqual(key, "6.1|10.0|512|in-qemu")
+        func guest(create: Double, boot: Double, snapshot: Double = 0, restore: Double = 0, restored: Bool, steps: Double,
+                   outcome: VMObservation.Outcome = .completed) -> VMObservation {
+            var t = Timing()
+            t.create = create; t.boot = boot; t.snapshot = snapshot; t.restore = restore; t.steps = steps
+            var o = VMObservation(topology: "t", kernel: "6.1", iommu: "intel", scenario: "s", outcome: outcome, timing: t)
+            o.restoredFrom = restored ? "/runs/x/vmstate.qcow2" : nil
+            return o
+        }
+        book.record(keyed: [
+            (key, guest(create: 0.2, boot: 4.8, restored: false, steps: 2)),                    // a fresh boot: 5.0
+            (key, guest(create: 0, boot: 0, snapshot: 10, restore: 0.7, restored: true, steps: 1)),  // the saved boot's first guest
+            (key, guest(create: 0, boot: 0, restore: 0.3, restored: true, steps: 1)),           // a restore
+            (key, guest(create: 9, boot: 99, restored: false, steps: 99, outcome: .hung)),    // says nothing
+        ])
+        let c = try XCTUnwrap(book.entries[key])
+        XCTAssertEqual(c.boot, 5.0, accuracy: 1e-9, "the first measurement replaces the typical figure")
+        XCTAssertEqual(c.snapshot, 10, accuracy: 1e-9)
+        XCTAssertEqual(c.restore, 0.7 * 0.75 + 0.3 * 0.25, accuracy: 1e-9, "later ones move it a quarter of the way")
+        XCTAssertEqual(c.steps, (2 * 0.75 + 1 * 0.25) * 0.75 + 1 * 0.25, accuracy: 1e-9)
+        XCTAssertEqual(c.samples, ["boot": 1, "snapshot": 1, "restore": 2, "steps": 3])
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("costs-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        book.save(path)
+        XCTAssertEqual(CostBook.load(path), book)
+        XCTAssertEqual(CostBook.load(path + ".missing"), CostBook(), "a missing book is empty, never an error")
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(CostBook.load(path), CostBook(), "a bad book is empty, never an error")
     }
 }

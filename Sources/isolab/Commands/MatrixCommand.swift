@@ -118,8 +118,8 @@ struct MatrixCommand: ParsableCommand {
         }
         let observations = outcome.observations
         func sum(_ stage: (Timing) -> Double) -> Double { observations.reduce(0) { $0 + stage($1.timing) } }
-        log(String(format: "%d VMs in %.0f s wall, %.0f VM-seconds (boot %.0f, snapshot %.0f, restore %.0f, steps %.0f, create %.0f, teardown %.0f); reports in %@",
-                   observations.count, outcome.wall, sum(\.vmSeconds), sum(\.boot), sum(\.snapshot),
+        log(String(format: "%d VMs in %.0f s wall, %.0f VM-seconds (plan expected %.0f; boot %.0f, snapshot %.0f, restore %.0f, steps %.0f, create %.0f, teardown %.0f); reports in %@",
+                   observations.count, outcome.wall, sum(\.vmSeconds), outcome.expectedVMSeconds, sum(\.boot), sum(\.snapshot),
                    sum(\.restore), sum(\.steps), sum(\.create), sum(\.teardown), output))
         ReportCommand.printSummary(doc)
         if outcome.cancelled { throw ExitCode(130) }

@@ -1,0 +1,101 @@
+import Foundation
+import IsolabProtocol
+
+/// What a fresh boot, a saved boot and a restore cost (wall seconds of one guest) for one kernel,
+/// emulator and guest size: the scheduler's reason to save a fabric's boot or not.
+public struct GuestCosts: Codable, Equatable, Sendable {
+    /// Domain creation plus boot to the agent's first record.
+    public var boot: Double
+    /// Booting the guest that is saved, and saving it (``Timing/snapshot``).
+    public var snapshot: Double
+    /// Restoring a saved guest until the agent's first record.
+    public var restore: Double
+    /// A scenario's own steps, on average.
+    public var steps: Double
+    /// How many guests measured each figure (`boot`, `snapshot`, `restore`, `steps`); a figure
+    /// no guest measured is ``typical``'s.
+    public var samples: [String: Int]
+
+    public init(boot: Double, snapshot: Double, restore: Double, steps: Double, samples: [String: Int] = [:]) {
+        self.boot = boot; self.snapshot = snapshot; self.restore = restore; self.steps = steps; self.samples = samples
+    }
+
+    /// The default matrix on QEMU 7.2 under TCG, 2 cores (issue 18's figures): boots 3.6 s, saves
+    /// 4.7 s on top of a boot, restores 0.5 s, steps about 1.1 s per scenario.
+    public static let typical = GuestCosts(boot: 3.8, snapshot: 8.5, restore: 0.5, steps: 1.1)
+
+    /// Whether one saved boot serving `scenarios` guests costs less guest time than booting
+    /// each: `snapshot + n × restore < n × boot`.
+    public func savesTime(scenarios n: Int) -> Bool {
+        n >= 2 && snapshot + Double(n) * restore < Double(n) * boot
+    }
+
+    /// The expected guest seconds of `n` scenarios run from one saved boot (`saved`) or booted each.
+    public func expectedSeconds(scenarios n: Int, saved: Bool) -> Double {
+        saved ? snapshot + Double(n) * (restore + steps) : Double(n) * (boot + steps)
+    }
+}
+
+/// Measured ``GuestCosts`` per kernel, emulator and guest RAM, kept between runs (a JSON file
+/// in isolab's cache); each new measurement moves the figures a quarter of the way.
+public struct CostBook: Codable, Equatable, Sendable {
+    public var entries: [String: GuestCosts] = [:]
+
+    public init() {}
+
+    /// `6.1|10.0|512|in-qemu`: what makes boots, saves and restores cost differently (the
+    /// snapshot store: a state file on a daemon costs more than an in-QEMU snapshot).
+    public static func key(kernel: String, emulator: String?, memoryMiB: Int, store: SnapshotStore) -> String {
+        "\(kernel)|\(emulator ?? "host")|\(memoryMiB)|\(store.rawValue)"
+    }
+
+    public static func key(_ r: RunRequest, store: SnapshotStore) -> String {
+        key(kernel: r.kernelLabel, emulator: r.emulator, memoryMiB: r.topology.memoryMiB, store: store)
+    }
+
+    /// The figures for a request's guests on a connection with `store`: measured, else
+    /// ``GuestCosts/typical``.
+    public func costs(_ r: RunRequest, store: SnapshotStore) -> GuestCosts { entries[Self.key(r, store: store)] ?? .typical }
+
+    /// Folds finished guests into the book: fresh boots give `boot`, the first guest of a saved
+    /// boot `snapshot`, restored ones `restore`; every completed guest its steps. Failed guests
+    /// say nothing about costs and are left out.
+    public mutating func record(_ runs: [(request: RunRequest, observation: VMObservation)], store: SnapshotStore) {
+        record(keyed: runs.map { (Self.key($0.request, store: store), $0.observation) })
+    }
+
+    /// ``record(_:)`` with each guest's book key already made.
+    public mutating func record(keyed runs: [(key: String, observation: VMObservation)]) {
+        for (k, o) in runs where o.outcome == .completed {
+            var c = entries[k] ?? .typical
+            func fold(_ figure: WritableKeyPath<GuestCosts, Double>, _ name: String, _ new: Double) {
+                let n = c.samples[name, default: 0]
+                c[keyPath: figure] = n == 0 ? new : c[keyPath: figure] * 0.75 + new * 0.25
+                c.samples[name] = n + 1
+            }
+            let t = o.timing
+            if t.snapshot > 0 { fold(\.snapshot, "snapshot", t.snapshot) }
+            if o.restoredFrom != nil, t.restore > 0 { fold(\.restore, "restore", t.restore) }
+            if o.restoredFrom == nil, t.snapshot == 0, t.boot > 0 { fold(\.boot, "boot", t.create + t.boot) }
+            if t.steps > 0 { fold(\.steps, "steps", t.steps) }
+            entries[k] = c
+        }
+    }
+
+    /// Reads the book at `path`; a missing or unreadable file is an empty book (costs are a
+    /// hint: a bad file must never stop a run).
+    public static func load(_ path: String) -> CostBook {
+        guard let data = FileManager.default.contents(atPath: path),
+              let book = try? JSONDecoder().decode(CostBook.self, from: data) else { return CostBook() }
+        return book
+    }
+
+    /// Writes the book atomically; failures are ignored for the same reason.
+    public func save(_ path: String) {
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        guard let data = try? e.encode(self) else { return }
+        try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try? data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+}
