@@ -186,7 +186,8 @@ public struct MatrixRun {
 /// Writes a results document and every rendering of it into a directory.
 public enum ReportFiles {
     /// Writes results.json, results.xml (JUnit), results.tap, summary.md, report.html and
-    /// kcidb.json (KCIDB v5.3, submitted as `kcidbOrigin`) into `directory`.
+    /// kcidb.json (KCIDB v5.3, submitted as `kcidbOrigin`) into `directory`, and history.json,
+    /// .md and .html (``HistoryReport``) when the results span several kernels or emulators.
     public static func write(_ doc: ResultsDocument, to directory: String, kcidbOrigin: String = "isolab") throws {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -198,7 +199,13 @@ public enum ReportFiles {
                 ("report.html", HTMLRenderer.render(doc)),
                 ("kcidb.json", try KCIDBRenderer.render(doc, origin: kcidbOrigin)),
             ]
-            for (name, text) in files {
+            var all = files
+            // Several kernels or emulators: in which release did each observation change?
+            let history = HistoryReport(doc)
+            if history.kernels.count > 1 || history.emulators.count > 1 {
+                all += [("history.json", try history.json()), ("history.md", history.markdown()), ("history.html", history.html())]
+            }
+            for (name, text) in all {
                 try text.write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
             }
         } catch {

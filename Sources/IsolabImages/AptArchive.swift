@@ -84,8 +84,10 @@ struct AptArchive {
     }
 
     /// Resolves `package` (at `version`, or the newest) and, recursively, its exact-version
-    /// (`= v`) dependencies named `linux-*`: the image, binary, modules and base packages.
-    func resolve(package: String, version: String?) throws -> [DebPackage] {
+    /// (`= v`) dependencies named `linux-*`: the image, binary, modules and base packages. A
+    /// `linux-base-R` the archive no longer has is left out and named in `skipped` (the image
+    /// build then finds out whether what isolab needs is there).
+    func resolve(package: String, version: String?, skipped: inout [String]) throws -> [DebPackage] {
         let all = try records(of: package)
         guard !all.isEmpty else { throw ImagesError.packageNotFound(package: package, suites: suites) }
         let versions = try sortVersions(Array(Set(all.compactMap { $0["Version"] })))
@@ -105,10 +107,17 @@ struct AptArchive {
         while let (name, ver) = queue.first {
             queue.removeFirst()
             guard seen.insert(name).inserted else { continue }
-            guard let rec = try records(of: name).first(where: { $0["Version"] == ver }),
+            let recs = try records(of: name)
+            // 6.18's image carries its config, System.map and modules.builtin itself; the
+            // linux-base-R it depends on holds only documentation, and the archive dropped it.
+            if name != package, name.hasPrefix("linux-base-"), !recs.contains(where: { $0["Version"] == ver }) {
+                skipped.append("\(name) \(ver)")
+                continue
+            }
+            guard let rec = recs.first(where: { $0["Version"] == ver }),
                   let sha = rec["SHA256"], let file = rec["Filename"] else {
                 throw ImagesError.versionNotAvailable(package: name, suite: suites.joined(separator: "+"),
-                                                      wanted: ver, available: try records(of: name).compactMap { $0["Version"] })
+                                                      wanted: ver, available: recs.compactMap { $0["Version"] })
             }
             result.append(DebPackage(name: name, version: ver, sha256: sha, size: Int(rec["Size"] ?? "") ?? 0,
                                      filename: file))

@@ -6,6 +6,8 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     case invalidFile(file: String, line: Int?, field: String?, problem: String, accepted: String?)
     /// The catalog has no kernel with this id.
     case unknownKernel(id: String, known: [String])
+    /// A catalog kernel the archive cannot serve any more (`unavailable:` in kernels.yaml).
+    case kernelUnavailable(id: String, reason: String)
     /// A developer's emulator binary that cannot be used as it is.
     case badEmulator(path: String, problem: String)
     /// An emulator id that is not in `vm-images/emulators.yaml` (and not a binary's path).
@@ -45,7 +47,7 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
     /// rather than the machine or the archive: the CLI exits 2 for these, 3 otherwise.
     public var isBadInput: Bool {
         switch self {
-        case .invalidFile, .unknownKernel, .unknownEmulator, .badEmulator, .badKernelTree, .notABzImage, .missingModules, .badAgent: return true
+        case .invalidFile, .unknownKernel, .kernelUnavailable, .unknownEmulator, .badEmulator, .badKernelTree, .notABzImage, .missingModules, .badAgent: return true
         default: return false
         }
     }
@@ -64,6 +66,8 @@ public enum ImagesError: Error, LocalizedError, CustomStringConvertible, Equatab
             return "--emulator \(path): \(problem)"
         case let .unknownEmulator(id, known):
             return "unknown emulator '\(id)' (accepted: \(known.joined(separator: ", ")), or the path of a qemu-system-x86_64)"
+        case let .kernelUnavailable(id, reason):
+            return "kernel '\(id)' cannot be fetched: \(reason) (vm-images/kernels.yaml marks it unavailable)"
         case let .unknownKernel(id, known):
             return "unknown kernel '\(id)'; the catalog has: \(known.joined(separator: ", "))"
         case let .noDebianSources(searched):

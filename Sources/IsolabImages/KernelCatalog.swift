@@ -17,11 +17,14 @@ public struct CatalogKernel: Equatable, Sendable, Codable {
     /// A config fragment (relative to `vm-images/`): `package` is then a Debian kernel source
     /// package (`linux-source-6.12`) that isolab compiles as `make tinyconfig` plus the fragment.
     public var build: String?
+    /// Why the archive cannot serve this kernel any more (`unavailable:`), e.g. its modules
+    /// package is gone; such an entry is listed, never fetched.
+    public var unavailable: String?
 
     public init(id: String, suite: String, package: String, generation: String, version: String? = nil,
-                build: String? = nil) {
+                build: String? = nil, unavailable: String? = nil) {
         self.id = id; self.suite = suite; self.package = package
-        self.generation = generation; self.version = version; self.build = build
+        self.generation = generation; self.version = version; self.build = build; self.unavailable = unavailable
     }
 
     /// Suites searched for the package: the suite itself plus its security suite
@@ -41,15 +44,20 @@ public struct KernelCatalog: Equatable, Sendable {
         self.selftestSource = selftestSource
     }
 
-    /// The kernel with this id, or an error listing the ids the catalog has.
+    /// The kernel with this id, or an error listing the ids the catalog has (or saying why
+    /// the archive cannot serve it).
     public func kernel(id: String) throws -> CatalogKernel {
         guard let k = kernels.first(where: { $0.id == id }) else {
-            throw ImagesError.unknownKernel(id: id, known: kernels.map(\.id))
+            throw ImagesError.unknownKernel(id: id, known: available.map(\.id))
         }
+        if let reason = k.unavailable { throw ImagesError.kernelUnavailable(id: id, reason: reason) }
         return k
     }
 
-    static let fields = ["id", "suite", "package", "generation", "version", "build"]
+    /// The kernels the archive can serve (every entry without `unavailable:`).
+    public var available: [CatalogKernel] { kernels.filter { $0.unavailable == nil } }
+
+    static let fields = ["id", "suite", "package", "generation", "version", "build", "unavailable"]
     static let required = ["id", "suite", "package", "generation"]
 
     /// Loads and validates a catalog file; errors name the file, line and field.
@@ -118,7 +126,7 @@ public struct KernelCatalog: Equatable, Sendable {
             }
             kernels.append(CatalogKernel(id: id, suite: suite, package: values["package"]!,
                                          generation: values["generation"]!, version: values["version"],
-                                         build: values["build"]))
+                                         build: values["build"], unavailable: values["unavailable"]))
         }
         guard !kernels.isEmpty else { throw fail(listNode, "kernels", "the list is empty") }
         var selftests: String?

@@ -6,6 +6,8 @@ public struct ResolvedKernel: Codable, Equatable, Sendable {
     public var kernel: CatalogKernel
     public var packages: [DebPackage]
     public var resolvedAt: Date
+    /// Dependencies the archive no longer has and that were left out (`linux-base-R v`).
+    public var skipped: [String]?
     /// Version of the catalog's package (the meta-package) that was chosen.
     public var version: String { packages.first?.version ?? "?" }
 }
@@ -63,9 +65,11 @@ public struct KernelResolver {
                 log("apt-get update (\(kernel.suites.joined(separator: ", ")))")
                 try apt.update()
             }
-            let packages = try apt.resolve(package: kernel.package, version: kernel.version)
-            let resolved = ResolvedKernel(kernel: kernel, packages: packages, resolvedAt: Date())
-            log("resolved \(kernel.id): \(packages.map { "\($0.name) \($0.version)" }.joined(separator: ", "))")
+            var skipped: [String] = []
+            let packages = try apt.resolve(package: kernel.package, version: kernel.version, skipped: &skipped)
+            let resolved = ResolvedKernel(kernel: kernel, packages: packages, resolvedAt: Date(), skipped: skipped.isEmpty ? nil : skipped)
+            log("resolved \(kernel.id): \(packages.map { "\($0.name) \($0.version)" }.joined(separator: ", "))"
+                + (skipped.isEmpty ? "" : "; left out, gone from the archive: " + skipped.joined(separator: ", ")))
             try FileManager.default.createDirectory(atPath: cache.path("resolved"), withIntermediateDirectories: true)
             let memo = Self.memoPath(cache, kernel.id)
             try JSONCoding.encoder.encode(resolved).write(to: URL(fileURLWithPath: memo + ".tmp"))

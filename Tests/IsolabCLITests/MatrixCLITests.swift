@@ -132,6 +132,33 @@ final class MatrixCLITests: XCTestCase {
         XCTAssertEqual(bad.status, 2, bad.err)
     }
 
+    /// The history report on real guests: the v5.19 ownership change. On 5.10 a driver bind into
+    /// a group userspace owns is a kernel BUG, on 6.1 EBUSY; history.json names 6.1 as the first
+    /// release with the new behaviour, as the model predicted.
+    func testHistoryNamesTheReleaseWhereBindIntoAUserOwnedGroupBecameEBUSY() throws {
+        let dir = try CLISupport.workspace("history", fabrics: ["multifunction-e1000e-edu"])
+        defer { try? fm.removeItem(atPath: dir) }
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\", \"5.10\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        let r = try isolab(["matrix", "matrix.yaml", "--output", "out"], cwd: dir)
+        XCTAssertEqual(r.status, 0, r.err)
+        let history = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/out/history.json"))) as? [String: Any]
+        XCTAssertEqual(history?["kernels"] as? [String], ["5.10", "6.1"])
+        let entries = (history?["entries"] as? [[String: Any]]) ?? []
+        let bind = entries.filter { $0["scenario"] as? String == "driver-bind-into-user-owned-group" && ($0["title"] as? String ?? "").contains("bind nic0") }
+        XCTAssertEqual(bind.count, 1, "\(entries)")
+        XCTAssertEqual(bind.first?["from"] as? String, "5.10")
+        XCTAssertEqual(bind.first?["to"] as? String, "6.1")
+        XCTAssertEqual(bind.first?["before"] as? String, "crash")
+        XCTAssertEqual(bind.first?["after"] as? String, "EBUSY")
+        XCTAssertEqual(bind.first?["predicted"] as? Bool, true)
+        let md = try String(contentsOfFile: dir + "/out/history.md", encoding: .utf8)
+        XCTAssertTrue(md.contains("bind nic0: changed in kernel **6.1**: crash on 5.10 → EBUSY"), md)
+        let cli = try isolab(["report", "history", "out/results.json", "--format", "json"], cwd: dir)
+        XCTAssertEqual(cli.status, 0, cli.err)
+        XCTAssertTrue(cli.out.contains("\"after\" : \"EBUSY\""), cli.out)
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+
     func testBadMatrixFileGetsOneLocatedError() throws {
         let dir = try workspace()
         defer { try? fm.removeItem(atPath: dir) }

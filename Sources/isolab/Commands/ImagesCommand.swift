@@ -83,7 +83,7 @@ struct ImagesCommand: ParsableCommand {
                                                                              generation: generation), agent: agent))
                 } else {
                     let catalog = try builder.catalog
-                    let chosen = kernels.isEmpty ? catalog.kernels : try kernels.map { try catalog.kernel(id: $0) }
+                    let chosen = kernels.isEmpty ? catalog.available : try kernels.map { try catalog.kernel(id: $0) }
                     for kernel in chosen { images.append(try builder.build(kernel: kernel, agent: agent)) }
                 }
                 try printImages(images, format: common.format)

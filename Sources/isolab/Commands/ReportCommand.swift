@@ -8,7 +8,7 @@ struct ReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
         abstract: "Render, merge and compare results (results.json from isolab matrix).",
-        subcommands: [Render.self, Merge.self, Diff.self])
+        subcommands: [Render.self, Merge.self, Diff.self, History.self])
 
     /// The terminal's summary: the headline (the answer first), then the count table.
     static func printSummary(_ doc: ResultsDocument) {
@@ -53,6 +53,29 @@ struct ReportCommand: ParsableCommand {
             ReportCommand.printSummary(doc)
             let status = ExitStatus.of(doc)
             if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    struct History: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "In which release did each observation change? Per item, the first kernel (and emulator) where it changed.",
+            discussion: "Kernels are ordered by the version in their release; a change the model predicted is marked so. isolab matrix writes the same as history.json, .md and .html when it runs several kernels or emulators.")
+        @Argument(help: "A results.json with several kernels (or emulators), e.g. from ci/matrix-history.yaml.") var results: String
+        @OptionGroup var formatOptions: FormatOptions
+
+        func run() throws {
+            var doc: ResultsDocument!
+            var format = OutputFormat.text
+            try reportingInputErrors {
+                format = try formatOptions.accepted([.text, .markdown, .html, .json])
+                doc = try ReportCommand.load(results)
+            }
+            let history = HistoryReport(doc)
+            switch format {
+            case .json: print(try history.json())
+            case .html: print(history.html(), terminator: "")
+            default: print(history.markdown(), terminator: "")
+            }
         }
     }
 
