@@ -61,6 +61,7 @@ public final class ImageBuilder: @unchecked Sendable {
     /// The image for a catalog kernel, built unless the cache has it. With a remembered
     /// resolution and a cached image this runs no apt and no external tool.
     public func build(kernel: CatalogKernel, agent: String? = nil) throws -> GuestImage {
+        if let reason = kernel.unavailable { throw ImagesError.kernelUnavailable(id: kernel.id, reason: reason) }
         let resolved = try resolver.resolve(kernel, refresh: refresh)
         let key = try imageKey(kernel: kernel, packages: resolved.packages, agent: agent)
         if let image = cached(key) { return image }

@@ -29,7 +29,7 @@ enum ImagesBench {
         // Download once into the user's cache; the cold builds reuse those .debs.
         let sharedBuilder = try ImageBuilder(cache: shared, recipe: recipe)
         var downloadBytes: [String: Int] = [:]
-        for k in catalog.kernels {
+        for k in catalog.available {
             let r = try sharedBuilder.resolver.resolve(k)
             _ = try sharedBuilder.resolver.debs(for: r)
             downloadBytes[k.id] = r.packages.reduce(0) { $0 + $1.size }
@@ -43,7 +43,7 @@ enum ImagesBench {
         print("== cold build per kernel (empty cache at \(temp): apt-get update + resolve + unpack + depmod + initramfs;")
         print("   the .debs are reused from \(shared.root)/debs, so no download time is included)")
         var images: [String: GuestImage] = [:]
-        for k in catalog.kernels {
+        for k in catalog.available {
             let builder = try ImageBuilder(cache: cold, recipe: recipe)
             builder.refresh = true
             var image: GuestImage?
@@ -53,22 +53,22 @@ enum ImagesBench {
             print("cold \(k.id):\t\(f(t)) s\t(\(image!.metadata.packages.first!.version), .debs \(String(format: "%.1f", mib)) MiB)")
         }
 
-        print("== warm `images build` of all \(catalog.kernels.count) kernels (new builder each run, as a new process; median of 5)")
+        print("== warm `images build` of all \(catalog.available.count) kernels (new builder each run, as a new process; median of 5)")
         var warm: [Double] = []
         for _ in 0..<5 {
             warm.append(try seconds {
                 let b = try ImageBuilder(cache: cold, recipe: recipe)
-                for k in catalog.kernels { _ = try b.build(kernel: k) }
+                for k in catalog.available { _ = try b.build(kernel: k) }
             })
         }
         print("warm all:\t\(String(format: "%.4f", median(warm))) s\t(goal < 1 s)")
 
         print("== initramfs size per kernel (uncompressed newc cpio)")
-        for k in catalog.kernels {
+        for k in catalog.available {
             let m = images[k.id]!.metadata
             print("initramfs \(k.id):\t\(m.initramfsBytes / 1024) KiB\t\(m.modules.count) modules\t\(m.kernelRelease)")
         }
 
-        try BootPathBench.compare(catalog.kernels.map { ($0.id, images[$0.id]!) })
+        try BootPathBench.compare(catalog.available.map { ($0.id, images[$0.id]!) })
     }
 }

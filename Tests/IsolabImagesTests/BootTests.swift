@@ -40,16 +40,18 @@ final class CatalogKernelBootTests: XCTestCase {
     func testKernel6_12BootsToReadyMarkerAndLoadsVFIO() throws { try bootCatalogKernel("6.12") }
     func testKernel7_3BootsToReadyMarkerAndLoadsVFIO() throws { try bootCatalogKernel("7.3") }
 
-    func testWarmBuildOfAllFourTakesUnderOneSecondAndRunsNoApt() throws {
+    /// The four catalog kernels and the source-built ones (the rest of the catalog is the
+    /// history matrix's, fetched by it): a warm build is a cache hit, no apt, nothing logged.
+    func testWarmBuildOfTheTestKernelsRunsNoAptAndLogsNothing() throws {
         let builder = try TestSupport.builder()
-        let kernels = try builder.catalog.kernels
+        let kernels = try builder.catalog.kernels.filter { ["5.10", "6.1", "6.12", "7.3"].contains($0.id) || $0.build != nil }
+        XCTAssertEqual(kernels.count, 6)
         for k in kernels { _ = try builder.build(kernel: k) }  // make sure they are cached
         let start = Date()
         let fresh = try TestSupport.builder()   // a new builder, as a new isolab process would have
         fresh.log = { XCTFail("warm build should log nothing, got: \($0)") }
         for k in kernels { _ = try fresh.build(kernel: k) }
         let elapsed = Date().timeIntervalSince(start)
-        print("warm build of \(kernels.count) images: \(String(format: "%.3f", elapsed)) s")
-        XCTAssertLessThan(elapsed, 1.0)
+        print("warm build of \(kernels.count) images: \(String(format: "%.3f", elapsed)) s")   // a figure, not a bar: see isolab-bench images
     }
 }

@@ -4,9 +4,17 @@ import XCTest
 final class KernelCatalogTests: XCTestCase {
     func testRepositoryCatalogHasTheFourKernelsWithTheirGenerations() throws {
         let catalog = try KernelCatalog.load(from: URL(fileURLWithPath: TestSupport.vmImages + "/kernels.yaml"))
-        XCTAssertEqual(catalog.kernels.map(\.id), ["5.10", "6.1", "6.12", "7.3", "6.12-iommufd", "7.3-iommufd"])
-        XCTAssertEqual(catalog.kernels.map(\.generation), ["5.10", "6.1", "6.12", "7.3", "6.12", "7.3"])
-        XCTAssertEqual(catalog.kernels.map(\.suite), ["bullseye", "bookworm", "trixie", "trixie-backports", "trixie", "trixie-backports"])
+        let four = catalog.kernels.filter { ["5.10", "6.1", "6.12", "7.3", "6.12-iommufd", "7.3-iommufd"].contains($0.id) }
+        XCTAssertEqual(four.map(\.id), ["5.10", "6.1", "6.12", "7.3", "6.12-iommufd", "7.3-iommufd"])
+        XCTAssertEqual(four.map(\.generation), ["5.10", "6.1", "6.12", "7.3", "6.12", "7.3"])
+        XCTAssertEqual(four.map(\.suite), ["bullseye", "bookworm", "trixie", "trixie-backports", "trixie", "trixie-backports"])
+        // Every series the archive serves, one pinned build each; the rest say why not.
+        XCTAssertEqual(catalog.available.filter { $0.build == nil }.map(\.id),
+                       ["5.10", "6.1", "6.12", "7.3", "6.12-bpo12", "6.16", "6.17", "6.18", "7.2"])
+        XCTAssertEqual(catalog.kernels.filter { $0.unavailable != nil }.map(\.id), ["6.1-bpo11", "6.19", "7.0", "7.1"])
+        XCTAssertThrowsError(try catalog.kernel(id: "7.0")) { e in
+            XCTAssertTrue("\(e)".contains("linux-modules-7.0.13+deb13-amd64"), "\(e)")
+        }
         // The kernel's selftests are built from 7.3-iommufd's source package.
         XCTAssertEqual(catalog.selftestSource, "7.3-iommufd")
         XCTAssertEqual(try catalog.kernel(id: "7.3-iommufd").package, "linux-source-7.3")
@@ -45,9 +53,9 @@ final class KernelCatalogTests: XCTestCase {
             flavour: cloud
         """)
         XCTAssertEqual(e, .invalidFile(file: "k.yaml", line: 6, field: "flavour", problem: "unknown field",
-                                       accepted: "id, suite, package, generation, version, build"))
+                                       accepted: "id, suite, package, generation, version, build, unavailable"))
         XCTAssertEqual(e?.description,
-                       "k.yaml:6: flavour: unknown field (accepted: id, suite, package, generation, version, build)")
+                       "k.yaml:6: flavour: unknown field (accepted: id, suite, package, generation, version, build, unavailable)")
     }
 
     func testBuildNeedsAFragmentInsideVMImagesAndASourcePackage() {

@@ -158,7 +158,7 @@ extension KernelOptions {
 
     /// The kernel ids `run` and `matrix` can boot: the model catalog's and kernels.yaml's.
     static func bootableIDs() -> [String] {
-        let images = (try? Recipe(directory: Recipe.locate()).catalog().kernels.map(\.id)) ?? []
+        let images = (try? Recipe(directory: Recipe.locate()).catalog().available.map(\.id)) ?? []
         return KernelGeneration.catalog.map(\.id) + images.filter { id in !KernelGeneration.catalog.contains { $0.id == id } }
     }
 }
