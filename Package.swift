@@ -51,13 +51,15 @@ let package = Package(
         // Topology -> libvirt domain XML and guest plan; one VM run to completion; the scheduler.
         .target(name: "IsolabVM", dependencies: ["IsolabModel", "IsolabProtocol", "IsolabImages", "IsolabLibvirt",
                                                   .product(name: "Logging", package: "swift-log")]),
+        // `isolab explore`'s pure parts: random fabrics by seed, their topology files, the shrinker.
+        .target(name: "IsolabExplore", dependencies: ["IsolabModel", "IsolabTopology"]),
         // Verdicts (prediction vs observation), results JSON, JUnit/TAP/Markdown/HTML, diff, merge. No I/O.
         .target(name: "IsolabReport", dependencies: ["IsolabModel", "IsolabProtocol"]),
         // One engine for every command that boots: cells (fabric × kernel × vIOMMU × emulator),
         // provisioning (images), execution (the fleet over libvirt connections), judging and
         // report files. The commands only parse options and print.
         .target(name: "IsolabEngine", dependencies: [
-            "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
+            "IsolabExplore", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
         ]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabEngine", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
@@ -71,6 +73,7 @@ let package = Package(
         .testTarget(name: "IsolabTopologyTests", dependencies: ["IsolabTopology", "IsolabModel", .product(name: "Yams", package: "Yams")]),
         .testTarget(name: "IsolabImagesTests", dependencies: ["IsolabImages"]),
         .testTarget(name: "IsolabCLITests", dependencies: [], exclude: ["Fixtures"]),
+        .testTarget(name: "IsolabExploreTests", dependencies: ["IsolabExplore", "IsolabModel", "IsolabTopology"]),
         .testTarget(name: "IsolabReportTests", dependencies: ["IsolabReport", "IsolabModel", "IsolabProtocol", "IsolabTopology"]),
         .testTarget(name: "IsolabProtocolTests", dependencies: ["IsolabProtocol"]),
         .testTarget(name: "IsolabAgentCoreTests", dependencies: ["IsolabAgentCore", "IsolabProtocol"]),

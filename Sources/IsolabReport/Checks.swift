@@ -87,7 +87,7 @@ enum SummaryColumn: CaseIterable {
 
 extension FabricRun {
     /// `pass`, `FAIL`, `infrastructure` or `not booted`.
-    var status: String {
+    public var status: String {
         if !booted { return "not booted" }
         switch ExitStatus.of(verdicts) {
         case ExitStatus.success: return "pass"

@@ -10,7 +10,7 @@ struct Isolab: ParsableCommand {
         abstract: "QEMU-backed test harness for PCIe DMA isolation and the kernel's IOMMU grouping.",
         discussion: Verbosity.help,
         version: "0.1.0",
-        subcommands: [CheckCommand.self, PredictCommand.self, ExplainCommand.self, RunCommand.self, MatrixCommand.self,
+        subcommands: [CheckCommand.self, PredictCommand.self, ExplainCommand.self, RunCommand.self, MatrixCommand.self, ExploreCommand.self,
                       ReportCommand.self, ImagesCommand.self, DoctorCommand.self]
     )
 
