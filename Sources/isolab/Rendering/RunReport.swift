@@ -91,7 +91,17 @@ struct RunReport {
     }
 
     func text() -> String {
-        var out = ""
+        // The answer first: how the guests ended, on what.
+        let all = entries().flatMap { $0.1.observed.scenarios }
+        var outcomes: [String: Int] = [:]
+        for o in all { outcomes[o.outcome.rawValue, default: 0] += 1 }
+        let kernelsRun = entries().reduce(into: [String]()) { if !$0.contains($1.1.kernel) { $0.append($1.1.kernel) } }
+        let counts: String = outcomes.isEmpty ? "none booted" : outcomes.keys.sorted().map { "\(outcomes[$0]!) \($0)" }.joined(separator: ", ")
+        var out = "isolab run: \(all.count) guest" + (all.count == 1 ? "" : "s") + ": " + counts
+        if !refused.isEmpty { out += ", \(refused.count) unrealizable node(s) not booted" }
+        out += " · kernel" + (kernelsRun.count == 1 ? " " : "s ") + kernelsRun.joined(separator: ", ")
+        if let e = entries().first?.1.emulator { out += " · QEMU \(e)" }
+        out += "\n"
         for r in refused { out += "\(r.topology): unrealizable, not booted: \(r.file):\(r.line):\(r.column): \(r.node): \(r.reason)\n" }
         for (topology, entry) in entries() {
             out += "\(entry.topology) on \(entry.kernel)" + (entry.emulator.map { " · QEMU \($0)" } ?? "")
