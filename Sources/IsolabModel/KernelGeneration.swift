@@ -104,15 +104,16 @@ public struct KernelGeneration: Sendable, Hashable {
     /// (`check_ioapic_information()` in drivers/iommu/amd/init.c must find the southbridge
     /// IOAPIC, 00:14.0). Observed: 5.10, 6.1 and 6.12 enable it ("AMD-Vi: Interrupt remapping
     /// enabled"); 7.3.4 says "[Firmware Bug]: No southbridge IOAPIC found" and disables it, on
-    /// QEMU 7.2 and 10.0 alike. The release that changed this is unverified (somewhere in
-    /// 6.13–7.3; the 7.3 generation starts at 6.15, so 6.13–6.14 may be wrong).
+    /// QEMU 7.2 and 10.0 alike. 6.16.12, 6.17.13, 6.18.15 and 7.2.12 still enable it (booted),
+    /// so the change came with 7.3 (or a 7.2 stable release after 7.2.12).
     public var amdInterruptRemappingOnQEMU = true
     /// type1's `VFIO_DMA_UNMAP_FLAG_ALL` (`vfio_dma_do_unmap()`, v5.12): 5.10 rejects the flag, EINVAL.
     public var type1UnmapAll = true
     /// type1 answers a map or unmap whose end passes the top of the IOVA space with EOVERFLOW
     /// (`vfio_dma_do_map()`/`vfio_dma_do_unmap()` in 7.3.4); 6.12 and older with EINVAL
-    /// (`iova + size - 1 < iova`). Booted: 6.12.117 EINVAL, 7.3.4 EOVERFLOW; the release between
-    /// is unverified (the series that added the selftests' vfio_dma_map_limit_test).
+    /// (`iova + size - 1 < iova`). Booted: 6.12.117, 6.16.12 and 6.17.13 EINVAL; 6.18.15, 7.2.12
+    /// and 7.3.4 EOVERFLOW: the change came with v6.18 (the series that added the selftests'
+    /// vfio_dma_map_limit_test).
     public var type1OverflowIsEOVERFLOW = false
     /// Each VFIO device is a `struct device` of class `vfio-dev` (`vfio_init_device()`, v6.1):
     /// `/sys/bus/pci/devices/BDF/vfio-dev/vfioN` exists, where the VFIO selftests find the cdev.
@@ -192,6 +193,10 @@ public struct KernelGeneration: Sendable, Hashable {
             return g
         }
         var g = KernelGeneration.v7_3
+        // Booted on trixie-backports' 6.16.12, 6.17.13, 6.18.15 and 7.2.12 (isolab's history
+        // matrix): what changed inside the 7.3 generation, by the first release that has it.
+        if v < KernelVersion(6, 18) { g.type1OverflowIsEOVERFLOW = false }
+        if v < KernelVersion(7, 3) { g.amdInterruptRemappingOnQEMU = true }
         if v < KernelVersion(6, 16, 4) {
             g.caveat = "6.15.0–6.16.3 are judged as 7.3, but with virtio-iommu they are reported to group nothing (the registration-time probe could not find its own instance until \"iommu/virtio: Make instance lookup robust\", 72b6f7cd89ce, v6.17 and 6.16.4); unverified on a boot"
         }

@@ -56,8 +56,15 @@ final class AMDVIOMMUTests: XCTestCase {
         let open = p.scenarios[0].steps[1]
         XCTAssertEqual(open.substeps.last?.name.rawValue, "set-iommu")
         XCTAssertTrue(open.rule.description.contains("check_ioapic_information()"), open.rule.description)
-        XCTAssertEqual(KernelGeneration.resolve("6.16.12")?.amdInterruptRemappingOnQEMU, false)
-        XCTAssertEqual(KernelGeneration.resolve("6.8.0")?.amdInterruptRemappingOnQEMU, true)
+        // Booted: 6.16.12, 6.17.13, 6.18.15 and 7.2.12 enable it; 7.3.4 does not.
+        for v in ["6.8.0", "6.16.12", "6.17.13", "6.18.15", "7.2.12"] {
+            XCTAssertEqual(KernelGeneration.resolve(v)?.amdInterruptRemappingOnQEMU, true, v)
+        }
+        XCTAssertEqual(KernelGeneration.resolve("7.3.4")?.amdInterruptRemappingOnQEMU, false)
+        // type1's overflow errno: EINVAL up to 6.17, EOVERFLOW from 6.18 (booted 6.17.13 / 6.18.15).
+        XCTAssertEqual(KernelGeneration.resolve("6.17.13")?.type1OverflowIsEOVERFLOW, false)
+        XCTAssertEqual(KernelGeneration.resolve("6.18.15")?.type1OverflowIsEOVERFLOW, true)
+        XCTAssertEqual(KernelGeneration.resolve("7.2.12")?.type1OverflowIsEOVERFLOW, true)
     }
 
     // Intel's interrupt remapping does not depend on it.
