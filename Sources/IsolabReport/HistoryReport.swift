@@ -133,7 +133,10 @@ extension HistoryReport {
         out += "\(entries.count) observation change(s); the first release with the new behaviour is named.\n\n"
         var topology = ""
         for e in entries {
-            if e.topology != topology { topology = e.topology; out += "### \(Escape.markdown(topology))\n\n" }
+            if e.topology != topology {
+                out += (topology.isEmpty ? "" : "\n") + "### \(Escape.markdown(e.topology))\n\n"
+                topology = e.topology
+            }
             let place = e.axis == "kernel" ? "kernel **\(Escape.markdown(e.to))**" + (e.on.map { " (QEMU \(Escape.markdown($0)))" } ?? "")
                                            : "QEMU **\(Escape.markdown(e.to))** (kernel \(Escape.markdown(e.on ?? "?")))"
             out += "- " + (e.scenario.map { "\(Escape.markdown($0)): " } ?? "") + "\(Escape.markdown(e.title)): changed in \(place): "
