@@ -152,7 +152,7 @@ final class MatrixCLITests: XCTestCase {
         XCTAssertEqual(bind.first?["after"] as? String, "EBUSY")
         XCTAssertEqual(bind.first?["predicted"] as? Bool, true)
         let md = try String(contentsOfFile: dir + "/out/history.md", encoding: .utf8)
-        XCTAssertTrue(md.contains("bind nic0: changed in kernel **6.1**: crash on 5.10 → EBUSY"), md)
+        XCTAssertTrue(md.contains("bind nic0: changed in kernel **6.1** (QEMU 7.2): crash on 5.10 → EBUSY"), md)
         let cli = try isolab(["report", "history", "out/results.json", "--format", "json"], cwd: dir)
         XCTAssertEqual(cli.status, 0, cli.err)
         XCTAssertTrue(cli.out.contains("\"after\" : \"EBUSY\""), cli.out)
