@@ -37,6 +37,6 @@ final class ImageListAndPruneTests: XCTestCase {
                                                  "--vm-images", TestSupport.vmImages, "--cache-dir", NSTemporaryDirectory() + "isolab-none"])
         XCTAssertEqual(status, 2)
         XCTAssertEqual(out.trimmingCharacters(in: .whitespacesAndNewlines),
-                       "isolab: unknown kernel '4.19'; the catalog has: 5.10, 6.1, 6.12, 7.3, 6.12-iommufd, 7.3-iommufd")
+                       "isolab: unknown kernel '4.19'; the catalog has: 5.10, 6.1, 6.12, 7.3, 6.12-bpo12, 6.16, 6.17, 6.18, 7.2, 6.12-iommufd, 7.3-iommufd")
     }
 }
