@@ -73,13 +73,14 @@ public struct Fleet: Sendable {
         }
     }
 
-    /// The guest seconds the plan expects, over every connection (each runs its own fabrics).
+    /// The guest seconds the plan expects, over every connection (each runs its own fabrics),
+    /// planned exactly as ``run(_:observer:)`` plans: by cost only when there is a book.
     public func expectedSeconds(_ requests: [RunRequest]) -> Double {
-        let book = costs ?? CostBook()
         let owner = connectionIndex(requests)
         return stores.enumerated().reduce(0) { total, c in
             let mine = requests.indices.filter { owner[$0] == c.offset }.map { requests[$0] }
-            return total + Scheduler.plan(mine, jobs: jobs, snapshots: snapshots, costs: { book.costs($0, store: c.element) })
+            let store = c.element
+            return total + Scheduler.plan(mine, jobs: jobs, snapshots: snapshots, costs: costs.map { book in { book.costs($0, store: store) } })
                 .reduce(0) { $0 + $1.expectedSeconds }
         }
     }

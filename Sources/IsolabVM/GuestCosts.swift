@@ -57,14 +57,9 @@ public struct CostBook: Codable, Equatable, Sendable {
     /// ``GuestCosts/typical``.
     public func costs(_ r: RunRequest, store: SnapshotStore) -> GuestCosts { entries[Self.key(r, store: store)] ?? .typical }
 
-    /// Folds finished guests into the book: fresh boots give `boot`, the first guest of a saved
-    /// boot `snapshot`, restored ones `restore`; every completed guest its steps. Failed guests
-    /// say nothing about costs and are left out.
-    public mutating func record(_ runs: [(request: RunRequest, observation: VMObservation)], store: SnapshotStore) {
-        record(keyed: runs.map { (Self.key($0.request, store: store), $0.observation) })
-    }
-
-    /// ``record(_:)`` with each guest's book key already made.
+    /// Folds finished guests, each under its book key (``key(_:store:)``), into the book: fresh
+    /// boots give `boot`, the first guest of a saved boot `snapshot`, restored ones `restore`;
+    /// every completed guest its steps. Failed guests say nothing about costs and are left out.
     public mutating func record(keyed runs: [(key: String, observation: VMObservation)]) {
         for (k, o) in runs where o.outcome == .completed {
             var c = entries[k] ?? .typical
