@@ -60,6 +60,7 @@ let package = Package(
         // report files. The commands only parse options and print.
         .target(name: "IsolabEngine", dependencies: [
             "IsolabExplore", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",
+            .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "isolab", dependencies: [
             "IsolabEngine", "IsolabModel", "IsolabTopology", "IsolabImages", "IsolabProtocol", "IsolabVM", "IsolabLibvirt", "IsolabReport",

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import IsolabLibvirt
 import IsolabProtocol
 import IsolabVM
@@ -29,12 +30,49 @@ public struct Fleet: Sendable {
 
     /// Every request's observation, in the order given. Throws only when a connection cannot
     /// run guests at all (its lifecycle watch cannot be set up).
+    ///
+    /// A connection lost mid-run (its host died, the network broke): its finished guests are
+    /// kept, and what it could not finish runs again on the connections still alive, each
+    /// observation saying which connection was lost (``VMObservation/rerunAfterLosing``);
+    /// with none alive, those guests stay infrastructure failures.
     public func run(_ requests: [RunRequest], observer: FleetObserver? = nil) throws -> [VMObservation] {
         let shared = Shared(count: requests.count)
-        let owner = connectionIndex(requests)
+        runRound(requests, indices: Array(requests.indices), on: Array(connections.indices), shared: shared, observer: observer)
+        let lost = Set(connections.indices.filter { !connections[$0].isAlive })
+        let orphans = shared.orphans.sorted()
+        if !orphans.isEmpty {
+            let alive = connections.indices.filter { !lost.contains($0) }
+            if alive.isEmpty {
+                // Nowhere to run them again: they are what they were, infrastructure failures.
+                for i in orphans { observer?.finished(i, shared.results[i]!) }
+            } else {
+                let lostURIs = shared.lock.withLock { orphans.map { shared.results[$0]?.connection ?? "?" } }
+                Logger(label: "isolab.fleet").notice("\(Set(lostURIs).sorted().joined(separator: ", ")) lost: running its \(orphans.count) unfinished guests again on \(alive.map { connections[$0].uri }.joined(separator: ", "))")
+                let again = Shared(count: requests.count)
+                runRound(requests, indices: orphans, on: alive, shared: again, observer: observer, relayOrphans: true)
+                for (k, i) in orphans.enumerated() {
+                    var o = again.results[i]!
+                    o.rerunAfterLosing = lostURIs[k]
+                    shared.results[i] = o
+                }
+            }
+        }
+        observer?.ended()
+        if let failure = shared.failure { throw EngineError.libvirt(String(describing: failure)) }
+        return shared.results.map { $0! }
+    }
+
+    /// Runs `indices` of `requests` over the connections `on` (whole fabrics each). A guest
+    /// that failed on a connection that is no longer alive is kept back as an orphan, untold
+    /// to the observer, unless `relayOrphans` (the last round).
+    private func runRound(_ requests: [RunRequest], indices: [Int], on usable: [Int], shared: Shared,
+                          observer: FleetObserver?, relayOrphans: Bool = false) {
+        let subset = indices.map { requests[$0] }
+        let owner = Self.connectionIndex(subset, count: usable.count)
         let group = DispatchGroup()
-        for (c, connection) in connections.enumerated() {
-            let mine = requests.indices.filter { owner[$0] == c }
+        for (slot, c) in usable.enumerated() {
+            let connection = connections[c]
+            let mine = subset.indices.filter { owner[$0] == slot }.map { indices[$0] }
             guard !mine.isEmpty else { continue }
             group.enter()
             Thread.detachNewThread { [jobs, snapshots, cancellation, costs] in
@@ -42,10 +80,17 @@ public struct Fleet: Sendable {
                 do {
                     let runner = try GuestRunner(connection: connection)
                     let scheduler = Scheduler(runner: runner, jobs: jobs, cancellation: cancellation)
-                    scheduler.snapshots = snapshots
+                    // A host that boots from shipped images keeps no saved boots (their state files would be there).
+                    scheduler.snapshots = snapshots && runner.shipping == nil
                     if let book = costs { let store = runner.snapshotStore; scheduler.costs = { book.costs($0, store: store) } }
                     scheduler.onStart = { i, r in observer?.started(mine[i], r) }
-                    scheduler.onFinish = { i, o in observer?.finished(mine[i], o) }
+                    scheduler.onFinish = { i, o in
+                        if !relayOrphans, o.outcome == .infrastructure, !connection.isAlive {
+                            shared.lock.withLock { _ = shared.orphans.insert(mine[i]) }
+                        } else {
+                            observer?.finished(mine[i], o)
+                        }
+                    }
                     let obs = scheduler.run(mine.map { requests[$0] })
                     shared.lock.lock(); for (i, o) in zip(mine, obs) { shared.results[i] = o }; shared.lock.unlock()
                 } catch {
@@ -54,9 +99,6 @@ public struct Fleet: Sendable {
             }
         }
         group.wait()
-        observer?.ended()
-        if let failure = shared.failure { throw EngineError.libvirt(String(describing: failure)) }
-        return shared.results.map { $0! }
     }
 
     /// The snapshot store of each connection (in-QEMU on the embedded driver, state files on a daemon).
@@ -64,12 +106,16 @@ public struct Fleet: Sendable {
 
     /// Which connection runs a request: whole fabrics, dealt out in order of first appearance.
     public func connectionIndex(_ requests: [RunRequest]) -> [Int] {
+        Self.connectionIndex(requests, count: connections.count)
+    }
+
+    static func connectionIndex(_ requests: [RunRequest], count: Int) -> [Int] {
         var fabrics: [Scheduler.UnitKey: Int] = [:]
         return requests.map { r -> Int in
             let key = Scheduler.UnitKey(r)
-            if let i = fabrics[key] { return i % connections.count }
+            if let i = fabrics[key] { return i % count }
             fabrics[key] = fabrics.count
-            return (fabrics.count - 1) % connections.count
+            return (fabrics.count - 1) % count
         }
     }
 
@@ -89,6 +135,8 @@ public struct Fleet: Sendable {
         let lock = NSLock()
         var results: [VMObservation?]
         var failure: Error?
+        /// Guests that failed on a connection lost meanwhile.
+        var orphans: Set<Int> = []
         init(count: Int) { results = Array(repeating: nil, count: count) }
     }
 }

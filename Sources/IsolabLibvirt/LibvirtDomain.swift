@@ -15,6 +15,8 @@ public final class LibvirtDomain: @unchecked Sendable {
 
     deinit { virDomainFree(pointer) }
 
+    var handle: OpaquePointer { pointer }
+
     /// The domain's UUID (libvirt makes one up for a transient domain without one).
     public var uuid: String? {
         var buffer = [CChar](repeating: 0, count: Int(VIR_UUID_STRING_BUFLEN))

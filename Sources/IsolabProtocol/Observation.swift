@@ -45,6 +45,9 @@ public struct VMObservation: Codable, Equatable, Sendable {
     public var consolePath: String?
     /// The libvirt connection that ran the guest (several `--connect` URIs spread a matrix).
     public var connection: String?
+    /// The connection this guest first ran on, lost before it finished: the guest ran again on
+    /// `connection`.
+    public var rerunAfterLosing: String?
     /// Snapshot mode: the saved guest state this run was restored from (nil: a fresh boot).
     public var restoredFrom: String?
     public var recordsPath: String?

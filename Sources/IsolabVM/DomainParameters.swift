@@ -68,6 +68,10 @@ public struct DomainParameters: Sendable, Equatable {
     public var loadSnapshotTag: String?
     /// The guest's clock (`-icount` for ``GuestClock/icount``).
     public var clock: GuestClock = .host
+    /// Both serial ports are ptys on the guest's host, read and written through libvirt
+    /// (``LibvirtDomain/openConsole(_:)``) instead of files and sockets on isolab's machine:
+    /// the paths above are then isolab's local copies, not QEMU's.
+    public var serialsOverLibvirt = false
 
     public init(name: String, kernelPath: String, initrdPath: String, kernelCommandLine: String,
                 memoryMiB: Int? = nil, vcpus: Int = 1, consoleLogPath: String, recordsPath: String,

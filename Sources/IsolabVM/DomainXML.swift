@@ -124,10 +124,16 @@ public enum DomainXML {
         for (port, path) in [(0, p.consoleLogPath), (1, p.recordsPath)] {
             // --interactive: the console is a Unix socket QEMU listens on, and isolab relays it.
             // Snapshot mode: the agent's channel is a Unix socket the host talks on both ways.
+            // A shipped guest: ptys on its host, which isolab opens through libvirt.
             let socket = port == 0 ? p.consoleSocketPath : p.channelSocketPath
+            let target = element("target", [("type", "isa-serial"), ("port", String(port))], children: [element("model", ["name": "isa-serial"])])
+            if p.serialsOverLibvirt {
+                devices.addChild(element("serial", ["type": "pty"], children: [target]))
+                continue
+            }
             devices.addChild(element("serial", ["type": socket == nil ? "file" : "unix"], children: [
                 socket.map { element("source", [("mode", "bind"), ("path", $0)]) } ?? element("source", ["path": path]),
-                element("target", [("type", "isa-serial"), ("port", String(port))], children: [element("model", ["name": "isa-serial"])]),
+                target,
             ]))
         }
         switch topology.iommu {

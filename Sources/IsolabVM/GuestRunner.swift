@@ -93,11 +93,22 @@ public final class GuestRunner: @unchecked Sendable {
     /// Where snapshot mode keeps a fabric's saved guest: in its QEMU on the embedded driver,
     /// in a state file on a daemon's connection (whose QEMU may run as another user, or elsewhere).
     public var snapshotStore: SnapshotStore
+    /// Set for a host that does not share isolab's files (a URI that names a host, or
+    /// `ISOLAB_SHIP_IMAGES=1`): every guest boots from volumes put into that host's pool
+    /// (``ImageShipping``), with its ports read through libvirt. Such a host boots every
+    /// scenario (no saved boot: its state files would be on the host).
+    public let shipping: ImageShipping?
 
     public init(connection: LibvirtConnection) throws {
         self.connection = connection
         self.watch = try LifecycleWatch(connection: connection)
         snapshotStore = connection.isEmbedded ? .inQEMU : .stateFile
+        shipping = Self.shipsImages(connection) ? ImageShipping(connection: connection) : nil
+    }
+
+    /// Whether guests on `connection` boot from shipped volumes.
+    public static func shipsImages(_ connection: LibvirtConnection) -> Bool {
+        !connection.isEmbedded && (connection.remoteHost != nil || ProcessInfo.processInfo.environment["ISOLAB_SHIP_IMAGES"] == "1")
     }
 
     deinit { watch.stop() }
@@ -116,6 +127,7 @@ public final class GuestRunner: @unchecked Sendable {
     }
 
     public func run(_ req: RunRequest, cancel: Cancellation = Cancellation()) -> VMObservation {
+        if let shipping { return runShipped(req, shipping: shipping, cancel: cancel) }
         var run = RunBook(req)
         run.connection = connection.uri
         let plan = run.plan, files = run.files
@@ -132,15 +144,11 @@ public final class GuestRunner: @unchecked Sendable {
         guard !cancel.isCancelled else { return finish(.interrupted) }
 
         // Create.
-        let domain: LibvirtDomain
         let created = Date()
-        run.timing.prepare = created.timeIntervalSince(run.start)
-        do {
-            watch.expect(name)
-            domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
-        } catch {
-            watch.failedToStart(name)
-            return finish(.infrastructure(Self.cannotStart(req, on: connection, error)))
+        let domain: LibvirtDomain
+        switch start(name, xml: xml, req, &run, paused: false) {
+        case .success(let d): domain = d
+        case .failure(let refused): return finish(refused.end)
         }
         run.timing.create = Date().timeIntervalSince(created)
         defer { watch.forget(name) }
@@ -235,6 +243,7 @@ extension GuestRunner {
         var inFlight: Int?
         var end: VMEnd?
         var endedHere = false
+        var aliveCheckedAt = running
         while end == nil {
             let chunk = records.poll()
             if !chunk.isEmpty {
@@ -273,6 +282,9 @@ extension GuestRunner {
                 end = goalAt != nil ? .finished : .stopped(stop)
             } else if stream.error != nil {
                 end = .infrastructure(stream.error!.description)
+            } else if now.timeIntervalSince(aliveCheckedAt) > 0.5, ({ aliveCheckedAt = now; return !connection.isAlive })() {
+                // A remote host or daemon gone: no stop event will come, and no more records.
+                end = .infrastructure("the connection to \(connection.uri) was lost")
             } else if cancel.isCancelled {
                 end = .interrupted
             } else if let d = goalAt, now.timeIntervalSince(d) > req.afterDoneGrace {
@@ -291,6 +303,22 @@ extension GuestRunner {
         }
         return Supervision(end: end!, firstRecordAt: firstRecordAt, goalAt: goalAt, endedHere: endedHere)
     }
+
+    /// Starts the run's domain, watched under `name` (the caller forgets it); records the
+    /// prepare time. A refusal is the infrastructure end that names libvirt and QEMU.
+    func start(_ name: String, xml: String, _ req: RunRequest, _ run: inout RunBook, paused: Bool) -> Result<LibvirtDomain, StartRefused> {
+        run.timing.prepare = Date().timeIntervalSince(run.start)
+        watch.expect(name)
+        do {
+            return .success(try connection.createDomain(xml: xml, paused: paused, autodestroy: true))
+        } catch {
+            watch.failedToStart(name)
+            return .failure(StartRefused(end: .infrastructure(Self.cannotStart(req, on: connection, error))))
+        }
+    }
+
+    /// libvirt would not start a run's domain: how the run ends.
+    struct StartRefused: Error { var end: VMEnd }
 
     /// Destroys the domain if it still runs and waits for libvirt to say it stopped; a domain
     /// that cannot be destroyed turns `end` into an infrastructure failure.

@@ -1,0 +1,101 @@
+import CLibvirt
+import Foundation
+
+/// A blocking libvirt data stream (`virStreamPtr`): a volume upload, or a guest's serial port
+/// opened with ``LibvirtDomain/openConsole(_:)``. Works the same on the embedded driver, a
+/// local daemon and a remote host, which is what lets isolab read a guest it shares no file
+/// system with.
+public final class LibvirtStream: @unchecked Sendable {
+    private let pointer: OpaquePointer
+    private let lock = NSLock()
+    private var ended = false
+    /// Keeps the connection open while the stream lives.
+    public let connection: LibvirtConnection
+
+    init(connection: LibvirtConnection) throws {
+        guard let p = virStreamNew(try connection.handle(), 0) else { throw LibvirtError.last("virStreamNew") }
+        pointer = p
+        self.connection = connection
+    }
+
+    deinit {
+        end(abort: true)
+        virStreamFree(pointer)
+    }
+
+    var handle: OpaquePointer { pointer }
+
+    /// Sends all of `data` (`virStreamSend`, repeated until every byte is taken).
+    public func send(_ data: Data) throws {
+        try data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            guard let base = raw.bindMemory(to: CChar.self).baseAddress else { return }
+            var offset = 0
+            while offset < raw.count {
+                let n = virStreamSend(pointer, base + offset, raw.count - offset)
+                guard n > 0 else { throw LibvirtError.last("virStreamSend") }
+                offset += Int(n)
+            }
+        }
+    }
+
+    /// Blocks until some bytes arrive; empty at the end of the stream. Throws when the stream
+    /// fails (its domain or connection went away mid-read).
+    public func receive(max: Int = 65536) throws -> Data {
+        var buffer = [CChar](repeating: 0, count: max)
+        let n = buffer.withUnsafeMutableBufferPointer { virStreamRecv(pointer, $0.baseAddress, max) }
+        if n < 0 { throw LibvirtError.last("virStreamRecv") }
+        return Data(buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) })
+    }
+
+    /// Ends the stream: `virStreamFinish` (every byte delivered) or, with `abort`, `virStreamAbort`.
+    /// Idempotent; the first call decides.
+    public func end(abort: Bool = false) {
+        lock.lock()
+        let first = !ended
+        ended = true
+        lock.unlock()
+        guard first else { return }
+        if (abort ? virStreamAbort(pointer) : virStreamFinish(pointer)) != 0 { virResetLastError() }
+    }
+
+    /// Ends the stream, reporting libvirt's error (an upload whose last bytes were refused).
+    public func finish() throws {
+        lock.lock()
+        let first = !ended
+        ended = true
+        lock.unlock()
+        guard first else { return }
+        guard virStreamFinish(pointer) == 0 else { throw LibvirtError.last("virStreamFinish") }
+    }
+}
+
+extension LibvirtDomain {
+    /// Opens the guest's character device `device` (`serial0`, `serial1`; the device must use a
+    /// pty) as a stream, taking it over from any other client (`virDomainOpenConsole` with
+    /// `VIR_DOMAIN_CONSOLE_FORCE`). QEMU drops what a pty serial port writes while nothing
+    /// holds it open, so open it while the domain is still paused.
+    public func openConsole(_ device: String) throws -> LibvirtStream {
+        let stream = try LibvirtStream(connection: connection)
+        guard virDomainOpenConsole(handle, device, stream.handle, UInt32(VIR_DOMAIN_CONSOLE_FORCE.rawValue)) == 0 else {
+            throw LibvirtError.last("virDomainOpenConsole(\(name), \(device))")
+        }
+        return stream
+    }
+}
+
+extension LibvirtConnection {
+    /// The connection still works (`virConnectIsAlive`): false once a remote host's daemon
+    /// is gone or the network between is broken.
+    public var isAlive: Bool {
+        guard let p = try? handle() else { return false }
+        let alive = virConnectIsAlive(p)
+        if alive < 0 { virResetLastError() }
+        return alive == 1
+    }
+
+    /// The host the URI names (`qemu+tcp://HOST/system` → HOST), nil for a local connection.
+    public var remoteHost: String? {
+        guard let c = URLComponents(string: uri), let host = c.host, !host.isEmpty else { return nil }
+        return host
+    }
+}
