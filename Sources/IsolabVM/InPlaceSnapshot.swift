@@ -36,6 +36,9 @@ extension GuestRunner {
         var relay: ChannelRelay
         /// QEMUs started so far (1: the boot's).
         var starts = 1
+        /// The guest is still where `savevm` left it (it ran on, its agent waiting for a plan):
+        /// the first scenario needs no `loadvm`.
+        var untouched = true
 
         var name: String { parameters.name }
         var vmstatePath: String { parameters.vmstateDrivePath ?? "" }
@@ -84,7 +87,9 @@ extension GuestRunner {
         }
         let restoring = Date()
         run.timing.prepare = restoring.timeIntervalSince(run.start)
-        if let problem = putBack(live) {
+        if live.untouched, live.domain.isActive(), watch.stopped(live.name) == nil {
+            live.untouched = false   // already the saved state: `loadvm` would only reset and reload it
+        } else if let problem = putBack(live) {
             return run.finish(.infrastructure(problem))
         }
         // This run's console is what the shared console file gains from now on.

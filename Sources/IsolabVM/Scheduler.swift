@@ -1,4 +1,5 @@
 import Foundation
+import IsolabModel
 import IsolabProtocol
 
 /// Runs many VMs at once on one libvirt connection, at most `jobs` at a time.
@@ -117,16 +118,31 @@ public final class Scheduler: @unchecked Sendable {
     /// which keeps every job busy to the end).
     public static func plan(_ requests: [RunRequest], jobs: Int, snapshots: Bool,
                             costs: ((RunRequest) -> GuestCosts)?) -> [PlannedUnit] {
-        plan(requests.map(UnitKey.init), jobs: jobs, snapshots: snapshots, costs: costs.map { c in { c(requests[$0]) } })
+        plan(requests.map(UnitKey.init), jobs: jobs, snapshots: snapshots, costs: costs.map { c in { c(requests[$0]) } },
+             saveable: { canSave(requests[$0].topology) })
     }
 
-    /// ``plan(_:jobs:snapshots:costs:)`` over unit keys; `costs` gives a request index's figures.
-    static func plan<Key: Hashable>(_ keys: [Key], jobs: Int, snapshots: Bool, costs: ((Int) -> GuestCosts)?) -> [PlannedUnit] {
+    /// Whether QEMU can save a guest of `topology` at all: an NVMe controller with SR-IOV
+    /// resources is a non-migratable device (QEMU 7.2 and 10.0 refuse `savevm` and libvirt
+    /// refuses the save: "non-migratable device: …/nvme"), even before any VF is enabled, so
+    /// its scenarios are booted without first trying (and failing) two saves.
+    public static func canSave(_ topology: Topology) -> Bool {
+        !topology.allNodes.contains { node in
+            if case .device(.nvme, _) = node.kind { return node.virtualFunctions > 0 }
+            return false
+        }
+    }
+
+    /// ``plan(_:jobs:snapshots:costs:)`` over unit keys; `costs` gives a request index's figures,
+    /// `saveable` whether its guest can be saved.
+    static func plan<Key: Hashable>(_ keys: [Key], jobs: Int, snapshots: Bool, costs: ((Int) -> GuestCosts)?,
+                                    saveable: (Int) -> Bool = { _ in true }) -> [PlannedUnit] {
         let estimate = { (unit: [Int]) -> Double in
             (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: unit.count > 1)
         }
         guard snapshots else { return keys.indices.map { PlannedUnit(requests: [$0], expectedSeconds: estimate([$0])) } }
-        var units = Self.units(keys, jobs: jobs)
+        var units = Self.units(keys, jobs: jobs).flatMap { u in u.count > 1 && !saveable(u[0]) ? u.map { [$0] } : [u] }
+            .enumerated().sorted { ($0.element.count, -$0.offset) > ($1.element.count, -$1.offset) }.map(\.element)
         guard let costs else { return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) } }
         units = units.flatMap { u in u.count > 1 && !costs(u[0]).savesTime(scenarios: u.count) ? u.map { [$0] } : [u] }
         return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) }

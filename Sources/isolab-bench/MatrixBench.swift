@@ -100,6 +100,11 @@ enum MatrixBench {
         }
         let restored = all.filter { $0.restoredFrom != nil }
         lines.append("  restored scenarios: \(restored.count) of \(all.count), median wall \(String(format: "%.2f", Self.median(restored.map(\.timing.total)))) s; saved boots: \(timings.filter { $0.snapshot > 0 }.count)")
+        let overhead = restored.map(Self.overhead).sorted()
+        if !overhead.isEmpty {
+            lines.append(String(format: "  isolab's overhead per restored scenario (wall minus the guest's own step time): median %.2f s, p90 %.2f s, max %.2f s",
+                                Self.median(overhead), overhead[min(overhead.count - 1, Int((Double(overhead.count) * 0.9).rounded(.up)) - 1)], overhead.last!))
+        }
         lines.append("  (create: libvirt + QEMU start; boot: to the agent's first record; snapshot: boot to ready + save, once per")
         lines.append("   fabric with several scenarios; restore: restore to the agent's first record; steps: to done; teardown: destroy;")
         lines.append("   prepare: plan, initramfs and domain XML; other: the guest powering off after done, assembling the observation)")
@@ -125,6 +130,12 @@ enum MatrixBench {
     /// but the machine spent it.
     static func vmSeconds(_ timings: [Timing]) -> Double {
         timings.reduce(0) { $0 + $1.vmSeconds }
+    }
+
+    /// What isolab adds around a scenario: its wall time less the time the agent measured
+    /// for its steps (edu's DMA timer and the kernel's own work are the guest's).
+    static func overhead(_ o: VMObservation) -> Double {
+        max(0, o.timing.total - Double(o.steps.reduce(0) { $0 + $1.milliseconds }) / 1000)
     }
 
     static func median(_ xs: [Double]) -> Double {

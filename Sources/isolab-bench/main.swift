@@ -5,6 +5,7 @@
 //   isolab-bench run [FABRIC [KERNEL [pvh|bzimage]]]   isolab vs raw QEMU for one fabric (RunBench.swift)
 //   isolab-bench restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store S]… [--clock C] [--each]   restored scenarios' stages per kernel (RestoreBench.swift)
 //   isolab-bench matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot]   a whole matrix through the engine: wall, VMs, stages (MatrixBench.swift)
+//   isolab-bench all   the faster-matrix figures in one run: the default matrix (ci/matrix.yaml), then predict
 import Foundation
 
 switch CommandLine.arguments.dropFirst().first {
@@ -20,7 +21,11 @@ case "restore":
     RestoreBench.run(Array(CommandLine.arguments.dropFirst(2)))
 case "matrix":
     MatrixBench.run(Array(CommandLine.arguments.dropFirst(2)))
+case "all":
+    MatrixBench.run(Array(CommandLine.arguments.dropFirst(2)))
+    print("")
+    PredictBench.run()
 default:
-    FileHandle.standardError.write(Data("usage: isolab-bench predict | images | boot [KERNEL…] | run [FABRIC [KERNEL [pvh|bzimage]]] | restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store S]… [--clock C] [--each] | matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot]\n".utf8))
+    FileHandle.standardError.write(Data("usage: isolab-bench all | predict | images | boot [KERNEL…] | run [FABRIC [KERNEL [pvh|bzimage]]] | restore [KERNEL…] [--fabric NAME]… [--rounds N] [--kernel-arg WORD]… [--store S]… [--clock C] [--each] | matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot]\n".utf8))
     exit(2)
 }

@@ -15,6 +15,16 @@ final class SchedulerUnitTests: XCTestCase {
         XCTAssertEqual(Scheduler.units(["a"], jobs: 4), [[0]])
         XCTAssertEqual(Scheduler.units([String](), jobs: 2), [])
     }
+
+    /// An NVMe controller with SR-IOV resources cannot be saved: its fabric's scenarios are
+    /// booted one by one without a save being tried; other fabrics keep their saved boot.
+    func testAFabricQEMUCannotSaveIsBootedPerScenario() throws {
+        XCTAssertFalse(Scheduler.canSave(try VMTestSupport.topology("sriov-nvme-rootport")))
+        XCTAssertTrue(Scheduler.canSave(try VMTestSupport.topology("nvme-alone")))
+        XCTAssertTrue(Scheduler.canSave(try VMTestSupport.topology("sriov-igb-rootport-acs")))
+        let plan = Scheduler.plan(["n", "n", "a", "a"], jobs: 1, snapshots: true, costs: nil, saveable: { $0 >= 2 })
+        XCTAssertEqual(plan.map(\.requests), [[2, 3], [0], [1]])
+    }
 }
 
 /// Planning by cost: which fabrics' boots are saved, in what order units start, and how the

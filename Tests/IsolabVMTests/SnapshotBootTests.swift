@@ -100,19 +100,20 @@ final class SnapshotBootTests: XCTestCase {
     }
 
     /// edu has no migration state in QEMU: a restored edu is in its reset state until the
-    /// agent writes back the header the kernel had programmed; it says which it repaired.
+    /// agent writes back the header the kernel had programmed; it says which it repaired. The
+    /// first scenario runs on the guest `savevm` left running (no `loadvm`): nothing was lost.
     func testRestoredAgentRepairsTheEduHeadersQEMUDoesNotMigrate() throws {
         let topology = try BootSupport.topology("multifunction-e1000e-edu")
         let reqs = try topology.scenarios.map { try BootSupport.request(topology, kernel: "6.1", scenario: $0) }
         let observations = try BootSupport.run(reqs, jobs: 1)
-        for o in observations {
+        for (i, o) in observations.enumerated() {
             let path = try XCTUnwrap(o.recordsPath)
             let first = try XCTUnwrap(String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").first)
             let hello = try JSONDecoder().decode(Record.self, from: Data(first.utf8))
             XCTAssertEqual(hello.type, .hello)
             // C, the edu in rp1's multifunction slot, is function 1 of slot 0 behind rp1.
             let eduBDF = o.inventory?.functions.first { $0.vendorDevice == "1234:11e8" }?.bdf
-            XCTAssertEqual(hello.hello?.restoredConfig, eduBDF.map { [$0] }, "\(o.scenario ?? "")")
+            XCTAssertEqual(hello.hello?.restoredConfig, i == 0 ? [] : eduBDF.map { [$0] }, "\(o.scenario ?? "")")
         }
     }
 }
