@@ -2,6 +2,7 @@ import Foundation
 import IsolabImages
 import IsolabLibvirt
 import IsolabProtocol
+import Logging
 
 /// A guest on a host that shares no files with isolab: its kernel and initramfs are volumes in
 /// the host's pool (``ImageShipping``), its serial ports are ptys there, read and written
@@ -54,6 +55,11 @@ extension GuestRunner {
         do {
             console = try SerialPump(domain.openConsole("serial0"), into: files.console)
             channel = try SerialPump(domain.openConsole("serial1"), into: files.records, handingOver: planLine)
+            // QEMU 7.2's pty backend drops what the guest writes until it notices the port is
+            // held, which it checks once a second (char-pty.c's reconnect timer; QEMU 8.1 also
+            // checks on every write). Without this wait the agent's `ready` was lost in 2 of
+            // 24 lab boots, and the guest hung waiting for its plan.
+            Thread.sleep(forTimeInterval: Self.ptyConnectSeconds)
             try domain.resume()
         } catch {
             var end = VMEnd.infrastructure("cannot attach to the guest's serial ports through libvirt: \(error)")
@@ -81,10 +87,16 @@ extension GuestRunner {
     }
 }
 
+extension GuestRunner {
+    /// How long a shipped guest stays paused after its ports are opened: longer than QEMU
+    /// 7.2's one-second pty reconnect timer.
+    static let ptyConnectSeconds = 1.1
+}
+
 /// Copies what a guest's serial port sends (a libvirt stream) into a local file, on its own
-/// thread, until the stream ends. With `handingOver`, the agent's channel: everything up to the
-/// agent's first `ready` line is held back, then the plan is sent and the agent's new stream
-/// is written from there on.
+/// thread, until the stream ends. With `handingOver`, the agent's channel: the agent says
+/// `ready` (again every 2 s while it has no plan), each `ready` is answered with the plan, and
+/// the agent's own stream, from its first line that is not `ready`, goes into the file.
 final class SerialPump: @unchecked Sendable {
     private let stream: LibvirtStream
     private let done = DispatchSemaphore(value: 0)
@@ -96,31 +108,27 @@ final class SerialPump: @unchecked Sendable {
         self.stream = stream
         let thread = Thread { [stream, done] in
             defer { try? file.close(); done.signal() }
-            var waiting = plan
-            var held = Data()
+            var handover = plan.map { PlanHandover(plan: $0) }
             while let chunk = try? stream.receive(), !chunk.isEmpty {
-                guard let line = waiting else { file.write(chunk); continue }
-                held.append(chunk)
-                guard let end = Self.readyLineEnd(held) else { continue }
-                do { try stream.send(line + Data("\n".utf8)) } catch { break }
-                waiting = nil
-                file.write(held.suffix(from: end))
-                held = Data()
+                guard var h = handover else { file.write(chunk); continue }
+                let (answers, rest) = h.feed(chunk)
+                for _ in 0..<answers {
+                    do { try stream.send(h.plan + Data("\n".utf8)) } catch { return }
+                }
+                h.answered += answers
+                if answers > 0, h.answered > 1 {
+                    Logger(label: "isolab.vm").notice("\((path as NSString).deletingLastPathComponent): the agent asked for its plan again (\(h.answered) times)")
+                }
+                handover = h
+                if let rest {
+                    file.write(rest)
+                    handover = nil
+                }
             }
-            // The guest never asked for its plan: keep what it said, for the observation.
-            if !held.isEmpty { file.write(held) }
+            // The guest never started its stream: keep what it said, for the observation.
+            if let held = handover?.held, !held.isEmpty { file.write(held) }
         }
         thread.start()
-    }
-
-    /// The offset just past the first complete line of `data` that is the agent's `ready` record.
-    static func readyLineEnd(_ data: Data) -> Data.Index? {
-        var start = data.startIndex
-        while let nl = data[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            if let r = try? JSONDecoder().decode(Record.self, from: data[start..<nl]), r.type == .ready { return nl + 1 }
-            start = nl + 1
-        }
-        return nil
     }
 
     /// Waits up to `seconds` for the stream to end, then aborts it.
@@ -129,5 +137,35 @@ final class SerialPump: @unchecked Sendable {
             stream.end(abort: true)
             _ = done.wait(timeout: .now() + 1)
         }
+    }
+}
+
+/// The host's side of the plan handover on the agent's channel (``SerialPump``): which lines
+/// are the agent asking for its plan, and where its own stream begins.
+struct PlanHandover {
+    let plan: Data
+    /// Bytes not yet a whole line.
+    private(set) var held = Data()
+    /// How often the plan was sent.
+    var answered = 0
+
+    init(plan: Data) { self.plan = plan }
+
+    /// Takes the next bytes; returns how many `ready` lines they completed (each is answered
+    /// with the plan) and, once a whole line that is not `ready` came, everything from that
+    /// line on (the agent's stream; the handover is over).
+    mutating func feed(_ chunk: Data) -> (answers: Int, rest: Data?) {
+        held.append(chunk)
+        var answers = 0
+        while let nl = held.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = held[held.startIndex..<nl]
+            if let r = try? JSONDecoder().decode(Record.self, from: line), r.type == .ready {
+                answers += 1
+                held = Data(held[(nl + 1)...])
+            } else {
+                return (answers, held)
+            }
+        }
+        return (answers, nil)
     }
 }

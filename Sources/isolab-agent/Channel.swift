@@ -46,11 +46,22 @@ final class Channel {
 
     /// Blocks until the host sends one line (without its newline); nil when the channel is
     /// stdout, fails, or the line is longer than `limit` bytes.
-    func readLine(limit: Int = 16 << 20) -> [UInt8]? {
+    /// With `timeoutMilliseconds`, nil also when no whole line came in that time.
+    func readLine(limit: Int = 16 << 20, timeoutMilliseconds: Int? = nil) -> [UInt8]? {
         guard fd != 1 else { return nil }
         var line: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 4096)
+        var waited = 0
         while true {
+            if let timeout = timeoutMilliseconds {
+                var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+                let ready = poll(&p, 1, 100)
+                if ready == 0 || (ready < 0 && errno == EINTR) {
+                    waited += 100
+                    if waited >= timeout { return nil }
+                    continue
+                }
+            }
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { Posix.sleep(milliseconds: 1); continue }

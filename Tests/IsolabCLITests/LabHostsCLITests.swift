@@ -160,8 +160,9 @@ struct LabHosts {
 
     /// The volumes of the `isolab` pool on `uri`.
     func volumes(_ uri: String) throws -> [String] {
-        let r = try CLISupport.run(["-c", uri, "vol-list", "isolab", "--name"], cwd: CLITests.root, executable: URL(fileURLWithPath: "/usr/bin/virsh"))
-        return r.out.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        // virsh 9.0's vol-list has no --name: the first column of its table, below the rule.
+        let r = try CLISupport.run(["-c", uri, "vol-list", "isolab"], cwd: CLITests.root, executable: URL(fileURLWithPath: "/usr/bin/virsh"))
+        return r.out.split(separator: "\n").dropFirst(2).compactMap { $0.split(separator: " ").first.map(String.init) }
     }
 
     /// QEMU processes of the lab users (`user`: of one).

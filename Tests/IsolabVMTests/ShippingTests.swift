@@ -19,15 +19,19 @@ final class ShippingTests: XCTestCase {
         XCTAssertTrue(xml.contains("<kernel>/var/tmp/pool/abc-vmlinux</kernel>"), xml)
     }
 
-    func testThePlanIsHandedOverAfterTheAgentsReadyLine() {
-        let hello = Data("{\"seq\":0,\"type\":\"hello\"}\n".utf8)
+    func testEveryReadyIsAnsweredAndTheAgentsStreamStartsAtItsFirstOtherLine() {
         let ready = Data("{\"seq\":0,\"type\":\"ready\"}\n".utf8)
-        let next = Data("{\"seq\":0,\"type\":\"hello\"}".utf8)
-        XCTAssertNil(SerialPump.readyLineEnd(hello))
-        XCTAssertNil(SerialPump.readyLineEnd(Data("{\"seq\":0,\"type\":\"ready\"}".utf8)), "an unfinished line is no ready")
-        let all = hello + ready + next
-        XCTAssertEqual(SerialPump.readyLineEnd(all), hello.count + ready.count)
-        XCTAssertEqual(all.suffix(from: SerialPump.readyLineEnd(all)!), next)
+        let hello = Data("{\"seq\":0,\"type\":\"hello\"}\n".utf8)
+        var h = PlanHandover(plan: Data("{}".utf8))
+        // A `ready` in two pieces: answered once it is whole.
+        XCTAssertEqual(h.feed(ready.prefix(10)).answers, 0)
+        let first = h.feed(ready.suffix(from: 10))
+        XCTAssertEqual(first.answers, 1)
+        XCTAssertNil(first.rest)
+        // The plan was lost: the agent asks again, and its stream follows.
+        let second = h.feed(ready + hello + Data("{\"seq\":1".utf8))
+        XCTAssertEqual(second.answers, 1)
+        XCTAssertEqual(second.rest, hello + Data("{\"seq\":1".utf8))
     }
 
     func testDefaultPoolTargetFollowsTheDaemonKind() {
