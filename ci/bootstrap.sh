@@ -16,6 +16,7 @@ PACKAGES=(
   gcc make bc flex bison libelf-dev libssl-dev patch   # the 6.12-iommufd kernel is compiled from source (patch: its patched test tree)
   uuid-dev libcap-dev   # the kernel's VFIO (libuuid) and iommufd (libcap) selftests, linked static
   python3-venv          # ci/kcidb-validate: KCIDB's own validator (kcidb-io from PyPI) in a private virtualenv
+  iproute2 util-linux procps   # ci/lab-hosts: network namespaces and veths (ip), setpriv/runuser, pkill/pgrep
 )
 # What this script can install: Debian's packages, by name, with apt. Ubuntu (e.g. GitHub's
 # ubuntu-24.04 runners) uses the same names; its apt has no Debian kernels, so isolab needs a
