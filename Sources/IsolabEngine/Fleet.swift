@@ -126,7 +126,9 @@ public struct Fleet: Sendable {
         return stores.enumerated().reduce(0) { total, c in
             let mine = requests.indices.filter { owner[$0] == c.offset }.map { requests[$0] }
             let store = c.element
-            return total + Scheduler.plan(mine, jobs: jobs, snapshots: snapshots, costs: costs.map { book in { book.costs($0, store: store) } })
+            // A host booting from shipped images keeps no saved boots (as `run` plans it).
+            let saves = snapshots && !GuestRunner.shipsImages(connections[c.offset])
+            return total + Scheduler.plan(mine, jobs: jobs, snapshots: saves, costs: costs.map { book in { book.costs($0, store: store) } })
                 .reduce(0) { $0 + $1.expectedSeconds }
         }
     }

@@ -284,7 +284,8 @@ extension GuestRunner {
                 end = .infrastructure(stream.error!.description)
             } else if now.timeIntervalSince(aliveCheckedAt) > 0.5, ({ aliveCheckedAt = now; return !connection.isAlive })() {
                 // A remote host or daemon gone: no stop event will come, and no more records.
-                end = .infrastructure("the connection to \(connection.uri) was lost")
+                // After `done` everything the run observes is in: it stands.
+                end = goalAt != nil && stream.error == nil ? .finished : .infrastructure("the connection to \(connection.uri) was lost")
             } else if cancel.isCancelled {
                 end = .interrupted
             } else if let d = goalAt, now.timeIntervalSince(d) > req.afterDoneGrace {
