@@ -38,10 +38,9 @@ public struct Fleet: Sendable {
     public func run(_ requests: [RunRequest], observer: FleetObserver? = nil) throws -> [VMObservation] {
         let shared = Shared(count: requests.count)
         runRound(requests, indices: Array(requests.indices), on: Array(connections.indices), shared: shared, observer: observer)
-        let lost = Set(connections.indices.filter { !connections[$0].isAlive })
         let orphans = shared.orphans.sorted()
         if !orphans.isEmpty {
-            let alive = connections.indices.filter { !lost.contains($0) }
+            let alive = connections.indices.filter { connections[$0].isAlive }
             if alive.isEmpty {
                 // Nowhere to run them again: they are what they were, infrastructure failures.
                 for i in orphans { observer?.finished(i, shared.results[i]!) }

@@ -35,18 +35,6 @@ public final class LibvirtStoragePool: @unchecked Sendable {
         guard virStoragePoolSetAutostart(pointer, 1) == 0 else { throw LibvirtError.last("virStoragePoolSetAutostart(\(name))") }
     }
 
-    /// Re-reads the pool's target (`virStoragePoolRefresh`), e.g. after a file appeared in it.
-    public func refresh() throws {
-        guard virStoragePoolRefresh(pointer, 0) == 0 else { throw LibvirtError.last("virStoragePoolRefresh(\(name))") }
-    }
-
-    /// The pool's definition (`virStoragePoolGetXMLDesc`).
-    public func xml() throws -> String {
-        guard let s = virStoragePoolGetXMLDesc(pointer, 0) else { throw LibvirtError.last("virStoragePoolGetXMLDesc(\(name))") }
-        defer { free(s) }
-        return String(cString: s)
-    }
-
     /// Stops the pool if it runs and forgets its definition (its directory stays).
     public func destroyAndUndefine() throws {
         if isActive, virStoragePoolDestroy(pointer) != 0 { throw LibvirtError.last("virStoragePoolDestroy(\(name))") }

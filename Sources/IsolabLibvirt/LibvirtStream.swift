@@ -50,22 +50,22 @@ public final class LibvirtStream: @unchecked Sendable {
     /// Ends the stream: `virStreamFinish` (every byte delivered) or, with `abort`, `virStreamAbort`.
     /// Idempotent; the first call decides.
     public func end(abort: Bool = false) {
-        lock.lock()
-        let first = !ended
-        ended = true
-        lock.unlock()
-        guard first else { return }
+        guard claimEnd() else { return }
         if (abort ? virStreamAbort(pointer) : virStreamFinish(pointer)) != 0 { virResetLastError() }
     }
 
     /// Ends the stream, reporting libvirt's error (an upload whose last bytes were refused).
     public func finish() throws {
-        lock.lock()
-        let first = !ended
-        ended = true
-        lock.unlock()
-        guard first else { return }
+        guard claimEnd() else { return }
         guard virStreamFinish(pointer) == 0 else { throw LibvirtError.last("virStreamFinish") }
+    }
+
+    /// True for the first caller only: the one that ends the stream.
+    private func claimEnd() -> Bool {
+        lock.withLock {
+            defer { ended = true }
+            return !ended
+        }
     }
 }
 

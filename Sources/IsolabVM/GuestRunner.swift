@@ -48,6 +48,11 @@ public struct RunRequest: Sendable {
         return stepTimeout + stepGrace
     }
 
+    /// `programs` as the initramfs holds them: path inside it → host file.
+    var initramfsPrograms: [String: String] {
+        Dictionary(uniqueKeysWithValues: programs.map { (String(GuestPlan.programsDirectory.dropFirst()) + "/" + $0.key, $0.value) })
+    }
+
     /// The kernel file this run boots (`boot`, or the fallback the image allows).
     public var bootKernel: BootKernel { image.bootKernel(boot) }
 
@@ -285,7 +290,7 @@ extension GuestRunner {
             } else if now.timeIntervalSince(aliveCheckedAt) > 0.5, ({ aliveCheckedAt = now; return !connection.isAlive })() {
                 // A remote host or daemon gone: no stop event will come, and no more records.
                 // After `done` everything the run observes is in: it stands.
-                end = goalAt != nil && stream.error == nil ? .finished : .infrastructure("the connection to \(connection.uri) was lost")
+                end = goalAt != nil ? .finished : .infrastructure("the connection to \(connection.uri) was lost")
             } else if cancel.isCancelled {
                 end = .interrupted
             } else if let d = goalAt, now.timeIntervalSince(d) > req.afterDoneGrace {
@@ -351,8 +356,7 @@ public struct RunFiles: Sendable {
         try prepare()
         let planData = try JSONEncoder().encode(plan)
         try planData.write(to: URL(fileURLWithPath: self.plan))
-        let programs = Dictionary(uniqueKeysWithValues: req.programs.map { (String(GuestPlan.programsDirectory.dropFirst()) + "/" + $0.key, $0.value) })
-        try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], executables: programs, to: initramfs)
+        try req.image.initramfs(appending: [String(GuestPlan.path.dropFirst()): planData], executables: req.initramfsPrograms, to: initramfs)
         let xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
         try xml.write(toFile: domainXML, atomically: true, encoding: .utf8)
         return xml

@@ -20,9 +20,8 @@ public final class ImageShipping: @unchecked Sendable {
     private var pool: LibvirtStoragePool?
     /// Local file (path, size, mtime) → its path on the host.
     private var shipped: [String: String] = [:]
-    /// Files uploaded by this process, and their bytes (a second run of the same images: 0).
+    /// Files uploaded by this process (a second run of the same images: 0).
     public private(set) var uploads = 0
-    public private(set) var uploadedBytes: Int64 = 0
 
     public init(connection: LibvirtConnection) { self.connection = connection }
 
@@ -65,7 +64,6 @@ public final class ImageShipping: @unchecked Sendable {
                     throw error
                 }
                 uploads += 1
-                uploadedBytes += size
                 Logger(label: "isolab.shipping").info("uploaded \((path as NSString).lastPathComponent) (\(size >> 20) MiB) into pool '\(Self.poolName)' on \(connection.uri) as \(name)")
                 remote = try volume.path()
             }

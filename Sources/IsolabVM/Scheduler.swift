@@ -141,8 +141,7 @@ public final class Scheduler: @unchecked Sendable {
             (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: unit.count > 1)
         }
         guard snapshots else { return keys.indices.map { PlannedUnit(requests: [$0], expectedSeconds: estimate([$0])) } }
-        var units = Self.units(keys, jobs: jobs).flatMap { u in u.count > 1 && !saveable(u[0]) ? u.map { [$0] } : [u] }
-            .enumerated().sorted { ($0.element.count, -$0.offset) > ($1.element.count, -$1.offset) }.map(\.element)
+        var units = Self.units(keys, jobs: jobs, saveable: saveable)
         guard let costs else { return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) } }
         units = units.flatMap { u in u.count > 1 && !costs(u[0]).savesTime(scenarios: u.count) ? u.map { [$0] } : [u] }
         return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) }
@@ -153,14 +152,16 @@ public final class Scheduler: @unchecked Sendable {
     /// Request indices grouped by their unit key into units run from one saved boot each, largest first (the
     /// longest guests start first); while there are fewer units than `jobs`, the largest is
     /// halved so every core has a guest. A unit of one is booted, not saved.
-    static func units<Key: Hashable>(_ keys: [Key], jobs: Int) -> [[Int]] {
+    /// A fabric whose guest cannot be saved (`saveable` false for its first request) is a unit
+    /// per request.
+    static func units<Key: Hashable>(_ keys: [Key], jobs: Int, saveable: (Int) -> Bool = { _ in true }) -> [[Int]] {
         var order: [Key] = []
         var byKey: [Key: [Int]] = [:]
         for (i, key) in keys.enumerated() {
             if byKey[key] == nil { order.append(key) }
             byKey[key, default: []].append(i)
         }
-        var units = order.map { byKey[$0]! }
+        var units = order.map { byKey[$0]! }.flatMap { u in u.count > 1 && !saveable(u[0]) ? u.map { [$0] } : [u] }
         while units.count < jobs, let largest = units.indices.max(by: { units[$0].count < units[$1].count }),
               units[largest].count >= 2 {
             let unit = units.remove(at: largest)

@@ -27,8 +27,7 @@ extension GuestRunner {
             if !req.programs.isEmpty {
                 // The selftest programs ride in the initramfs (named by content on the host, so
                 // runs with the same programs share one volume).
-                let programs = Dictionary(uniqueKeysWithValues: req.programs.map { (String(GuestPlan.programsDirectory.dropFirst()) + "/" + $0.key, $0.value) })
-                try req.image.initramfs(appending: [:], executables: programs, to: files.initramfs)
+                try req.image.initramfs(appending: [:], executables: req.initramfsPrograms, to: files.initramfs)
                 initramfs = files.initramfs
             }
             var parameters = req.domainParameters(name: name, files: files)

@@ -13,9 +13,8 @@ final class LabHostsCLITests: XCTestCase {
     func testMatrixOverTwoHostsShipsImagesAndJudgesAsTheEmbeddedDriver() throws {
         let lab = try LabHosts.up()
         defer { lab.down() }
-        let dir = try CLISupport.workspace("lab", fabrics: Self.fabrics)
+        let dir = try Self.workspace("lab")
         defer { try? fm.removeItem(atPath: dir) }
-        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
 
         // The hosts cannot read isolab's cache: what they boot must have been shipped.
         for user in LabHosts.users {
@@ -55,9 +54,8 @@ final class LabHostsCLITests: XCTestCase {
     func testAHostKilledMidMatrixHasItsUnfinishedCellsRerunOnTheOther() throws {
         let lab = try LabHosts.up()
         defer { lab.down() }
-        let dir = try CLISupport.workspace("lab-kill", fabrics: Self.fabrics)
+        let dir = try Self.workspace("lab-kill")
         defer { try? fm.removeItem(atPath: dir) }
-        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
         let embedded = try LabHosts.isolab(["matrix", "matrix.yaml", "--jobs", "2", "--output", "embedded"], in: dir)
         XCTAssertEqual(embedded.status, 0, embedded.err)
 
@@ -98,6 +96,13 @@ final class LabHostsCLITests: XCTestCase {
         XCTAssertTrue(diff.out.lowercased().contains("no changes"), diff.out)
         XCTAssertEqual(lab.qemus(), [], "QEMU left on a lab host")
         XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+
+    /// A workspace with the fabrics and a matrix.yaml of them on 6.1 under intel.
+    static func workspace(_ label: String) throws -> String {
+        let dir = try CLISupport.workspace(label, fabrics: fabrics)
+        try "fabrics: [topologies/*.yaml]\nkernels: [\"6.1\"]\niommus: [intel]\n".write(toFile: dir + "/matrix.yaml", atomically: true, encoding: .utf8)
+        return dir
     }
 
     /// Topology → connections of its observations, from results.json.
