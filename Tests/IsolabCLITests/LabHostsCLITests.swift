@@ -98,6 +98,25 @@ final class LabHostsCLITests: XCTestCase {
         XCTAssertEqual(CLISupport.qemuCount(), 0)
     }
 
+    /// A killed host's processes are orphans; whoever becomes their parent (a container's pid 1
+    /// may reap late) can leave them zombies for a while. A zombie of a lab user is dead:
+    /// `ci/lab-hosts kill` must not wait for it (CI's first run of the kill test did, and failed).
+    func testAZombieOfALabUserCountsAsDead() throws {
+        let lab = try LabHosts.up()
+        defer { lab.down() }
+        // A child of the lab user whose root parent never reaps it: a zombie until the parent ends.
+        let parent = Process()
+        parent.executableURL = URL(fileURLWithPath: "/bin/sh")
+        parent.arguments = ["-c", "setpriv --reuid \(LabHosts.users[0]) --regid \(LabHosts.users[0]) --init-groups -- true & exec sleep 30"]
+        try parent.run()
+        defer { parent.terminate(); parent.waitUntilExit() }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, !LabHosts.hasZombie(user: LabHosts.users[0]) { usleep(50_000) }
+        XCTAssertTrue(LabHosts.hasZombie(user: LabHosts.users[0]), "no zombie was made")
+        try lab.kill(0)
+        XCTAssertEqual(lab.qemus(), [])
+    }
+
     /// A workspace with the fabrics and a matrix.yaml of them on 6.1 under intel.
     static func workspace(_ label: String) throws -> String {
         let dir = try CLISupport.workspace(label, fabrics: fabrics)
@@ -182,6 +201,19 @@ struct LabHosts {
                   let uid = (attrs[.ownerAccountID] as? NSNumber)?.uint32Value, uids.contains(uid) else { return nil }
             let cmd = String(decoding: raw, as: UTF8.self)
             return cmd.contains("qemu-system") ? pid : nil
+        }
+    }
+
+    /// Whether `user` has a zombie process.
+    static func hasZombie(user: String) -> Bool {
+        guard let uid = getpwnam(user)?.pointee.pw_uid else { return false }
+        let fm = FileManager.default
+        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).contains { pid in
+            guard Int(pid) != nil, let attrs = try? fm.attributesOfItem(atPath: "/proc/\(pid)"),
+                  (attrs[.ownerAccountID] as? NSNumber)?.uint32Value == uid,
+                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { return false }
+            return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
         }
     }
 
