@@ -10,7 +10,7 @@ set -euo pipefail
 PACKAGES=(
   qemu-system-x86 qemu-utils
   libvirt-dev libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients pkg-config
-  busybox-static cpio xz-utils zstd kmod
+  busybox-static cpio xz-utils zstd kmod binutils   # binutils: strip, for the agent in the initramfs
   debian-archive-keyring gpgv ca-certificates
   chromium fonts-dejavu-core   # the HTML report test renders report.html headless
   gcc make bc flex bison libelf-dev libssl-dev patch   # the 6.12-iommufd kernel is compiled from source (patch: its patched test tree)

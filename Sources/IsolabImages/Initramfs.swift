@@ -131,11 +131,19 @@ struct AgentBinary {
         return libs
     }
 
+    /// Copies the agent into `stage`, its symbol tables and debug info stripped: a static Swift
+    /// agent is 23 MB as built and 14 MB stripped. Every byte of the initramfs is in a saved guest
+    /// twice (the initrd's freed pages and the unpacked rootfs), so this is 18 MB less to save and
+    /// restore per fabric; the guest has no symbolizer to use the tables anyway.
     func install(into stage: String) throws {
         let fm = FileManager.default
         let dst = (stage as NSString).appendingPathComponent("isolab-agent")
         try fm.copyItem(atPath: path, toPath: dst)
         try chmod755(dst)
+        let stripped = try Shell.run([try Shell.which("strip"), "--strip-all", dst])
+        guard stripped.status == 0 else {
+            throw ImagesError.badAgent(path: path, problem: "strip --strip-all failed: \(stripped.errorText)")
+        }
         guard try isDynamic() else { return }
         for lib in try sharedLibraries() {
             let target = (stage as NSString).appendingPathComponent(String(lib.dropFirst()))

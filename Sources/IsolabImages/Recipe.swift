@@ -10,7 +10,8 @@ public struct Recipe: Sendable {
 
     /// Bumped when the builder's output format changes, so old images are not reused.
     /// 2: images carry the PVH `vmlinux` unpacked from the bzImage.
-    static let format = "isolab-image-2"
+    /// 3: the agent in the initramfs is stripped (``AgentBinary/install(into:)``).
+    static let format = "isolab-image-3"
 
     /// Loads the recipe from a `vm-images` directory.
     public init(directory: String) throws {

@@ -128,7 +128,7 @@ public enum Shell {
     static let packages = [
         "apt-get": "apt", "apt-cache": "apt", "dpkg-deb": "dpkg", "depmod": "kmod",
         "xz": "xz-utils", "zstd": "zstd", "busybox": "busybox-static", "ldd": "libc-bin",
-        "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "timeout": "coreutils",
+        "qemu-system-x86_64": "qemu-system-x86", "qemu-img": "qemu-utils", "timeout": "coreutils", "strip": "binutils",
     ]
 
     /// Full path of a tool from PATH (plus the sbin dirs, which a user's PATH may lack).

@@ -88,6 +88,10 @@ final class ImageCacheTests: XCTestCase {
         let (_, listing) = try TestSupport.run(["sh", "-c", "cpio -it < '\(image.initramfsPath)'"])
         XCTAssertTrue(listing.contains("isolab-agent"))
         for lib in libs { XCTAssertTrue(listing.contains(String(lib.dropFirst())), "\(lib) in the initramfs") }
+        // The agent ships stripped (every initramfs byte is saved twice with a saved guest); it was built with symbols.
+        XCTAssertEqual(try TestSupport.run(["sh", "-c", "nm '\(agent)' | grep -c main"]).0, 0, "the test's agent has symbols")
+        let (_, nm) = try TestSupport.run(["sh", "-c", "cd '\(dir)' && cpio -i --quiet --to-stdout isolab-agent < '\(image.initramfsPath)' > shipped && nm shipped 2>&1"])
+        XCTAssertTrue(nm.contains("shipped: no symbols"), "symbols left in the shipped agent: \(nm.prefix(200))")
         let result = try GuestBoot(image: image).run()
         XCTAssertNotNil(result.secondsToMarker, result.tail())
         // init runs the agent as its child (a kernel BUG that kills a task must never kill init).
