@@ -68,10 +68,14 @@ public struct SelftestBuilder {
         }
     }
 
+    /// The suite cached in `dir`. Its programs are in `dir/bin` wherever the cache is now: a
+    /// cache copied or restored under another home (another user, a CI cache) keeps working,
+    /// whatever folder the manifest was written in.
     static func load(_ dir: String) -> SelftestSuite? {
         guard let data = FileManager.default.contents(atPath: (dir as NSString).appendingPathComponent(SelftestSuite.manifest)),
-              let suite = try? JSONCoding.decoder.decode(SelftestSuite.self, from: data),
-              suite.programs.allSatisfy({ FileManager.default.isExecutableFile(atPath: (suite.directory as NSString).appendingPathComponent($0)) })
+              var suite = try? JSONCoding.decoder.decode(SelftestSuite.self, from: data) else { return nil }
+        suite.directory = (dir as NSString).appendingPathComponent("bin")
+        guard suite.programs.allSatisfy({ FileManager.default.isExecutableFile(atPath: (suite.directory as NSString).appendingPathComponent($0)) })
         else { return nil }
         return suite
     }
