@@ -40,15 +40,22 @@ public struct EmulatorProvider {
         let key = Hashing.sha256(packages.map(\.sha256).sorted().joined(separator: "\n"))
         let dir = cache.path("emulators", key)
         let wrapper = dir + "/bin/qemu-system-x86_64"
-        if !FileManager.default.isExecutableFile(atPath: wrapper) {
+        let wrapped = (qemu: dir + "/root/usr/bin/qemu-system-x86_64", modules: dir + "/root/usr/lib/x86_64-linux-gnu/qemu",
+                       data: [dir + "/root/usr/share/qemu", "/usr/share/qemu"])
+        // The wrapper names the unpacked QEMU by its path: a cache copied or restored under
+        // another home (another user's, a CI cache) gets its wrapper rewritten for where it is now.
+        let current = { (try? String(contentsOfFile: wrapper, encoding: .utf8)) == Self.wrapperText(wrapped.qemu, wrapped.modules, wrapped.data) }
+        if !FileManager.default.isExecutableFile(atPath: wrapper) || !current() {
             try FileLock.withLock(cache.lockPath("emulator-" + key)) {
-                if FileManager.default.isExecutableFile(atPath: wrapper) { return }
+                if FileManager.default.isExecutableFile(atPath: wrapper) {
+                    if !current() { try writeWrapper(qemu: wrapped.qemu, modules: wrapped.modules, data: wrapped.data, to: wrapper) }
+                    return
+                }
                 let debs = try archive(e.suite!).cachedDebs(packages, cache: cache, what: "emulator \(e.id)", log: log)
                 log("unpacking emulator \(e.id) (\(debs.count) packages)")
                 let tmp = try cache.makeTemporaryDirectory("emulator")
                 for deb in debs { try Shell.check(["dpkg-deb", "-x", deb, tmp + "/root"]) }
-                try writeWrapper(qemu: dir + "/root/usr/bin/qemu-system-x86_64", modules: dir + "/root/usr/lib/x86_64-linux-gnu/qemu",
-                                 data: [dir + "/root/usr/share/qemu", "/usr/share/qemu"], to: tmp + "/bin/qemu-system-x86_64")
+                try writeWrapper(qemu: wrapped.qemu, modules: wrapped.modules, data: wrapped.data, to: tmp + "/bin/qemu-system-x86_64")
                 try cache.publish(tmp, as: dir)
             }
         }
@@ -89,16 +96,19 @@ public struct EmulatorProvider {
     /// with its own module folder and its own data first, the host's SeaBIOS behind it.
     func writeWrapper(qemu: String, modules: String, data: [String], to path: String) throws {
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Self.wrapperText(qemu, modules, data).write(toFile: path, atomically: true, encoding: .utf8)
+        chmod(path, 0o755)
+    }
+
+    static func wrapperText(_ qemu: String, _ modules: String, _ data: [String]) -> String {
         let quoted = { (s: String) in "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
-        let text = """
+        return """
             #!/bin/sh
             # Written by isolab: runs this QEMU with its own modules and data (see vm-images/emulators.yaml).
             export QEMU_MODULE_DIR=\(quoted(modules))
             exec \(quoted(qemu)) \(data.map { "-L " + quoted($0) }.joined(separator: " ")) "$@"
 
             """
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        chmod(path, 0o755)
     }
 
     /// Exact versions of `e`'s packages, remembered in `resolved/emulator-<id>.json`.

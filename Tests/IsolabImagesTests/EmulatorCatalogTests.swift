@@ -62,3 +62,32 @@ final class EmulatorCatalogTests: XCTestCase {
         XCTAssertTrue(facts.has(property: "sriov_max_vfs", of: "nvme"))
     }
 }
+
+/// A Debian QEMU unpacked into the cache runs wherever the cache is now.
+final class EmulatorRelocationTests: XCTestCase {
+    /// Its wrapper names the unpacked binary by path; a cache copied under another home (a daemon
+    /// user's, a CI cache restored elsewhere) used to exec the old home's QEMU. Now the wrapper is
+    /// rewritten for where it is, and the copy runs.
+    func testACopiedEmulatorRunsFromItsNewFolder() throws {
+        let ten = try EmulatorCatalog.load(from: TestSupport.vmImages + "/emulators.yaml").emulator(id: "10.0")
+        let original = try EmulatorProvider(cache: TestSupport.sharedCache).provide(ten)
+        let key = ((try XCTUnwrap(original.binary) as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+        let root = try TestSupport.temporaryDirectory("moved-cache")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let moved = ImageCache(root: root)
+        for dir in ["emulators", "resolved"] { try FileManager.default.createDirectory(atPath: moved.path(dir), withIntermediateDirectories: true) }
+        XCTAssertEqual(try TestSupport.run(["cp", "-a", key, moved.path("emulators")]).0, 0)
+        XCTAssertEqual(try TestSupport.run(["cp", "-a", TestSupport.sharedCache.path("resolved", "emulator-10.0.json"), moved.path("resolved")]).0, 0)
+
+        let copy = try EmulatorProvider(cache: moved).provide(ten)
+        let wrapper = try XCTUnwrap(copy.binary)
+        XCTAssertTrue(wrapper.hasPrefix(root), wrapper)
+        let text = try String(contentsOfFile: wrapper, encoding: .utf8)
+        XCTAssertTrue(text.contains(root + "/emulators/"), text)
+        XCTAssertFalse(text.contains(TestSupport.sharedCache.root), text)
+        let (status, version) = try TestSupport.run([wrapper, "--version"])
+        XCTAssertEqual(status, 0, version)
+        XCTAssertTrue(version.contains("version 10.0"), version)
+        XCTAssertEqual(copy.facts.version, original.facts.version)
+    }
+}
