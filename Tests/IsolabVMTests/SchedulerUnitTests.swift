@@ -20,7 +20,10 @@ final class SchedulerUnitTests: XCTestCase {
     /// booted one by one without a save being tried; other fabrics keep their saved boot.
     func testAFabricQEMUCannotSaveIsBootedPerScenario() throws {
         XCTAssertFalse(Scheduler.canSave(try VMTestSupport.topology("sriov-nvme-rootport")))
-        XCTAssertTrue(Scheduler.canSave(try VMTestSupport.topology("nvme-alone")))
+        XCTAssertFalse(Scheduler.canSave(try VMTestSupport.topology("nvme-alone")))
+        XCTAssertFalse(Scheduler.canSave(try VMTestSupport.topology("integrated-endpoints")))
+        XCTAssertFalse(Scheduler.canSave(try VMTestSupport.topology("amd-viommu")))
+        XCTAssertTrue(Scheduler.canSave(try VMTestSupport.topology("switch-no-acs")))
         XCTAssertTrue(Scheduler.canSave(try VMTestSupport.topology("sriov-igb-rootport-acs")))
         let plan = Scheduler.plan(["n", "n", "a", "a"], jobs: 1, snapshots: true, costs: nil, saveable: { $0 >= 2 })
         XCTAssertEqual(plan.map(\.requests), [[2, 3], [0], [1]])
