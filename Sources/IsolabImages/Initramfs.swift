@@ -140,10 +140,7 @@ struct AgentBinary {
         let dst = (stage as NSString).appendingPathComponent("isolab-agent")
         try fm.copyItem(atPath: path, toPath: dst)
         try chmod755(dst)
-        let stripped = try Shell.run([try Shell.which("strip"), "--strip-all", dst])
-        guard stripped.status == 0 else {
-            throw ImagesError.badAgent(path: path, problem: "strip --strip-all failed: \(stripped.errorText)")
-        }
+        try Shell.check(["strip", "--strip-all", dst])
         guard try isDynamic() else { return }
         for lib in try sharedLibraries() {
             let target = (stage as NSString).appendingPathComponent(String(lib.dropFirst()))

@@ -128,11 +128,7 @@ public final class Scheduler: @unchecked Sendable {
     /// '…/nvme'"), and the AMD vIOMMU ("… 'amd-iommu'"). `savevm` and libvirt's save both refuse
     /// them, so such fabrics are booted per scenario without first trying (and failing) a save.
     public static func canSave(_ topology: Topology) -> Bool {
-        guard topology.iommu != .amd else { return false }
-        return !topology.allNodes.contains { node in
-            if case .device(.nvme, _) = node.kind { return true }
-            return false
-        }
+        topology.iommu != .amd && !topology.allNodes.contains { $0.deviceModel == .nvme }
     }
 
     /// ``plan(_:jobs:snapshots:costs:)`` over unit keys; `costs` gives a request index's figures,

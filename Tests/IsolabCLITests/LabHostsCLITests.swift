@@ -193,25 +193,27 @@ struct LabHosts {
 
     /// QEMU processes of the lab users (`user`: of one).
     func qemus(user: String? = nil) -> [String] {
+        Self.processes(of: user.map { [$0] } ?? Self.users).filter { pid in
+            FileManager.default.contents(atPath: "/proc/\(pid)/cmdline").map { String(decoding: $0, as: UTF8.self).contains("qemu-system") } ?? false
+        }
+    }
+
+    /// The pids (in /proc) of processes owned by `users`.
+    static func processes(of users: [String]) -> [String] {
         let fm = FileManager.default
-        let uids = Set((user.map { [$0] } ?? Self.users).compactMap { getpwnam($0)?.pointee.pw_uid })
-        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid -> String? in
-            guard Int(pid) != nil, let raw = fm.contents(atPath: "/proc/\(pid)/cmdline"),
-                  let attrs = try? fm.attributesOfItem(atPath: "/proc/\(pid)"),
-                  let uid = (attrs[.ownerAccountID] as? NSNumber)?.uint32Value, uids.contains(uid) else { return nil }
-            let cmd = String(decoding: raw, as: UTF8.self)
-            return cmd.contains("qemu-system") ? pid : nil
+        let uids = Set(users.compactMap { getpwnam($0)?.pointee.pw_uid })
+        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).filter { pid in
+            guard Int(pid) != nil, let attrs = try? fm.attributesOfItem(atPath: "/proc/\(pid)"),
+                  let uid = (attrs[.ownerAccountID] as? NSNumber)?.uint32Value else { return false }
+            return uids.contains(uid)
         }
     }
 
     /// Whether `user` has a zombie process.
     static func hasZombie(user: String) -> Bool {
-        guard let uid = getpwnam(user)?.pointee.pw_uid else { return false }
-        let fm = FileManager.default
-        return ((try? fm.contentsOfDirectory(atPath: "/proc")) ?? []).contains { pid in
-            guard Int(pid) != nil, let attrs = try? fm.attributesOfItem(atPath: "/proc/\(pid)"),
-                  (attrs[.ownerAccountID] as? NSNumber)?.uint32Value == uid,
-                  let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        processes(of: [user]).contains { pid in
+            // /proc/PID/stat: "pid (comm) S …"; the state follows the last ')'.
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
                   let close = stat.lastIndex(of: ")") else { return false }
             return stat[stat.index(close, offsetBy: 2)...].hasPrefix("Z")
         }
