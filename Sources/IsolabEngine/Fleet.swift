@@ -23,6 +23,8 @@ public struct Fleet: Sendable {
     public let cancellation: Cancellation
     /// Measured guest costs: saves only where they pay, longest units first (see ``Scheduler/costs``).
     public var costs: CostBook?
+    /// Saved boots kept between runs (``GuestRunner/bootCache``); nil: none.
+    public var bootCache: BootCache?
 
     public init(connections: [LibvirtConnection], jobs: Int, snapshots: Bool = true, cancellation: Cancellation = Cancellation()) {
         self.connections = connections; self.jobs = jobs; self.snapshots = snapshots; self.cancellation = cancellation
@@ -74,10 +76,11 @@ public struct Fleet: Sendable {
             let mine = subset.indices.filter { owner[$0] == slot }.map { indices[$0] }
             guard !mine.isEmpty else { continue }
             group.enter()
-            Thread.detachNewThread { [jobs, snapshots, cancellation, costs] in
+            Thread.detachNewThread { [jobs, snapshots, cancellation, costs, bootCache] in
                 defer { group.leave() }
                 do {
                     let runner = try GuestRunner(connection: connection)
+                    runner.bootCache = bootCache
                     let scheduler = Scheduler(runner: runner, jobs: jobs, cancellation: cancellation)
                     // A host that boots from shipped images keeps no saved boots (their state files would be there).
                     scheduler.snapshots = snapshots && runner.shipping == nil
@@ -127,7 +130,8 @@ public struct Fleet: Sendable {
             let store = c.element
             // A host booting from shipped images keeps no saved boots (as `run` plans it).
             let saves = snapshots && !GuestRunner.shipsImages(connections[c.offset])
-            return total + Scheduler.plan(mine, jobs: jobs, snapshots: saves, costs: costs.map { book in { book.costs($0, store: store) } })
+            return total + Scheduler.plan(mine, jobs: jobs, snapshots: saves, costs: costs.map { book in { book.costs($0, store: store) } },
+                                          keepBoots: bootCache != nil && store == .inQEMU)
                 .reduce(0) { $0 + $1.expectedSeconds }
         }
     }

@@ -30,6 +30,9 @@ public struct MatrixRun {
     /// Where measured guest costs are kept (``CostBook``): read to plan which boots to save and
     /// in what order, updated with this run's guests. nil: the typical figures, nothing kept.
     public var costBook: String? = MatrixRun.defaultCostBook()
+    /// Saved boots kept between runs (``BootCache``, embedded driver only): a fabric booted once
+    /// starts from its saved boot in later runs. nil (`--no-boot-cache`): every run boots.
+    public var bootCache: BootCache? = BootCache(directory: BootCache.defaultDirectory())
 
     /// `$ISOLAB_CACHE_DIR` or `$XDG_CACHE_HOME/isolab` (else ~/.cache/isolab) + `/costs.json`.
     public static func defaultCostBook() -> String {
@@ -139,6 +142,7 @@ public struct MatrixRun {
         var fleet = Fleet(connections: connections, jobs: jobs, snapshots: snapshots, cancellation: cancellation)
         var book = costBook.map(CostBook.load)
         fleet.costs = book
+        fleet.bootCache = snapshots ? bootCache : nil
         let expected = fleet.expectedSeconds(planned.map(\.request))
         let started = Date()
         let observations = try fleet.run(planned.map(\.request), observer: observer)

@@ -50,6 +50,9 @@ public struct VMObservation: Codable, Equatable, Sendable {
     public var rerunAfterLosing: String?
     /// Snapshot mode: the saved guest state this run was restored from (nil: a fresh boot).
     public var restoredFrom: String?
+    /// Snapshot mode: the boot cache entry (its key) the saved guest was started from instead
+    /// of being booted in this run (nil: booted here).
+    public var bootCache: String?
     public var recordsPath: String?
     /// How the host started the guest kernel (nil in observations written before isolab recorded it).
     public var boot: BootRecord?

@@ -69,7 +69,8 @@ public struct CostBook: Codable, Equatable, Sendable {
                 c.samples[name] = n + 1
             }
             let t = o.timing
-            if t.snapshot > 0 { fold(\.snapshot, "snapshot", t.snapshot) }
+            // A saved boot started from the boot cache cost no boot or save.
+            if t.snapshot > 0, o.bootCache == nil { fold(\.snapshot, "snapshot", t.snapshot) }
             if o.restoredFrom != nil, t.restore > 0 { fold(\.restore, "restore", t.restore) }
             if o.restoredFrom == nil, t.snapshot == 0, t.boot > 0 { fold(\.boot, "boot", t.create + t.boot) }
             if t.steps > 0 { fold(\.steps, "steps", t.steps) }

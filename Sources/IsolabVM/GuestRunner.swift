@@ -103,6 +103,9 @@ public final class GuestRunner: @unchecked Sendable {
     /// (``ImageShipping``), with its ports read through libvirt. Such a host boots every
     /// scenario (no saved boot: its state files would be on the host).
     public let shipping: ImageShipping?
+    /// Saved boots kept between runs (in-QEMU store only): a fabric whose boot is there starts
+    /// from it instead of booting, and every fabric saved here is kept there. nil: none.
+    public var bootCache: BootCache?
 
     public init(connection: LibvirtConnection) throws {
         self.connection = connection

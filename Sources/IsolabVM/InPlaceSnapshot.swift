@@ -39,6 +39,8 @@ extension GuestRunner {
         /// The guest is still where `savevm` left it (it ran on, its agent waiting for a plan):
         /// the first scenario needs no `loadvm`.
         var untouched = true
+        /// The boot cache's key when the guest was started from it, not booted.
+        var fromCache: String?
 
         var name: String { parameters.name }
         var vmstatePath: String { parameters.vmstateDrivePath ?? "" }
@@ -70,6 +72,48 @@ extension GuestRunner {
         return .success(LiveGuest(request: request, directory: directory, xml: xml, parameters: parameters,
                                   inventory: inventory, seconds: Date().timeIntervalSince(started), domain: domain,
                                   relay: relay))
+    }
+
+    /// Starts `req`'s saved boot from the boot cache: QEMU on a copy of `entry`'s vmstate drive,
+    /// from its snapshot (`-loadvm`), under the boot's own files and a new name. The guest is
+    /// then where `savevm` left it: its agent waits for a plan, so the first scenario needs no
+    /// `loadvm`. Returns why it did not start; the caller boots instead.
+    func startFromCache(_ entry: BootCache.Entry, _ req: RunRequest, directory: String, plan: GuestPlan,
+                        parameters boot: DomainParameters, started: Date) -> Result<LiveGuest, SnapshotError> {
+        let files = RunFiles(directory: directory)
+        var parameters = boot
+        parameters.loadSnapshotTag = Self.snapshotTag
+        let xml: String
+        do {
+            try? FileManager.default.removeItem(atPath: files.vmstate)
+            try FileManager.default.copyItem(atPath: entry.vmstatePath, toPath: files.vmstate)
+            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
+            try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+        } catch {
+            return .failure(.prepare("\(error)"))
+        }
+        watch.expect(parameters.name)
+        let domain: LibvirtDomain
+        do {
+            domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
+        } catch {
+            watch.failedToStart(parameters.name)
+            watch.forget(parameters.name)
+            return .failure(.cannotStart("\(error)"))
+        }
+        let relay: ChannelRelay
+        do {
+            relay = try ChannelRelay(socketPath: parameters.channelSocketPath ?? "", recordsPath: files.records)
+        } catch {
+            var end = VMEnd.finished
+            tearDown(domain, parameters.name, &end)
+            watch.forget(parameters.name)
+            return .failure(.libvirt("\(error)"))
+        }
+        let live = LiveGuest(request: req, directory: directory, xml: xml, parameters: parameters, inventory: entry.inventory,
+                             seconds: Date().timeIntervalSince(started), domain: domain, relay: relay)
+        live.fromCache = entry.key
+        return .success(live)
     }
 
     /// One scenario on `live`, put back into its snapshot first.

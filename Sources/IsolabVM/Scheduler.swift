@@ -37,7 +37,9 @@ public final class Scheduler: @unchecked Sendable {
     }
 
     public func run(_ requests: [RunRequest]) -> [VMObservation] {
-        let units = Self.plan(requests, jobs: jobs, snapshots: snapshots, costs: costs).map(\.requests)
+        let planned = Self.plan(requests, jobs: jobs, snapshots: snapshots, costs: costs,
+                                keepBoots: runner.bootCache != nil && runner.snapshotStore == .inQEMU)
+        let units = planned.map(\.requests)
         let state = QueueState(count: requests.count)
         let group = DispatchGroup()
         for _ in 0..<min(jobs, units.count) {
@@ -48,6 +50,7 @@ public final class Scheduler: @unchecked Sendable {
                     lock.lock()
                     guard state.next < units.count else { lock.unlock(); return }
                     let unit = units[state.next]
+                    let saved = planned[state.next].saved
                     state.next += 1
                     lock.unlock()
                     let finished: (Int, VMObservation) -> Void = { [self] i, obs in
@@ -63,7 +66,7 @@ public final class Scheduler: @unchecked Sendable {
                                                       iommu: req.topology.iommu.rawValue, scenario: req.scenario?.name,
                                                       outcome: .interrupted, problem: "interrupted before it started"))
                         }
-                    } else if unit.count == 1 {
+                    } else if !saved {
                         lock.lock(); onStart?(unit[0], requests[unit[0]]); lock.unlock()
                         finished(unit[0], runner.run(requests[unit[0]], cancel: cancellation))
                     } else {
@@ -104,22 +107,33 @@ public final class Scheduler: @unchecked Sendable {
         }
     }
 
-    /// One unit of the plan: requests run from one saved boot (two or more) or booted (one).
+    /// One unit of the plan: requests run from one saved boot, or one request booted.
     public struct PlannedUnit: Equatable, Sendable {
         public var requests: [Int]
         /// The guest seconds the unit is expected to take (``GuestCosts/typical`` without costs).
         public var expectedSeconds: Double
-        public var saved: Bool { requests.count > 1 }
+        /// Run from a saved boot (two or more requests, or one whose boot the boot cache keeps).
+        public var saved: Bool
+
+        public init(requests: [Int], expectedSeconds: Double, saved: Bool? = nil) {
+            self.requests = requests
+            self.expectedSeconds = expectedSeconds
+            self.saved = saved ?? (requests.count > 1)
+        }
     }
 
     /// The units `run` starts, in order: fabrics grouped (``units(_:jobs:)``), then, with
     /// `costs`, a unit whose saved boot would cost more than it wins back is booted request by
     /// request, and the units expected to end latest start first (longest processing time first,
     /// which keeps every job busy to the end).
+    ///
+    /// With `keepBoots` (a boot cache that keeps saved boots for later runs) every fabric QEMU
+    /// can save is saved, one scenario or many, whatever this run's costs say: the save is paid
+    /// once, and later runs start from it instead of booting.
     public static func plan(_ requests: [RunRequest], jobs: Int, snapshots: Bool,
-                            costs: ((RunRequest) -> GuestCosts)?) -> [PlannedUnit] {
+                            costs: ((RunRequest) -> GuestCosts)?, keepBoots: Bool = false) -> [PlannedUnit] {
         plan(requests.map(UnitKey.init), jobs: jobs, snapshots: snapshots, costs: costs.map { c in { c(requests[$0]) } },
-             saveable: { canSave(requests[$0].topology) })
+             saveable: { canSave(requests[$0].topology) }, keepBoots: keepBoots)
     }
 
     /// Whether QEMU can save a guest of `topology` at all. Two of the devices isolab builds are
@@ -134,15 +148,21 @@ public final class Scheduler: @unchecked Sendable {
     /// ``plan(_:jobs:snapshots:costs:)`` over unit keys; `costs` gives a request index's figures,
     /// `saveable` whether its guest can be saved.
     static func plan<Key: Hashable>(_ keys: [Key], jobs: Int, snapshots: Bool, costs: ((Int) -> GuestCosts)?,
-                                    saveable: (Int) -> Bool = { _ in true }) -> [PlannedUnit] {
-        let estimate = { (unit: [Int]) -> Double in
-            (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: unit.count > 1)
+                                    saveable: (Int) -> Bool = { _ in true }, keepBoots: Bool = false) -> [PlannedUnit] {
+        let estimate = { (unit: [Int], saved: Bool) -> Double in
+            (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: saved)
         }
-        guard snapshots else { return keys.indices.map { PlannedUnit(requests: [$0], expectedSeconds: estimate([$0])) } }
+        let unit = { (u: [Int]) -> PlannedUnit in
+            let saved = keepBoots ? saveable(u[0]) : u.count > 1
+            return PlannedUnit(requests: u, expectedSeconds: estimate(u, saved), saved: saved)
+        }
+        guard snapshots else { return keys.indices.map { PlannedUnit(requests: [$0], expectedSeconds: estimate([$0], false)) } }
         var units = Self.units(keys, jobs: jobs, saveable: saveable)
-        guard let costs else { return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) } }
-        units = units.flatMap { u in u.count > 1 && !costs(u[0]).savesTime(scenarios: u.count) ? u.map { [$0] } : [u] }
-        return units.map { PlannedUnit(requests: $0, expectedSeconds: estimate($0)) }
+        guard let costs else { return units.map(unit) }
+        if !keepBoots {
+            units = units.flatMap { u in u.count > 1 && !costs(u[0]).savesTime(scenarios: u.count) ? u.map { [$0] } : [u] }
+        }
+        return units.map(unit)
             .enumerated().sorted { ($0.element.expectedSeconds, -$0.offset) > ($1.element.expectedSeconds, -$1.offset) }
             .map(\.element)
     }

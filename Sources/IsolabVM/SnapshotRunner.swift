@@ -70,6 +70,10 @@ extension GuestRunner {
             case .inQEMU(let live):
                 obs = revert(live, req, cancel: cancel)
                 if i == 0 { obs.timing.snapshot = live.seconds }
+                obs.bootCache = live.fromCache
+                if let key = live.fromCache, obs.outcome == .infrastructure, !cancel.isCancelled {
+                    bootCache?.evict(key)   // maybe not the saved guest any more: boot it next time
+                }
             case .file(let snapshot):
                 obs = restore(snapshot, req, cancel: cancel)
                 if i == 0 { obs.timing.snapshot = snapshot.seconds }
@@ -129,6 +133,25 @@ extension GuestRunner {
         } catch {
             return .failure(.prepare("\(error)"))
         }
+        var cacheKey: String?
+        if store == .inQEMU, bootCache != nil {
+            cacheKey = try? BootCache.key(req, plan: plan, parameters: parameters, libvirt: connection.libvirtVersion())
+        }
+        if let cache = bootCache, let key = cacheKey, let entry = cache.lookup(key) {
+            switch startFromCache(entry, req, directory: directory, plan: plan, parameters: parameters, started: start) {
+            case .success(let live):
+                return .success(.inQEMU(live))
+            case .failure(let why):
+                Logger(label: "isolab.vm").notice("\(req.topology.name) on \(req.kernelLabel): the saved boot in the boot cache did not start (\(why)); dropped it, booting")
+                cache.evict(key)
+                do {
+                    try VMStateDrive.create(at: files.vmstate)
+                    try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
+                } catch {
+                    return .failure(.prepare("\(error)"))
+                }
+            }
+        }
         watch.expect(name)
         var keepWatching = false   // an in-QEMU snapshot's scenarios run under this name
         defer { if !keepWatching { watch.forget(name) } }
@@ -172,6 +195,7 @@ extension GuestRunner {
                 return saved.map { .inQEMU($0) }
             }
             keepWatching = true   // until `finish(live)`
+            if let cache = bootCache, let key = cacheKey { cache.store(key, vmstate: files.vmstate, inventory: inventory) }
             return .success(.inQEMU(live))
         }
         let statePath = directory + "/guest.save"

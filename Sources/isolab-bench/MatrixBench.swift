@@ -3,8 +3,9 @@ import IsolabEngine
 import IsolabModel
 import IsolabProtocol
 import IsolabReport
+import IsolabVM
 
-/// `isolab-bench matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot]`: runs a whole
+/// `isolab-bench matrix [MATRIX_FILE] [--kernel K,…] [--jobs N] [--no-snapshot] [--no-boot-cache | --boot-cache DIR]`: runs a whole
 /// matrix through the engine `isolab matrix` uses (IsolabEngine's ``MatrixRun``) and prints the
 /// wall time, the number of VMs, VM-seconds and where they went (create, boot, steps, teardown),
 /// overall, per kernel and per emulator. Figures only: mismatches or slow runs never fail it.
@@ -22,6 +23,8 @@ enum MatrixBench {
         var emulators: [String]?
         var jobs: Int?
         var snapshots = true
+        /// nil: isolab's boot cache; "": none; else that folder (an empty one measures a cold cache).
+        var bootCache: String?
 
         init(_ args: [String]) throws {
             var rest = args[...]
@@ -37,8 +40,12 @@ enum MatrixBench {
                     guard let v = rest.popFirst().flatMap({ Int($0) }), v >= 1 else { throw BenchError("--jobs needs a number ≥ 1") }
                     jobs = v
                 case "--no-snapshot": snapshots = false
+                case "--no-boot-cache": bootCache = ""
+                case "--boot-cache":
+                    guard let v = rest.popFirst(), !v.isEmpty else { throw BenchError("--boot-cache needs a folder") }
+                    bootCache = v
                 default:
-                    guard !a.hasPrefix("-") else { throw BenchError("unknown option \(a) (accepted: --kernel, --emulator, --jobs, --no-snapshot)") }
+                    guard !a.hasPrefix("-") else { throw BenchError("unknown option \(a) (accepted: --kernel, --emulator, --jobs, --no-snapshot, --no-boot-cache, --boot-cache DIR)") }
                     file = a
                 }
             }
@@ -59,6 +66,7 @@ enum MatrixBench {
                                emulators: Dictionary(uniqueKeysWithValues: emulators.map { ($0.label, $0) }))
         matrix.jobs = o.jobs ?? matrixFile.jobs ?? ProcessInfo.processInfo.activeProcessorCount
         matrix.snapshots = o.snapshots
+        if let dir = o.bootCache { matrix.bootCache = dir.isEmpty ? nil : BootCache(directory: dir) }
         let start = Date()
         let outcome = try matrix.run(provisioner)
         let wall = Date().timeIntervalSince(start)
@@ -99,14 +107,15 @@ enum MatrixBench {
                          + zip(cols, [9, 8, 9, 11, 8]).map { String(repeating: " ", count: max(1, $1 - $0.count)) + $0 }.joined())
         }
         let restored = all.filter { $0.restoredFrom != nil }
-        lines.append("  restored scenarios: \(restored.count) of \(all.count), median wall \(String(format: "%.2f", Self.median(restored.map(\.timing.total)))) s; saved boots: \(timings.filter { $0.snapshot > 0 }.count)")
+        let cached = all.filter { $0.bootCache != nil && $0.timing.snapshot > 0 }.count
+        lines.append("  restored scenarios: \(restored.count) of \(all.count), median wall \(String(format: "%.2f", Self.median(restored.map(\.timing.total)))) s; saved boots: \(timings.filter { $0.snapshot > 0 }.count), \(cached) of them started from the boot cache")
         let overhead = restored.map(Self.overhead).sorted()
         if !overhead.isEmpty {
             lines.append(String(format: "  isolab's overhead per restored scenario (wall minus the guest's own step time): median %.2f s, p90 %.2f s, max %.2f s",
                                 Self.median(overhead), overhead[min(overhead.count - 1, Int((Double(overhead.count) * 0.9).rounded(.up)) - 1)], overhead.last!))
         }
-        lines.append("  (create: libvirt + QEMU start; boot: to the agent's first record; snapshot: boot to ready + save, once per")
-        lines.append("   fabric with several scenarios; restore: restore to the agent's first record; steps: to done; teardown: destroy;")
+        lines.append("  (create: libvirt + QEMU start; boot: to the agent's first record; snapshot: boot to ready + save (or the start")
+        lines.append("   from the boot cache), once per saved fabric; restore: restore to the agent's first record; steps: to done; teardown: destroy;")
         lines.append("   prepare: plan, initramfs and domain XML; other: the guest powering off after done, assembling the observation)")
         lines += breakdown("kernel", doc.runs, by: \.kernel)
         if Set(doc.runs.map(\.emulator)).count > 1 { lines += breakdown("emulator", doc.runs, by: { $0.emulator ?? "?" }) }

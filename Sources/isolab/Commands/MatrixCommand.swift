@@ -35,6 +35,8 @@ struct MatrixCommand: ParsableCommand {
     @OptionGroup var outputOptions: OutputOptions
     @Flag(help: "Boot every scenario afresh instead of restoring one saved boot per fabric and kernel.")
     var noSnapshot = false
+    @Flag(help: "Boot every fabric even where a saved boot of it is in the boot cache, and keep none there (the cache: <isolab cache>/boots, embedded driver only).")
+    var noBootCache = false
     @Option(name: .customLong("repeat"), help: "Run every cell N times; an item judged differently between repetitions is reported flaky, with each observation.")
     var repetitions: Int = 1
     @Flag(help: "Flaky items do not fail the run (they are still reported).")
@@ -75,6 +77,7 @@ struct MatrixCommand: ParsableCommand {
         matrix.connections = connectOptions.uris
         matrix.jobs = jobsOptions.resolve(inputs.matrix.jobs)
         matrix.snapshots = !noSnapshot
+        if noBootCache { matrix.bootCache = nil }
         matrix.accel = MatrixRun.AccelChoice(rawValue: accel.rawValue) ?? .tcg
         let outcome: MatrixRun.Outcome
         let cancellation = Cancellation()
