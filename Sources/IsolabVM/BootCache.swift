@@ -9,15 +9,17 @@ import IsolabProtocol
 /// of booting, and each scenario is checked as after any restore: its agent enumerates the
 /// fabric again and must find the saved inventory.
 ///
-/// Entries are folders `<directory>/<key>/` (`vmstate.qcow2`, `inventory.json`); the least
+/// Entries are folders `<directory>/<key>/` (`vmstate.qcow2.zst`, the drive compressed to a
+/// quarter by ``VMStateDrive/pack(_:to:)``, and `inventory.json`); the least
 /// recently used go once the whole exceeds `limitBytes`. A store that cannot be written or read
 /// never fails a run: the guest is booted.
 public struct BootCache: Sendable {
     public var directory: String
     public var limitBytes: UInt64
 
-    /// 20 GiB: the default matrix keeps about 80 saved boots of ≈ 110 MB per emulator.
-    public static let defaultLimit: UInt64 = 20 << 30
+    /// 8 GiB: the default matrix keeps about 190 saved boots of ≈ 25 MB (both emulators), the
+    /// test command more.
+    public static let defaultLimit: UInt64 = 8 << 30
 
     public init(directory: String, limitBytes: UInt64 = BootCache.defaultLimit) {
         self.directory = directory
@@ -30,7 +32,8 @@ public struct BootCache: Sendable {
     /// One saved boot.
     public struct Entry: Sendable {
         public var key: String
-        public var vmstatePath: String
+        /// The compressed drive (``VMStateDrive/unpack(_:to:)`` gives it back).
+        public var packedPath: String
         public var inventory: Inventory
     }
 
@@ -59,7 +62,7 @@ public struct BootCache: Sendable {
                      ("emulator", req.emulator ?? "/usr/bin/qemu-system-x86_64")]
         files += req.initramfsPrograms.sorted { $0.key < $1.key }.map { ("program " + $0.key, $0.value) }
         let identities = files.map { "\($0.0) \($0.1) \(fileIdentity($0.1))" }
-        let text = (["isolab-boot-cache-1", "libvirt \(libvirt)", "emulator \(req.emulatorVersion ?? "default")"]
+        let text = (["isolab-boot-cache-2", "libvirt \(libvirt)", "emulator \(req.emulatorVersion ?? "default")"]
                     + identities + [planText, xml]).joined(separator: "\n")
         return Hashing.sha256(text)
     }
@@ -73,14 +76,17 @@ public struct BootCache: Sendable {
 
     func folder(_ key: String) -> String { directory + "/" + key }
 
+    /// The compressed vmstate drive in an entry's folder.
+    static let packedName = "vmstate.qcow2.zst"
+
     /// The entry for `key`, marked as just used; nil when there is none or it is unreadable.
     public func lookup(_ key: String) -> Entry? {
         let dir = folder(key)
         guard let data = FileManager.default.contents(atPath: dir + "/inventory.json"),
               let inventory = try? JSONDecoder().decode(Inventory.self, from: data),
-              FileManager.default.fileExists(atPath: dir + "/vmstate.qcow2") else { return nil }
+              FileManager.default.fileExists(atPath: dir + "/" + Self.packedName) else { return nil }
         try? FileManager.default.setAttributes([.modificationDate: Date()], ofItemAtPath: dir)
-        return Entry(key: key, vmstatePath: dir + "/vmstate.qcow2", inventory: inventory)
+        return Entry(key: key, packedPath: dir + "/" + Self.packedName, inventory: inventory)
     }
 
     /// Keeps a copy of `vmstate` (a drive `savevm` has just written) and `inventory` as `key`'s
@@ -91,7 +97,7 @@ public struct BootCache: Sendable {
         let staging = directory + "/.staging-" + UUID().uuidString
         do {
             try fm.createDirectory(atPath: staging, withIntermediateDirectories: true)
-            try fm.copyItem(atPath: vmstate, toPath: staging + "/vmstate.qcow2")
+            try VMStateDrive.pack(vmstate, to: staging + "/" + Self.packedName)
             try JSONEncoder().encode(inventory).write(to: URL(fileURLWithPath: staging + "/inventory.json"))
             if rename(staging, folder(key)) != 0 { try? fm.removeItem(atPath: staging) }
         } catch {
@@ -119,7 +125,9 @@ public struct BootCache: Sendable {
                 if used.timeIntervalSinceNow < -3600 { try? fm.removeItem(atPath: path) }
                 continue
             }
-            let bytes = (try? fm.attributesOfItem(atPath: path + "/vmstate.qcow2")[.size] as? UInt64) ?? 0
+            let bytes = ((try? fm.contentsOfDirectory(atPath: path)) ?? []).reduce(UInt64(0)) {
+                $0 + ((try? fm.attributesOfItem(atPath: path + "/" + $1)[.size] as? UInt64) ?? 0)
+            }
             entries.append((path, used, bytes))
         }
         var total = entries.reduce(0) { $0 + $1.bytes }

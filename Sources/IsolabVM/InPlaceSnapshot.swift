@@ -85,8 +85,7 @@ extension GuestRunner {
         parameters.loadSnapshotTag = Self.snapshotTag
         let xml: String
         do {
-            try? FileManager.default.removeItem(atPath: files.vmstate)
-            try FileManager.default.copyItem(atPath: entry.vmstatePath, toPath: files.vmstate)
+            try VMStateDrive.unpack(entry.packedPath, to: files.vmstate)
             xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
             try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
         } catch {

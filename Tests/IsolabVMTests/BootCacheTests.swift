@@ -1,4 +1,5 @@
 import Foundation
+import IsolabImages
 import IsolabLibvirt
 import IsolabModel
 import IsolabProtocol
@@ -67,20 +68,23 @@ final class BootCacheTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: source) }
         try FileManager.default.createDirectory(atPath: source, withIntermediateDirectories: true)
         let vmstate = source + "/vmstate.qcow2"
-        try Data(repeating: 7, count: 1000).write(to: URL(fileURLWithPath: vmstate))
+        // Random bytes: the entry stores them compressed, and they stay about as large.
+        try Data((0..<1000).map { _ in UInt8.random(in: 0...255) }).write(to: URL(fileURLWithPath: vmstate))
 
         let cache = BootCache(directory: directory, limitBytes: 2500)
         XCTAssertNil(cache.lookup("a"))
         cache.store("a", vmstate: vmstate, inventory: inventory)
         let a = try XCTUnwrap(cache.lookup("a"))
         XCTAssertEqual(a.inventory, inventory)
-        XCTAssertEqual(FileManager.default.contents(atPath: a.vmstatePath)?.count, 1000)
+        let unpacked = source + "/unpacked.qcow2"
+        try VMStateDrive.unpack(a.packedPath, to: unpacked)
+        XCTAssertEqual(FileManager.default.contents(atPath: unpacked), FileManager.default.contents(atPath: vmstate))
         // A second store of the same key (another run at once) keeps the first.
         cache.store("a", vmstate: vmstate, inventory: inventory)
         cache.store("b", vmstate: vmstate, inventory: inventory)
         try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: directory + "/b")
         _ = cache.lookup("a")   // a is the more recently used
-        cache.store("c", vmstate: vmstate, inventory: inventory)   // 3000 bytes > 2500: b goes
+        cache.store("c", vmstate: vmstate, inventory: inventory)   // 3 × ≈ 1.1 kB > 2500 bytes: b goes
         XCTAssertNotNil(cache.lookup("a"))
         XCTAssertNil(cache.lookup("b"))
         XCTAssertNotNil(cache.lookup("c"))
@@ -139,7 +143,7 @@ final class BootCacheBootTests: XCTestCase {
         XCTAssertGreaterThan(cached[0].timing.snapshot, 0, "the cached start is accounted where the boot was")
 
         // A damaged entry: QEMU cannot start from it, so the fabric boots and the entry is replaced.
-        let vmstate = directory + "/" + key + "/vmstate.qcow2"
+        let vmstate = directory + "/" + key + "/vmstate.qcow2.zst"
         let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: vmstate)[.size] as? UInt64)
         truncate(vmstate, 4096)
         let thirdRequests = try requests()
