@@ -33,6 +33,11 @@ public struct GuestPlan: Codable, Equatable, Sendable {
     /// one JSON line on the control channel (the host saves the guest meanwhile and sends the
     /// plan to each restored copy). nil or false: run `steps` and finish.
     public var serve: Bool?
+    /// The host ends the guest once it has read `done`, so the agent must not power it off:
+    /// set where the serial ports are ptys read through libvirt, whose stream loses what QEMU
+    /// had not handed over when it exits (the last records, `done` among them). nil or false:
+    /// the guest powers off after `done`.
+    public var hostEndsGuest: Bool?
 
     public init(runID: String, nodes: [PlanNode], steps: [PlanStep], stepTimeoutSeconds: Double = 20,
                 preload: [String] = [], serve: Bool? = nil) {

@@ -13,7 +13,11 @@ extension GuestRunner {
     func runShipped(_ req: RunRequest, shipping: ImageShipping, cancel: Cancellation) -> VMObservation {
         var run = RunBook(req)
         run.connection = connection.uri
-        let plan = run.plan, files = run.files
+        var plan = run.plan
+        let files = run.files
+        // The agent leaves the guest up after `done` and the host ends it: its last records
+        // would otherwise race QEMU's exit through the pty and libvirt's stream, and be lost.
+        plan.hostEndsGuest = true
         func finish(_ end: VMEnd) -> VMObservation { run.finish(end) }
 
         // Files: the plan (sent on the channel), the boot files on the host, the domain XML.
@@ -68,7 +72,9 @@ extension GuestRunner {
         run.timing.create = Date().timeIntervalSince(created)
 
         let running = Date()
-        var watched = supervise(name, req: req, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
+        var quick = req
+        quick.afterDoneGrace = min(req.afterDoneGrace, 0.05)   // nothing comes after `done`
+        var watched = supervise(name, req: quick, cancel: cancel, stream: &run.stream, console: &run.console, records: &run.records)
         if let f = watched.firstRecordAt {
             run.timing.boot = f.timeIntervalSince(running)
             run.timing.steps = (watched.goalAt ?? Date()).timeIntervalSince(f)

@@ -100,7 +100,11 @@ channel.finish()
 // A restored copy is ended by the host at `done`. Its own poweroff would race that: when the
 // guest stops first, libvirt finds QEMU's zombie and waits 200 ms before it calls the domain
 // stopped (virProcessKillPainfully), which the next copy, of the same name, must wait for.
-if repairedAfterRestore != nil {
+// A guest whose ports are read through libvirt is ended by the host too (the plan says so):
+// records still in QEMU's pty when it exits would be lost.
+var hostEndsGuest = false
+if case .success(let plan) = planResult, plan.hostEndsGuest == true { hostEndsGuest = true }
+if repairedAfterRestore != nil || hostEndsGuest {
     while true { pause() }
 }
 exit(0)

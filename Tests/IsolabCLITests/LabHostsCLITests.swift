@@ -29,6 +29,13 @@ final class LabHostsCLITests: XCTestCase {
         XCTAssertEqual(first.status, 0, first.err)
         for uri in lab.uris { XCTAssertTrue(first.err.contains("into pool 'isolab' on \(uri)"), "nothing uploaded to \(uri):\n\(first.err)") }
         print("lab: " + first.err.split(separator: "\n").filter { $0.contains("uploaded ") }.joined(separator: "\nlab: "))
+        // The lab's guests stay up after `done` until isolab ends them (their ports are ptys read
+        // through libvirt: a guest powering off itself could take its last records with it).
+        let runs = dir + "/state/isolab/runs"
+        let hostEnded = try fm.contentsOfDirectory(atPath: runs).filter { run in
+            fm.contents(atPath: "\(runs)/\(run)/plan.json").map { String(decoding: $0, as: UTF8.self).contains("\"hostEndsGuest\":true") } ?? false
+        }
+        XCTAssertGreaterThanOrEqual(hostEnded.count, 4, "the shipped guests' plans do not say the host ends them")
         let connections = try Self.connections(dir + "/lab/results.json")
         XCTAssertEqual(Set(connections.values.flatMap { $0 }), Set(lab.uris), "both hosts ran fabrics: \(connections)")
         for uri in lab.uris {
