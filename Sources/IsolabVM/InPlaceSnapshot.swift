@@ -78,7 +78,7 @@ extension GuestRunner {
     /// from its snapshot (`-loadvm`), under the boot's own files and a new name. The guest is
     /// then where `savevm` left it: its agent waits for a plan, so the first scenario needs no
     /// `loadvm`. Returns why it did not start; the caller boots instead.
-    func startFromCache(_ entry: BootCache.Entry, _ req: RunRequest, directory: String, plan: GuestPlan,
+    func startFromCache(_ entry: BootCache.Entry, _ req: RunRequest, directory: String,
                         parameters boot: DomainParameters, started: Date) -> Result<LiveGuest, SnapshotError> {
         let files = RunFiles(directory: directory)
         var parameters = boot

@@ -138,7 +138,7 @@ extension GuestRunner {
             cacheKey = try? BootCache.key(req, plan: plan, parameters: parameters, libvirt: connection.libvirtVersion())
         }
         if let cache = bootCache, let key = cacheKey, let entry = cache.lookup(key) {
-            switch startFromCache(entry, req, directory: directory, plan: plan, parameters: parameters, started: start) {
+            switch startFromCache(entry, req, directory: directory, parameters: parameters, started: start) {
             case .success(let live):
                 return .success(.inQEMU(live))
             case .failure(let why):
