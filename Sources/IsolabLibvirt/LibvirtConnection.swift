@@ -46,11 +46,20 @@ public final class LibvirtConnection: @unchecked Sendable {
         guard let p = virConnectOpen(uri) else { throw LibvirtError.last("virConnectOpen(\(uri))") }
         if embeddedRoot(uri) != nil {
             embeddedLock.lock(); embeddedDriverLoaded = true; embeddedLock.unlock()
+        } else if virConnectSetKeepAlive(p, keepAliveInterval, keepAliveCount) < 0 {
+            // Keepalive (virsh's figures): a daemon whose host left the network (no RST, no FIN)
+            // is declared gone after about 30 s, and every call waiting on it fails, instead of
+            // waiting in poll() for ever. A driver without keepalive is served as before.
+            virResetLastError()
         }
         return LibvirtConnection(uri: uri, pointer: p)
     }
 
     deinit { close() }
+
+    /// Seconds between keepalive probes to a daemon, and how many may go unanswered.
+    static let keepAliveInterval: Int32 = 5
+    static let keepAliveCount: UInt32 = 6
 
     private static let embeddedLock = NSLock()
     nonisolated(unsafe) private static var embeddedDriverLoaded = false

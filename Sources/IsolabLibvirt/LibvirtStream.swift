@@ -12,9 +12,14 @@ public final class LibvirtStream: @unchecked Sendable {
     /// Keeps the connection open while the stream lives.
     public let connection: LibvirtConnection
 
-    init(connection: LibvirtConnection) throws {
-        guard let p = virStreamNew(try connection.handle(), 0) else { throw LibvirtError.last("virStreamNew") }
+    /// The stream never blocks: ``receive(max:)`` returns nil when nothing has arrived yet.
+    public let isNonBlocking: Bool
+
+    init(connection: LibvirtConnection, nonBlocking: Bool = false) throws {
+        let flags = nonBlocking ? UInt32(VIR_STREAM_NONBLOCK.rawValue) : 0
+        guard let p = virStreamNew(try connection.handle(), flags) else { throw LibvirtError.last("virStreamNew") }
         pointer = p
+        isNonBlocking = nonBlocking
         self.connection = connection
     }
 
@@ -32,17 +37,20 @@ public final class LibvirtStream: @unchecked Sendable {
             var offset = 0
             while offset < raw.count {
                 let n = virStreamSend(pointer, base + offset, raw.count - offset)
+                if n == -2 { usleep(1000); continue }   // a non-blocking stream that is full
                 guard n > 0 else { throw LibvirtError.last("virStreamSend") }
                 offset += Int(n)
             }
         }
     }
 
-    /// Blocks until some bytes arrive; empty at the end of the stream. Throws when the stream
-    /// fails (its domain or connection went away mid-read).
-    public func receive(max: Int = 65536) throws -> Data {
+    /// The bytes that have arrived, empty at the end of the stream. A blocking stream waits
+    /// for some; a non-blocking one returns nil when none are there yet. Throws when the
+    /// stream fails (its domain or connection went away mid-read).
+    public func receive(max: Int = 65536) throws -> Data? {
         var buffer = [CChar](repeating: 0, count: max)
         let n = buffer.withUnsafeMutableBufferPointer { virStreamRecv(pointer, $0.baseAddress, max) }
+        if n == -2 { return nil }
         if n < 0 { throw LibvirtError.last("virStreamRecv") }
         return Data(buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) })
     }
@@ -74,8 +82,15 @@ extension LibvirtDomain {
     /// pty) as a stream, taking it over from any other client (`virDomainOpenConsole` with
     /// `VIR_DOMAIN_CONSOLE_FORCE`). QEMU drops what a pty serial port writes while nothing
     /// holds it open, so open it while the domain is still paused.
+    ///
+    /// The stream is non-blocking (poll ``LibvirtStream/receive(max:)``), as virsh's console
+    /// is. A blocking `virStreamRecv` on a remote connection can miss data for good: it looks
+    /// at the stream's queue, lets go of the stream's lock, then queues a call that waits for
+    /// the *next* packet (virNetClientStreamRecvPacket, libvirt 9.0 to today), and a packet the
+    /// connection's other readers (the event loop, another stream's reader) queued in between
+    /// wakes nobody. A guest that then stays quiet leaves its last bytes in the client's queue.
     public func openConsole(_ device: String) throws -> LibvirtStream {
-        let stream = try LibvirtStream(connection: connection)
+        let stream = try LibvirtStream(connection: connection, nonBlocking: true)
         guard virDomainOpenConsole(handle, device, stream.handle, UInt32(VIR_DOMAIN_CONSOLE_FORCE.rawValue)) == 0 else {
             throw LibvirtError.last("virDomainOpenConsole(\(name), \(device))")
         }

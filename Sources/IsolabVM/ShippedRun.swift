@@ -111,7 +111,13 @@ final class SerialPump: @unchecked Sendable {
         let thread = Thread { [stream, done] in
             defer { try? file.close(); done.signal() }
             var handover = plan.map { PlanHandover(plan: $0) }
-            while let chunk = try? stream.receive(), !chunk.isEmpty {
+            while true {
+                // Polled (LibvirtDomain.openConsole: a blocking read can lose a quiet guest's last
+                // bytes): what the connection queued is taken every 5 ms.
+                let received: Data?
+                do { received = try stream.receive() } catch { break }
+                guard let chunk = received else { usleep(5000); continue }
+                if chunk.isEmpty { break }
                 guard var h = handover else { file.write(chunk); continue }
                 let (answers, rest) = h.feed(chunk)
                 for _ in 0..<answers {

@@ -66,9 +66,40 @@ final class LabHostsCLITests: XCTestCase {
         let embedded = try LabHosts.isolab(["matrix", "matrix.yaml", "--jobs", "2", "--output", "embedded"], in: dir)
         XCTAssertEqual(embedded.status, 0, embedded.err)
 
+        try loseHostAMidMatrix(lab, dir: dir, label: "lab kill") { try lab.kill(0) }
+        let diff = try LabHosts.isolab(["report", "diff", "embedded/results.json", "lab/results.json"], in: dir)
+        XCTAssertTrue(diff.out.lowercased().contains("no changes"), diff.out)
+        XCTAssertEqual(lab.qemus(), [], "QEMU left on a lab host")
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+    }
+
+    /// Host A leaves the network while it runs a guest (its link cut: no RST, no FIN reaches
+    /// isolab; A's daemon and guest keep running). isolab's keepalive declares A gone instead of
+    /// waiting on it for ever, A's unfinished cell runs again on B, and the matrix passes. A's
+    /// daemon ends A's guest itself (autodestroy) once its own keepalive finds isolab gone.
+    func testAHostThatLeavesTheNetworkHasItsUnfinishedCellsRerunOnTheOther() throws {
+        let lab = try LabHosts.up()
+        defer { lab.down() }
+        let dir = try Self.workspace("lab-cut")
+        defer { try? fm.removeItem(atPath: dir) }
+
+        let started = Date()
+        try loseHostAMidMatrix(lab, dir: dir, label: "lab cut") { try lab.cut(0) }
+        print("lab cut: the matrix ended \(Int(Date().timeIntervalSince(started))) s after it started")
+        XCTAssertEqual(CLISupport.qemuCount(), 0)
+        XCTAssertEqual(lab.qemus(user: LabHosts.users[1]), [], "QEMU left on host B")
+        let deadline = Date().addingTimeInterval(90)
+        while Date() < deadline, !lab.qemus(user: LabHosts.users[0]).isEmpty { usleep(500_000) }
+        XCTAssertEqual(lab.qemus(user: LabHosts.users[0]), [], "host A's daemon did not end the guest of a client it lost")
+    }
+
+    /// Runs the lab's matrix over both hosts with one job each, calls `lose` once A has finished
+    /// a guest and runs the next, and checks that the matrix passes with A's finished guests
+    /// kept and its unfinished one run again on B.
+    private func loseHostAMidMatrix(_ lab: LabHosts, dir: String, label: String, lose: () throws -> Void) throws {
         let matrix = try LabHosts.start(["matrix", "matrix.yaml", "--connect", lab.uris[0], "--connect", lab.uris[1],
                                          "--jobs", "1", "--output", "lab"], in: dir)
-        // Wait until A has finished a guest and runs the next one, then kill it.
+        // Wait until A has finished a guest and runs the next one, then lose it.
         let runs = dir + "/state/isolab/runs"
         let deadline = Date().addingTimeInterval(300)
         var finishedOnA = 0
@@ -77,10 +108,11 @@ final class LabHostsCLITests: XCTestCase {
             if finishedOnA >= 1, !lab.qemus(user: LabHosts.users[0]).isEmpty { break }
             usleep(100_000)
         }
-        XCTAssertGreaterThanOrEqual(finishedOnA, 1, "host A finished no guest before the kill")
-        XCTAssertTrue(matrix.process.isRunning, "the matrix ended before host A could be killed")
-        try lab.kill(0)
-        let result = matrix.wait()
+        XCTAssertGreaterThanOrEqual(finishedOnA, 1, "host A finished no guest before it was lost")
+        XCTAssertTrue(matrix.process.isRunning, "the matrix ended before host A could be lost")
+        try lose()
+        // Without keepalive a vanished host kept isolab in poll() for ever.
+        let result = matrix.wait(seconds: 300)
         XCTAssertEqual(result.status, 0, result.err)
 
         let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/lab/results.json"))) as? [String: Any]
@@ -96,13 +128,9 @@ final class LabHostsCLITests: XCTestCase {
                 }
             }
         }
-        print("lab kill: \(finishedOnA) guests finished on A before the kill, \(keptOnA) kept from A, \(rerun) rerun on B")
+        print("\(label): \(finishedOnA) guests finished on A before it was lost, \(keptOnA) kept from A, \(rerun) rerun on B")
         XCTAssertGreaterThanOrEqual(keptOnA, finishedOnA, "host A's finished guests are kept")
         XCTAssertGreaterThanOrEqual(rerun, 1, "the guest A was running ran again on B")
-        let diff = try LabHosts.isolab(["report", "diff", "embedded/results.json", "lab/results.json"], in: dir)
-        XCTAssertTrue(diff.out.lowercased().contains("no changes"), diff.out)
-        XCTAssertEqual(lab.qemus(), [], "QEMU left on a lab host")
-        XCTAssertEqual(CLISupport.qemuCount(), 0)
     }
 
     /// A killed host's processes are orphans; whoever becomes their parent (a container's pid 1
@@ -183,6 +211,12 @@ struct LabHosts {
     func kill(_ index: Int) throws {
         let r = try CLISupport.run(["kill", index == 0 ? "a" : "b", directory], cwd: CLITests.root, executable: URL(fileURLWithPath: Self.script))
         guard r.status == 0 else { throw NSError(domain: "LabHosts", code: 2, userInfo: [NSLocalizedDescriptionKey: r.err]) }
+    }
+
+    /// Takes host `index` off the network (`ci/lab-hosts cut`): its daemon and guests run on.
+    func cut(_ index: Int) throws {
+        let r = try CLISupport.run(["cut", index == 0 ? "a" : "b", directory], cwd: CLITests.root, executable: URL(fileURLWithPath: Self.script))
+        guard r.status == 0 else { throw NSError(domain: "LabHosts", code: 3, userInfo: [NSLocalizedDescriptionKey: r.err]) }
     }
 
     /// Stops both hosts, removes their namespaces, directories and isolab's pools on them.
@@ -279,8 +313,13 @@ struct LabHosts {
             }
         }
 
-        func wait() -> (status: Int32, out: String, err: String) {
-            drained.wait()
+        /// Waits for the process to end; after `seconds`, SIGKILLs it first (a hung isolab
+        /// fails the test instead of hanging it; its status is then 9 by signal).
+        func wait(seconds: Double = 1800) -> (status: Int32, out: String, err: String) {
+            if drained.wait(timeout: .now() + seconds) == .timedOut {
+                Glibc.kill(process.processIdentifier, SIGKILL)
+                drained.wait()
+            }
             process.waitUntilExit()
             return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
         }
