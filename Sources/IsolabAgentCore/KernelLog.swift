@@ -113,3 +113,16 @@ public struct DMAFault: Equatable, Sendable {
             || line.contains("IO_PAGE_FAULT")
     }
 }
+
+/// The kernel's own word that a task waits for userspace to let go of a VFIO device.
+public enum VFIORelease {
+    /// Whether `line` says a VFIO device's removal waits until its user releases it:
+    /// `vfio-pci 0000:01:00.2: No device request channel registered, blocked until released by
+    /// user`, logged once, at the start of the wait, by vfio_pci_core_request() (vfio_pci_request()
+    /// before 5.15) when vfio_unregister_group_dev() (vfio_del_group_dev() in 5.10) asks the
+    /// device's user to release it and no request eventfd is set. The removing task (a
+    /// `sriov_numvfs` or unbind write) then sleeps until the device fd is closed.
+    public static func declaresBlocked(_ line: String) -> Bool {
+        line.contains("blocked until released by user")
+    }
+}

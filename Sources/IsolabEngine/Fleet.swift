@@ -130,8 +130,12 @@ public struct Fleet: Sendable {
             let store = c.element
             // A host booting from shipped images keeps no saved boots (as `run` plans it).
             let saves = snapshots && !GuestRunner.shipsImages(connections[c.offset])
+            let libvirt = connections[c.offset].libvirtVersion()
+            let cached = { (r: RunRequest) -> Bool in
+                GuestRunner.bootCacheKey(r, libvirt: libvirt).map { bootCache?.contains($0) ?? false } ?? false
+            }
             return total + Scheduler.plan(mine, jobs: jobs, snapshots: saves, costs: costs.map { book in { book.costs($0, store: store) } },
-                                          keepBoots: bootCache != nil && store == .inQEMU)
+                                          keepBoots: bootCache != nil && store == .inQEMU, cached: cached)
                 .reduce(0) { $0 + $1.expectedSeconds }
         }
     }

@@ -79,6 +79,12 @@ public struct BootCache: Sendable {
     /// The compressed vmstate drive in an entry's folder.
     static let packedName = "vmstate.qcow2.zst"
 
+    /// Whether there is an entry for `key` (not marked as used: for planning).
+    public func contains(_ key: String) -> Bool {
+        let dir = folder(key)
+        return FileManager.default.fileExists(atPath: dir + "/inventory.json") && FileManager.default.fileExists(atPath: dir + "/" + Self.packedName)
+    }
+
     /// The entry for `key`, marked as just used; nil when there is none or it is unreadable.
     public func lookup(_ key: String) -> Entry? {
         let dir = folder(key)

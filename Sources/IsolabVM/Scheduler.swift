@@ -38,7 +38,8 @@ public final class Scheduler: @unchecked Sendable {
 
     public func run(_ requests: [RunRequest]) -> [VMObservation] {
         let planned = Self.plan(requests, jobs: jobs, snapshots: snapshots, costs: costs,
-                                keepBoots: runner.bootCache != nil && runner.snapshotStore == .inQEMU)
+                                keepBoots: runner.bootCache != nil && runner.snapshotStore == .inQEMU,
+                                cached: runner.hasCachedBoot)
         let units = planned.map(\.requests)
         let state = QueueState(count: requests.count)
         let group = DispatchGroup()
@@ -129,11 +130,15 @@ public final class Scheduler: @unchecked Sendable {
     ///
     /// With `keepBoots` (a boot cache that keeps saved boots for later runs) every fabric QEMU
     /// can save is saved, one scenario or many, whatever this run's costs say: the save is paid
-    /// once, and later runs start from it instead of booting.
+    /// once, and later runs start from it instead of booting. `cached` says which requests'
+    /// saved boots the cache already holds (``GuestRunner/hasCachedBoot(_:)``): such a unit is
+    /// expected to cost a cached start, not a boot and a save.
     public static func plan(_ requests: [RunRequest], jobs: Int, snapshots: Bool,
-                            costs: ((RunRequest) -> GuestCosts)?, keepBoots: Bool = false) -> [PlannedUnit] {
+                            costs: ((RunRequest) -> GuestCosts)?, keepBoots: Bool = false,
+                            cached: @escaping (RunRequest) -> Bool = { _ in false }) -> [PlannedUnit] {
         plan(requests.map(UnitKey.init), jobs: jobs, snapshots: snapshots, costs: costs.map { c in { c(requests[$0]) } },
-             saveable: { canSave(requests[$0].topology) }, keepBoots: keepBoots)
+             saveable: { canSave(requests[$0].topology) }, keepBoots: keepBoots,
+             cached: { cached(requests[$0]) })
     }
 
     /// Whether QEMU can save a guest of `topology` at all. Two of the devices isolab builds are
@@ -145,12 +150,14 @@ public final class Scheduler: @unchecked Sendable {
         topology.iommu != .amd && !topology.allNodes.contains { $0.deviceModel == .nvme }
     }
 
-    /// ``plan(_:jobs:snapshots:costs:)`` over unit keys; `costs` gives a request index's figures,
-    /// `saveable` whether its guest can be saved.
+    /// ``plan(_:jobs:snapshots:costs:keepBoots:cached:)`` over unit keys; `costs` gives a request
+    /// index's figures, `saveable` whether its guest can be saved, `cached` whether its saved boot
+    /// is in the boot cache.
     static func plan<Key: Hashable>(_ keys: [Key], jobs: Int, snapshots: Bool, costs: ((Int) -> GuestCosts)?,
-                                    saveable: (Int) -> Bool = { _ in true }, keepBoots: Bool = false) -> [PlannedUnit] {
+                                    saveable: (Int) -> Bool = { _ in true }, keepBoots: Bool = false,
+                                    cached: @escaping (Int) -> Bool = { _ in false }) -> [PlannedUnit] {
         let estimate = { (unit: [Int], saved: Bool) -> Double in
-            (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: saved)
+            (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: saved, cached: keepBoots && saved && cached(unit[0]))
         }
         let unit = { (u: [Int]) -> PlannedUnit in
             let saved = keepBoots ? saveable(u[0]) : u.count > 1

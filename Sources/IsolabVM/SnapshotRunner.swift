@@ -108,14 +108,43 @@ extension GuestRunner {
         return dir + "/" + UUID().uuidString.prefix(12).lowercased() + ".sock"
     }
 
+    /// The plan of a guest booted to be saved: inventory, `ready`, then a plan per scenario.
+    static func servingPlan(_ req: RunRequest, runID: String) -> GuestPlan {
+        var plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: nil, runID: runID, stepTimeout: req.stepTimeout)
+        plan.serve = true
+        return plan
+    }
+
+    /// The boot cache's key for `req`'s saved boot, saved in QEMU and started by libvirt
+    /// `libvirt` (``BootCache/key(_:plan:parameters:libvirt:)``, which sets every run's own
+    /// path and name aside).
+    public static func bootCacheKey(_ req: RunRequest, libvirt: String) -> String? {
+        let files = RunFiles(directory: "/isolab-saved-boot")
+        var parameters = req.domainParameters(name: "isolab-saved-boot", files: files)
+        parameters.channelSocketPath = "/channel"
+        parameters.vmstateDrivePath = files.vmstate
+        return try? BootCache.key(req, plan: servingPlan(req, runID: ""), parameters: parameters, libvirt: libvirt)
+    }
+
+    /// This runner's key for `req`'s saved boot; nil without a boot cache or the in-QEMU store.
+    func bootCacheKey(_ req: RunRequest) -> String? {
+        guard bootCache != nil, snapshotStore == .inQEMU else { return nil }
+        return Self.bootCacheKey(req, libvirt: connection.libvirtVersion())
+    }
+
+    /// Whether the boot cache holds `req`'s saved boot, so that its fabric starts from it
+    /// instead of booting (for the plan's estimate; nothing is marked used).
+    public func hasCachedBoot(_ req: RunRequest) -> Bool {
+        guard let cache = bootCache, let key = bootCacheKey(req) else { return false }
+        return cache.contains(key)
+    }
+
     /// Boots `req`'s fabric with a serving plan, waits for `ready`, saves the guest in `store`.
     func bootSnapshot(_ req: RunRequest, directory: String, store: SnapshotStore,
                       cancel: Cancellation) -> Result<SavedBase, SnapshotError> {
         let start = Date()
         let files = RunFiles(directory: directory)
-        var plan = PlanBuilder.plan(topology: req.topology, fabric: req.fabric, scenario: nil,
-                                    runID: (directory as NSString).lastPathComponent, stepTimeout: req.stepTimeout)
-        plan.serve = true
+        let plan = Self.servingPlan(req, runID: (directory as NSString).lastPathComponent)
         var snapshotReq = req
         snapshotReq.scenario = nil
         let name = Self.domainName(snapshotReq)
@@ -133,10 +162,7 @@ extension GuestRunner {
         } catch {
             return .failure(.prepare("\(error)"))
         }
-        var cacheKey: String?
-        if store == .inQEMU, bootCache != nil {
-            cacheKey = try? BootCache.key(req, plan: plan, parameters: parameters, libvirt: connection.libvirtVersion())
-        }
+        let cacheKey = store == .inQEMU ? bootCacheKey(req) : nil
         if let cache = bootCache, let key = cacheKey, let entry = cache.lookup(key) {
             switch startFromCache(entry, req, directory: directory, parameters: parameters, started: start) {
             case .success(let live):

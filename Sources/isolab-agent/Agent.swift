@@ -79,6 +79,9 @@ final class Agent {
     /// Bus number → guest path of the bus (root bus `""`).
     var busPaths: [Int: String] = [:]
     var vfio = VFIOState()
+    /// What the kernel said of the last write it declared blocked (``write(_:_:)``); nil when
+    /// that write ended or ran into the step timeout.
+    var blockedBy: String?
     /// Children still running after their step (blocked writes), with what they do.
     var leftBehind: [(child: RunningChild, what: String)] = []
     /// Kernel log lines seen outside any step (they go into the next step's record).
@@ -278,9 +281,18 @@ final class Agent {
 
     // MARK: - children
 
-    /// Writes in a child (``Child/write(_:_:seconds:)``), with the step timeout.
+    /// Writes in a child (``Child/write(_:_:seconds:declaredBlocked:)``), with the step timeout.
+    /// A write the kernel says waits for the agent to release a VFIO device (``VFIORelease``:
+    /// removing a VF or unbinding a device whose fd the agent holds) is blocked at once: only
+    /// a later step of the agent's own could end it, so waiting out the timeout shows nothing more.
     func write(_ path: String, _ value: String) -> ChildOutcome {
-        let (running, end) = Child.write(path, value, seconds: timeout)
+        let log = KernelLogReader()   // records logged from now on; the step's own reader keeps its place
+        var said: String?
+        let (running, end) = Child.write(path, value, seconds: timeout, declaredBlocked: {
+            said = said ?? log.drain().first(where: VFIORelease.declaresBlocked)
+            return said != nil
+        })
+        blockedBy = said
         return outcome(end, running, what: "write \(value) to \(path)")
     }
 
@@ -313,7 +325,9 @@ final class Agent {
         switch outcome {
         case .ok: return what
         case .failed(let e): return "\(what): \(Posix.errorText(e))"
-        case .blocked: return "\(what): still running after \(timeout) s, left behind"
+        case .blocked:
+            if let said = blockedBy { return "\(what): blocked, the kernel says \"\(said)\"; left behind" }
+            return "\(what): still running after \(timeout) s, left behind"
         case .killed(let sig): return "\(what): the task was killed by signal \(sig)"
         }
     }

@@ -109,6 +109,8 @@ final class KernelLogReader {
         if fd >= 0 { lseek(fd, 0, SEEK_END) }
     }
 
+    deinit { if fd >= 0 { close(fd) } }
+
     /// Every record logged since the previous call, prefixes stripped.
     func drain() -> [String] {
         guard fd >= 0 else { return [] }

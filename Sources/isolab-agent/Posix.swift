@@ -121,7 +121,11 @@ enum Child {
     /// moment it ends through a pidfd (a step's helpers and modprobe take 5–50 ms under TCG,
     /// and sleeping 1, 2, 4 … 20 ms between looks added up to a tenth of a second a scenario);
     /// where the kernel has no pidfd_open, looks at those intervals instead.
-    static func wait(_ pid: pid_t, seconds: Double) -> ChildEnd {
+    ///
+    /// `declaredBlocked`, looked at every 20 ms while the child runs: true when the kernel has
+    /// said the child's task waits for something only the agent can do (``VFIORelease``); the
+    /// child is then `.running` at once instead of at the deadline.
+    static func wait(_ pid: pid_t, seconds: Double, declaredBlocked: (() -> Bool)? = nil) -> ChildEnd {
         let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         let pidfd = cvfio_pidfd_open(pid)
         defer { if pidfd >= 0 { close(pidfd) } }
@@ -129,10 +133,10 @@ enum Child {
         while true {
             if let end = poll(pid) { return end }
             let now = ContinuousClock.now
-            if now >= deadline { return .running }
+            if now >= deadline || declaredBlocked?() == true { return .running }
             if pidfd >= 0 {
                 let left = (deadline - now).components
-                let ms = Int(min(left.seconds * 1000 + left.attoseconds / 1_000_000_000_000_000 + 1, 1000))
+                let ms = Int(min(left.seconds * 1000 + left.attoseconds / 1_000_000_000_000_000 + 1, declaredBlocked == nil ? 1000 : 20))
                 _ = cvfio_wait_readable(pidfd, Int32(ms))
             } else {
                 Posix.sleep(milliseconds: delay)
@@ -152,11 +156,11 @@ enum Child {
     }
 
     /// Runs `argv` to its end or the deadline; a child still running comes back to be looked at later.
-    static func run(_ argv: [String], seconds: Double) -> (running: RunningChild?, end: ChildEnd) {
+    static func run(_ argv: [String], seconds: Double, declaredBlocked: (() -> Bool)? = nil) -> (running: RunningChild?, end: ChildEnd) {
         switch spawn(argv) {
         case .failure(let e): return (nil, .spawnFailed(e.errno))
         case .success(let pid):
-            let end = wait(pid, seconds: seconds)
+            let end = wait(pid, seconds: seconds, declaredBlocked: declaredBlocked)
             return (end == .running ? RunningChild { poll(pid) } : nil, end)
         }
     }
@@ -166,17 +170,19 @@ enum Child {
     /// it shares the agent's memory, holds none of its descriptors and never execs, which saves
     /// the ~12 ms of TCG time the exec'd `write` helper costs to start; that helper is the
     /// fallback where the clone is refused.
-    static func write(_ path: String, _ value: String, seconds: Double) -> (running: RunningChild?, end: ChildEnd) {
+    /// `declaredBlocked` as for ``wait(_:seconds:declaredBlocked:)``.
+    static func write(_ path: String, _ value: String, seconds: Double,
+                      declaredBlocked: (() -> Bool)? = nil) -> (running: RunningChild?, end: ChildEnd) {
         var job: OpaquePointer?
         let pid = value.withCString { cvfio_write_start(path, $0, value.utf8.count, &job) }
-        guard pid > 0, let job else { return run(["/proc/self/exe", "write", path, value], seconds: seconds) }
+        guard pid > 0, let job else { return run(["/proc/self/exe", "write", path, value], seconds: seconds, declaredBlocked: declaredBlocked) }
         // The job holds the child's stack: it is freed only once the child is reaped.
         let finished = { (end: ChildEnd) -> ChildEnd in
             defer { cvfio_write_free(job) }
             if case .exited = end { return .exited(HelperExit.code(forErrno: cvfio_write_result(job))) }
             return end
         }
-        let end = wait(pid, seconds: seconds)
+        let end = wait(pid, seconds: seconds, declaredBlocked: declaredBlocked)
         if end == .running { return (RunningChild { poll(pid).map(finished) }, .running) }
         return (nil, finished(end))
     }

@@ -119,3 +119,12 @@ final class OtherIOMMUFaultTests: XCTestCase {
         XCTAssertNil(DMAFault.parse("AMD-Vi: Event logged [IO_PAGE_FAULT domain=0x0000 address=0x10 flags=0x0000]"))
     }
 }
+
+final class VFIOReleaseTests: XCTestCase {
+    func testTheRequestWithoutAChannelDeclaresTheRemovingTaskBlocked() {
+        // 5.10, 6.1, 6.12 and 7.3 log the same line (sriov-nvme-rootport's `sriov_numvfs` write).
+        XCTAssertTrue(VFIORelease.declaresBlocked("vfio-pci 0000:01:00.2: No device request channel registered, blocked until released by user"))
+        XCTAssertFalse(VFIORelease.declaresBlocked("vfio-pci 0000:01:00.2: Relaying device request to user (#10)"))
+        XCTAssertFalse(VFIORelease.declaresBlocked("pci 0000:01:00.1: Removing from iommu group 4"))
+    }
+}

@@ -39,6 +39,11 @@ final class SRIOVCLITests: XCTestCase {
             // Every sriov step that created VFs carries their observed paths, equal to the model's
             // (the judge compares them; here the integrated PF's are checked outright).
             for o in (run["observations"] as? [[String: Any]]) ?? [] {
+                // Removing a VF whose VFIO fd the agent holds: the kernel says at once that the
+                // write waits for the agent, and the step is judged blocked then, not at the timeout.
+                for step in (o["steps"] as? [[String: Any]]) ?? [] where step["op"] as? String == "sriov" && step["result"] as? String == "blocked" {
+                    XCTAssertTrue((step["detail"] as? String ?? "").contains("blocked until released by user"), "\(name): \(step["detail"] ?? "")")
+                }
                 for step in (o["steps"] as? [[String: Any]]) ?? [] where step["op"] as? String == "sriov" && step["result"] as? String == "ok" {
                     let vfs = (step["virtualFunctions"] as? [[String: Any]]) ?? []
                     if run["topology"] as? String == "sriov-igb-integrated", !vfs.isEmpty {

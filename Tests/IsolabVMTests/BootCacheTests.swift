@@ -103,6 +103,19 @@ final class BootCacheTests: XCTestCase {
         XCTAssertEqual(Scheduler.plan(["a", "a"], jobs: 1, snapshots: true, costs: { _ in dear }).map(\.requests), [[0], [1]])
         XCTAssertEqual(Scheduler.plan(["a"], jobs: 1, snapshots: true, costs: nil).map(\.saved), [false])
     }
+
+    func testAFabricWhoseSavedBootIsCachedIsExpectedToCostACachedStartAndStartsLater() {
+        let costs = GuestCosts(boot: 4, snapshot: 8, restore: 0.5, steps: 1)
+        // b's saved boot is in the cache: 0.6 + 1 restore + 2 × 1 s of steps; a boots and saves.
+        let plan = Scheduler.plan(["a", "a", "b", "b"], jobs: 1, snapshots: true, costs: { _ in costs }, keepBoots: true,
+                                  cached: { $0 >= 2 })
+        XCTAssertEqual(plan.map(\.requests), [[0, 1], [2, 3]], "the unit expected to end latest starts first")
+        XCTAssertEqual(plan.map(\.expectedSeconds), [8 + 2 * 1.5, GuestCosts.cachedStart + 0.5 + 2])
+        // Without keepBoots (no cache in use) nothing counts as cached: here a save does not pay.
+        XCTAssertEqual(Scheduler.plan(["b", "b"], jobs: 1, snapshots: true, costs: { _ in costs }, cached: { _ in true })
+            .map(\.expectedSeconds), [5, 5])
+        XCTAssertEqual(costs.expectedSeconds(scenarios: 1, saved: false, cached: true), 5, "a booted unit starts from no cache")
+    }
 }
 
 /// A saved boot taken from the boot cache in a later run gives what booting gives.
@@ -125,9 +138,13 @@ final class BootCacheBootTests: XCTestCase {
         func entries() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { !$0.hasPrefix(".") } }
 
         let firstRequests = try requests()
+        XCTAssertFalse(runner.hasCachedBoot(firstRequests[0]))
         let booted = run(firstRequests)
         XCTAssertEqual(entries().count, 1, "the saved boot is kept")
         let key = try XCTUnwrap(entries().first)
+        // The plan's look-up finds it under the key the boot stored it by, for every scenario.
+        XCTAssertEqual(GuestRunner.bootCacheKey(firstRequests[1], libvirt: runner.connection.libvirtVersion()), key)
+        XCTAssertTrue(try requests().allSatisfy(runner.hasCachedBoot))
         let secondRequests = try requests()
         let cached = run(secondRequests)
         for (b, c) in zip(booted, cached) {
