@@ -132,7 +132,7 @@ public struct Fleet: Sendable {
             let saves = snapshots && !GuestRunner.shipsImages(connections[c.offset])
             let libvirt = connections[c.offset].libvirtVersion()
             let cached = { (r: RunRequest) -> Bool in
-                GuestRunner.bootCacheKey(r, libvirt: libvirt).map { bootCache?.contains($0) ?? false } ?? false
+                bootCache.map { GuestRunner.hasCachedBoot(r, in: $0, libvirt: libvirt) } ?? false
             }
             return total + Scheduler.plan(mine, jobs: jobs, snapshots: saves, costs: costs.map { book in { book.costs($0, store: store) } },
                                           keepBoots: bootCache != nil && store == .inQEMU, cached: cached)

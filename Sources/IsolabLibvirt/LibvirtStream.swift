@@ -12,14 +12,12 @@ public final class LibvirtStream: @unchecked Sendable {
     /// Keeps the connection open while the stream lives.
     public let connection: LibvirtConnection
 
-    /// The stream never blocks: ``receive(max:)`` returns nil when nothing has arrived yet.
-    public let isNonBlocking: Bool
-
+    /// `nonBlocking`: the stream never blocks, and ``receive(max:)`` returns nil when nothing
+    /// has arrived yet.
     init(connection: LibvirtConnection, nonBlocking: Bool = false) throws {
         let flags = nonBlocking ? UInt32(VIR_STREAM_NONBLOCK.rawValue) : 0
         guard let p = virStreamNew(try connection.handle(), flags) else { throw LibvirtError.last("virStreamNew") }
         pointer = p
-        isNonBlocking = nonBlocking
         self.connection = connection
     }
 

@@ -132,11 +132,17 @@ extension GuestRunner {
         return Self.bootCacheKey(req, libvirt: connection.libvirtVersion())
     }
 
-    /// Whether the boot cache holds `req`'s saved boot, so that its fabric starts from it
-    /// instead of booting (for the plan's estimate; nothing is marked used).
+    /// Whether `cache` holds `req`'s saved boot, so that its fabric starts from it instead of
+    /// booting (for the plan's estimate; nothing is marked used).
+    public static func hasCachedBoot(_ req: RunRequest, in cache: BootCache, libvirt: String) -> Bool {
+        bootCacheKey(req, libvirt: libvirt).map(cache.contains) ?? false
+    }
+
+    /// ``hasCachedBoot(_:in:libvirt:)`` with this runner's boot cache; false without one or
+    /// the in-QEMU store.
     public func hasCachedBoot(_ req: RunRequest) -> Bool {
-        guard let cache = bootCache, let key = bootCacheKey(req) else { return false }
-        return cache.contains(key)
+        guard let cache = bootCache, snapshotStore == .inQEMU else { return false }
+        return Self.hasCachedBoot(req, in: cache, libvirt: connection.libvirtVersion())
     }
 
     /// Boots `req`'s fabric with a serving plan, waits for `ready`, saves the guest in `store`.

@@ -79,8 +79,8 @@ final class Agent {
     /// Bus number → guest path of the bus (root bus `""`).
     var busPaths: [Int: String] = [:]
     var vfio = VFIOState()
-    /// What the kernel said of the last write it declared blocked (``write(_:_:)``); nil when
-    /// that write ended or ran into the step timeout.
+    /// What the kernel said when it declared the last child blocked (``write(_:_:)``); nil when
+    /// that child ended or ran into the step timeout.
     var blockedBy: String?
     /// Children still running after their step (blocked writes), with what they do.
     var leftBehind: [(child: RunningChild, what: String)] = []
@@ -292,8 +292,7 @@ final class Agent {
             said = said ?? log.drain().first(where: VFIORelease.declaresBlocked)
             return said != nil
         })
-        blockedBy = said
-        return outcome(end, running, what: "write \(value) to \(path)")
+        return outcome(end, running, what: "write \(value) to \(path)", declared: said)
     }
 
     func modprobe(_ module: String, options: [String] = []) -> ChildOutcome {
@@ -308,8 +307,10 @@ final class Agent {
         return outcome(end, running, what: what)
     }
 
-    /// A child's end as a step reports it; a child still running is left behind.
-    func outcome(_ end: ChildEnd, _ running: RunningChild?, what: String) -> ChildOutcome {
+    /// A child's end as a step reports it; a child still running is left behind. `declared`:
+    /// what the kernel said when it declared the child blocked (kept for ``describe(_:_:)``).
+    func outcome(_ end: ChildEnd, _ running: RunningChild?, what: String, declared: String? = nil) -> ChildOutcome {
+        blockedBy = end == .running ? declared : nil
         switch end {
         case .exited(0): return .ok
         case .exited(let code): return .failed(HelperExit.errno(forCode: code))
