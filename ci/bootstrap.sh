@@ -13,7 +13,7 @@ PACKAGES=(
   busybox-static cpio xz-utils zstd kmod binutils   # binutils: strip, for the agent in the initramfs
   debian-archive-keyring gpgv ca-certificates
   chromium fonts-dejavu-core   # the HTML report test renders report.html headless
-  gcc make bc flex bison libelf-dev libssl-dev patch   # the 6.12-iommufd kernel is compiled from source (patch: its patched test tree)
+  gcc make bc flex bison libelf-dev libssl-dev patch   # the 7.3-iommufd kernel is compiled from source (patch: its patched test tree)
   uuid-dev libcap-dev   # the kernel's VFIO (libuuid) and iommufd (libcap) selftests, linked static
   python3-venv          # ci/kcidb-validate: KCIDB's own validator (kcidb-io from PyPI) in a private virtualenv
   iproute2 util-linux procps   # ci/lab-hosts: network namespaces and veths (ip), setpriv/runuser, pkill/pgrep

@@ -1,8 +1,8 @@
 import Foundation
 import XCTest
 
-/// A developer's kernel build tree through `--kernel-tree`, played by Debian's linux-source-6.12
-/// as isolab's `6.12-iommufd` builds it (tinyconfig + vm-images/kernel-configs/iommufd.config),
+/// A developer's kernel build tree through `--kernel-tree`, played by Debian's linux-source-7.3
+/// as isolab's `7.3-iommufd` builds it (tinyconfig + vm-images/kernel-configs/iommufd-selftests.config),
 /// kept as a build tree (`isolab images tree`; ci/test builds both trees before the tests), once
 /// as it is and once with Fixtures/owner-check-skipped.patch.
 final class KernelTreeCLITests: XCTestCase {
@@ -13,9 +13,9 @@ final class KernelTreeCLITests: XCTestCase {
         try CLISupport.run(args, cwd: URL(fileURLWithPath: cwd))
     }
 
-    /// The kept build tree of 6.12-iommufd, patched or not (a cache hit after the first build).
+    /// The kept build tree of 7.3-iommufd, patched or not (a cache hit after the first build).
     func tree(patched: Bool) throws -> String {
-        let r = try isolab(["images", "tree", "--kernel", "6.12-iommufd"] + (patched ? ["--patch", Self.patch] : []))
+        let r = try isolab(["images", "tree", "--kernel", "7.3-iommufd"] + (patched ? ["--patch", Self.patch] : []))
         XCTAssertEqual(r.status, 0, r.err)
         let path = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertTrue(fm.fileExists(atPath: path + "/arch/x86/boot/bzImage"), path)
@@ -125,18 +125,18 @@ final class KernelTreeCLITests: XCTestCase {
         return out
     }
 
-    /// The unpatched tree through --kernel-tree is the catalog's 6.12-iommufd by another road:
+    /// The unpatched tree through --kernel-tree is the catalog's 7.3-iommufd by another road:
     /// the same groups and step results on the classic hazard fabric, legacy and cdev paths.
     func testUnpatchedTreeObservesWhatTheCatalogBuildOfTheSameSourceDoes() throws {
         let tree = try tree(patched: false)
-        let r = try isolab(["run", "topologies/switch-no-acs.yaml", "--kernel", "6.12-iommufd", "--kernel-tree", tree,
+        let r = try isolab(["run", "topologies/switch-no-acs.yaml", "--kernel", "7.3-iommufd", "--kernel-tree", tree,
                             "--kernel-label", "unpatched", "--format", "json"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.err.contains("kernel unpatched: "), r.err)
         XCTAssertFalse(r.err.contains("instead of pvh"), "the tree's vmlinux boots at its PVH entry: \(r.err)")
         let f = try facts(r.out)
         XCTAssertGreaterThan(f["unpatched"]?.count ?? 0, 10, "\(f)")
-        XCTAssertEqual(f["unpatched"], f["6.12-iommufd"])
+        XCTAssertEqual(f["unpatched"], f["7.3-iommufd"])
     }
 
     /// Runs the default matrix (every catalog fabric, intel and virtio-iommu) on a tree, on the
@@ -207,11 +207,11 @@ final class KernelTreeCLITests: XCTestCase {
     func testOwnerCheckSkippedTreeShowsExactlyItsMismatchesAndTheDiffNamesThemRegressions() throws {
         let tree = try tree(patched: true)
         let label = "owner-check-skipped"
-        let m = try matrix(tree: tree, label: label, extra: ["--baseline", "6.12-iommufd"])
+        let m = try matrix(tree: tree, label: label, extra: ["--baseline", "7.3-iommufd"])
         defer { try? fm.removeItem(atPath: m.output) }
         XCTAssertEqual(m.status, 1, m.err)
         // Exactly the patch's mismatches beyond any the unpatched source has (which should be none).
-        let baseline = items(m.results, kernel: "6.12-iommufd", kind: "mismatch")
+        let baseline = items(m.results, kernel: "7.3-iommufd", kind: "mismatch")
         XCTAssertEqual(baseline, [], "the unpatched source matches the model everywhere")
         XCTAssertEqual(Set(items(m.results, kernel: label, kind: "mismatch")),
                        Set(Self.ownerCheckSkippedMismatches + baseline))
@@ -221,7 +221,7 @@ final class KernelTreeCLITests: XCTestCase {
         // regression.json: the same items, each a regression the model's prediction does not explain.
         let data = try Data(contentsOf: URL(fileURLWithPath: m.output + "/regression.json"))
         let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
-        XCTAssertEqual(report["baselineKernel"] as? String, "6.12-iommufd")
+        XCTAssertEqual(report["baselineKernel"] as? String, "7.3-iommufd")
         let entries = report["entries"] as? [[String: Any]] ?? []
         let named = entries.map { e -> String in
             let c = e["change"] as? [String: Any] ?? [:]
@@ -237,7 +237,7 @@ final class KernelTreeCLITests: XCTestCase {
 
         // report diff, the general tool, pairs the two kernels of one results.json the same way.
         let results = m.output + "/results.json"
-        let diff = try isolab(["report", "diff", results, results, "--base-kernel", "6.12-iommufd", "--new-kernel", label])
+        let diff = try isolab(["report", "diff", results, results, "--base-kernel", "7.3-iommufd", "--new-kernel", label])
         XCTAssertEqual(diff.status, 1, diff.err)
         XCTAssertTrue(diff.out.hasPrefix("regressions (\(Self.ownerCheckSkippedMismatches.count)):\n"), diff.out)
         for item in Self.ownerCheckSkippedMismatches {

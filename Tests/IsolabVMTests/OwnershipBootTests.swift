@@ -59,12 +59,12 @@ final class OwnershipBootTests: XCTestCase {
         XCTAssertTrue(m.isEmpty, m.joined(separator: "\n"))
     }
 
-    /// The source-built 6.12 with IOMMUFD, VFIO_DEVICE_CDEV and VFIO_NOIOMMU: the whole catalog,
+    /// The source-built 7.3 with IOMMUFD, VFIO_DEVICE_CDEV and VFIO_NOIOMMU (and IOMMUFD_TEST): the whole catalog,
     /// cdev and no-IOMMU scenarios included, judged against the model of what its config builds.
     func testModelPredictsEveryStepOnTheIOMMUFDBuild() throws {
-        let generation = try XCTUnwrap(KernelGeneration.of(try BootSupport.image("6.12-iommufd")))
+        let generation = try XCTUnwrap(KernelGeneration.of(try BootSupport.image("7.3-iommufd")))
         XCTAssertTrue(generation.hasIOMMUFD && generation.hasVFIONoIOMMU, "the image records its config")
-        let m = try runCatalog(kernel: "6.12-iommufd", generation: generation)
+        let m = try runCatalog(kernel: "7.3-iommufd", generation: generation)
         XCTAssertTrue(m.isEmpty, m.joined(separator: "\n"))
     }
 

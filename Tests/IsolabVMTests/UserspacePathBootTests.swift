@@ -5,7 +5,7 @@ import IsolabVM
 import XCTest
 
 /// The iommufd / VFIO cdev path and VFIO's no-IOMMU mode in real guests: the source-built
-/// `6.12-iommufd` kernel offers both; the Debian 6.12 does not and reports them unsupported.
+/// `7.3-iommufd` kernel offers both; the Debian 6.12 does not and reports them unsupported.
 final class UserspacePathBootTests: XCTestCase {
     func testCdevAndNoIOMMUPathsWithTheirEvidence() throws {
         let p2p = try BootSupport.topology("switch-no-acs")
@@ -13,7 +13,7 @@ final class UserspacePathBootTests: XCTestCase {
         let none = try BootSupport.topology("iommu-none")
         func scenario(_ t: Topology, _ name: String) -> Scenario { t.scenarios.first { $0.name == name }! }
         var requests: [RunRequest] = []
-        for k in ["6.12-iommufd", "6.12"] {
+        for k in ["7.3-iommufd", "6.12"] {
             requests.append(try BootSupport.request(p2p, kernel: k, scenario: scenario(p2p, "p2p-through-iommufd")))
             requests.append(try BootSupport.request(mf, kernel: k, scenario: scenario(mf, "kernel-driver-blocks-iommufd-claim")))
             requests.append(try BootSupport.request(none, kernel: k, scenario: scenario(none, "unprotected-dma-through-noiommu-vfio")))
@@ -23,7 +23,7 @@ final class UserspacePathBootTests: XCTestCase {
         for (req, o) in zip(requests, obs) {
             let label = "\(req.kernelLabel) \(req.topology.name)/\(req.scenario!.name)"
             XCTAssertEqual(o.outcome, .completed, "\(label): \(o.problem ?? "")\n\(o.consoleTail.suffix(20).joined(separator: "\n"))")
-            let built = req.kernelLabel == "6.12-iommufd"
+            let built = req.kernelLabel == "7.3-iommufd"
             XCTAssertEqual(o.inventory?.iommufd, built, label)
             XCTAssertEqual(o.inventory?.vfioCdev, built, label)
             func step(_ i: Int) -> StepRecord? { o.steps.first { $0.index == i } }

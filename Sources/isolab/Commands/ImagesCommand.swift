@@ -95,18 +95,18 @@ struct ImagesCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Build and keep the build tree of a source-built catalog kernel, optionally patched; print its path.",
             discussion: """
-            For a kernel of kernels.yaml with a build: fragment (6.12-iommufd). The tree is what \
+            For a kernel of kernels.yaml with a build: fragment (7.3-iommufd, 6.12-iommufd). The tree is what \
             `make bzImage modules` leaves (no modules_install), as a developer's --kernel-tree. \
             --patch FILE (patch -p1) builds a copy of the unpatched tree with the patch applied, \
             so only what the patch touches recompiles. Cached by source, fragment and patch.
             """)
         @OptionGroup var common: Common
-        /// One catalog kernel with a build: fragment (default 6.12-iommufd).
+        /// One catalog kernel with a build: fragment (default 7.3-iommufd, the one the tests build).
         @OptionGroup var kernelOptions: KernelOptions
-        var kernel: String { kernelOptions.ids(or: ["6.12-iommufd"])[0] }
+        var kernel: String { kernelOptions.ids(or: ["7.3-iommufd"])[0] }
 
         func validate() throws {
-            guard kernelOptions.ids(or: ["6.12-iommufd"]).count == 1 else {
+            guard kernelOptions.ids(or: ["7.3-iommufd"]).count == 1 else {
                 throw ValidationError("--kernel: images tree builds one kernel")
             }
         }
