@@ -3,7 +3,7 @@ import XCTest
 
 /// A developer's kernel build tree through `--kernel-tree`, played by Debian's linux-source-7.3
 /// as isolab's `7.3-iommufd` builds it (tinyconfig + vm-images/kernel-configs/iommufd-selftests.config),
-/// kept as a build tree (`isolab images tree`; ci/test builds both trees before the tests), once
+/// kept as a build tree (`isolab images tree`; ci/test builds both trees before these tests run), once
 /// as it is and once with Fixtures/owner-check-skipped.patch.
 final class KernelTreeCLITests: XCTestCase {
     let fm = FileManager.default
