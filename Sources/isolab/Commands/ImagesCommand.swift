@@ -103,10 +103,11 @@ struct ImagesCommand: ParsableCommand {
         @OptionGroup var common: Common
         /// One catalog kernel with a build: fragment (default 7.3-iommufd, the one the tests build).
         @OptionGroup var kernelOptions: KernelOptions
-        var kernel: String { kernelOptions.ids(or: ["7.3-iommufd"])[0] }
+        private var kernels: [String] { kernelOptions.ids(or: ["7.3-iommufd"]) }
+        var kernel: String { kernels[0] }
 
         func validate() throws {
-            guard kernelOptions.ids(or: ["7.3-iommufd"]).count == 1 else {
+            guard kernels.count == 1 else {
                 throw ValidationError("--kernel: images tree builds one kernel")
             }
         }
