@@ -64,7 +64,7 @@ public struct DomainParameters: Sendable, Equatable {
     /// if=none`), where `savevm` keeps the saved guest. It adds nothing the guest can see.
     public var vmstateDrivePath: String?
     /// Starts QEMU from this internal snapshot of `vmstateDrivePath` (`-loadvm`) instead of
-    /// booting the kernel.
+    /// booting the kernel; the domain then names no kernel, initrd or command line.
     public var loadSnapshotTag: String?
     /// The guest's clock (`-icount` for ``GuestClock/icount``).
     public var clock: GuestClock = .host

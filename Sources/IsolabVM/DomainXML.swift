@@ -58,8 +58,15 @@ public enum DomainXML {
         case nil: break
         }
         // The initrd is the image's uncompressed newc cpio: the kernel need not inflate it.
-        for child in [element("kernel", text: p.kernelPath), element("initrd", text: p.initrdPath),
-                      element("cmdline", text: p.kernelCommandLine)] { os.addChild(child) }
+        // A QEMU started from a snapshot (`-loadvm`) gets no kernel: the snapshot holds the
+        // guest's memory, and a kernel QEMU loads is a ROM that every machine reset (each
+        // `loadvm` begins with one) writes into guest RAM again (hw/core/loader.c rom_reset):
+        // a PVH vmlinux's 60 MB, each page's translated code invalidated under TCG, most of a
+        // `loadvm`'s time.
+        if p.loadSnapshotTag == nil {
+            for child in [element("kernel", text: p.kernelPath), element("initrd", text: p.initrdPath),
+                          element("cmdline", text: p.kernelCommandLine)] { os.addChild(child) }
+        }
         domain.addChild(os)
         var features = [element("acpi"), element("apic")]
         // Interrupt remapping needs QEMU's own IOAPIC (kernel_irqchip=split under KVM).

@@ -83,10 +83,12 @@ extension GuestRunner {
         let files = RunFiles(directory: directory)
         var parameters = boot
         parameters.loadSnapshotTag = Self.snapshotTag
-        let xml: String
+        // The runs keep the boot's XML; QEMU gets the start's, which has no kernel to load.
+        let xml: String, startXML: String
         do {
             try VMStateDrive.unpack(entry.packedPath, to: files.vmstate)
-            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
+            xml = try DomainXML.render(req.topology, fabric: req.fabric, parameters: boot)
+            startXML = try DomainXML.render(req.topology, fabric: req.fabric, parameters: parameters)
             try xml.write(toFile: files.domainXML, atomically: true, encoding: .utf8)
         } catch {
             return .failure(.prepare("\(error)"))
@@ -94,7 +96,7 @@ extension GuestRunner {
         watch.expect(parameters.name)
         let domain: LibvirtDomain
         do {
-            domain = try connection.createDomain(xml: xml, paused: false, autodestroy: true)
+            domain = try connection.createDomain(xml: startXML, paused: false, autodestroy: true)
         } catch {
             watch.failedToStart(parameters.name)
             watch.forget(parameters.name)

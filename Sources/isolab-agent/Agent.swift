@@ -66,6 +66,13 @@ struct StepDraft {
     }
 }
 
+/// An inventory as reported, with the mutable state it was read with.
+struct SavedInventory {
+    var inventory: Inventory
+    var state: [String]
+    var busPaths: [Int: String]
+}
+
 /// Runs a plan: inventory, then each step in order, streaming records.
 final class Agent {
     let plan: GuestPlan
@@ -90,8 +97,12 @@ final class Agent {
     var leftBehindGrace = 0.0
     let timeout: Double
 
-    init(plan: GuestPlan, channel: Channel, kmsg: KernelLogReader) {
+    /// The guest as it was saved (snapshot mode), for a restored copy's inventory.
+    let saved: SavedInventory?
+
+    init(plan: GuestPlan, channel: Channel, kmsg: KernelLogReader, saved: SavedInventory? = nil) {
         self.plan = plan
+        self.saved = saved
         self.channel = channel
         self.kmsg = kmsg
         // A plan is input: NaN, negative or absurd timeouts must not trap a conversion.
@@ -100,22 +111,39 @@ final class Agent {
     }
 
     /// Loads the plan's preload modules and sends the inventory; learns the declared nodes' BDFs.
-    func reportInventory() {
+    /// A restored copy that loaded nothing and whose mutable state (``Sysfs/mutableState(of:)``)
+    /// is the saved guest's sends the saved inventory: the rest is read-only hardware or kernel
+    /// memory the restore put back, and reading it again is most of a restored scenario's
+    /// start under TCG, whose translated code `loadvm` drops. Any difference reads it all.
+    @discardableResult
+    func reportInventory() -> SavedInventory {
         var preloadFailures: [String: String] = [:]
-        var loadedNow = false
+        var loadedNow = false, settle = false
         for module in plan.preload {
             // A restored copy finds its preload loaded already: modprobe would do nothing.
             if Posix.exists("/sys/module/\(module)") { continue }
             let outcome = modprobe(module)
             if outcome != .ok { preloadFailures[module] = describe(outcome, "modprobe \(module)") }
             loadedNow = loadedNow || outcome == .ok
+            // A VFIO driver binds nothing it is not told to: no probes to wait for.
+            settle = settle || (outcome == .ok && !module.hasPrefix("vfio"))
         }
-        if loadedNow { Sysfs.waitForProbesToSettle() }
-        let inventory = Sysfs.inventory(preloadFailures: preloadFailures)
+        if settle { Sysfs.waitForProbesToSettle() }
+        var inventory: Inventory
+        let state: [String]
+        if let saved, !loadedNow, preloadFailures.isEmpty, case let now = Sysfs.mutableState(of: saved.inventory), now == saved.state {
+            inventory = saved.inventory
+            inventory.preloadFailures = preloadFailures
+            state = now
+            busPaths = saved.busPaths
+        } else {
+            inventory = Sysfs.inventory(preloadFailures: preloadFailures)
+            state = Sysfs.mutableState(of: inventory)
+            busPaths = Sysfs.busPaths(inventory.functions)
+        }
         pendingLog = kmsg.drain()
         channel.send { Record(seq: $0, type: .inventory, inventory: inventory) }
         for f in inventory.functions { pathOfBDF[f.bdf] = f.path }
-        busPaths = Sysfs.busPaths(inventory.functions)
         let bdfOfPath = Dictionary(inventory.functions.map { ($0.path, $0.bdf) }, uniquingKeysWith: { a, _ in a })
         for node in plan.nodes {
             if let bdf = bdfOfPath[node.path] {
@@ -123,6 +151,7 @@ final class Agent {
                 nodeOfBDF[bdf] = node.id
             }
         }
+        return SavedInventory(inventory: inventory, state: state, busPaths: busPaths)
     }
 
     /// The inventory, then every step of the plan with its record.

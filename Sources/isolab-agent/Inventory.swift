@@ -65,6 +65,25 @@ enum Sysfs {
         return out
     }
 
+    /// What of `inventory` can change while the guest runs, read afresh: the functions present
+    /// with each one's driver and IOMMU group, the groups, each ACS control register, and the
+    /// VFIO cdev class. The rest of an inventory is read-only hardware (IDs, class, header type,
+    /// capabilities) or fixed at boot (release, command line, the IOMMU, the modules on disk).
+    /// A guest put back into its snapshot whose state equals the saved guest's reports the saved
+    /// inventory instead of reading it again (``Agent/reportInventory()``).
+    static func mutableState(of inventory: Inventory) -> [String] {
+        let acsOffset = Dictionary(inventory.functions.compactMap { f in f.acs.map { (f.bdf, $0.offset) } },
+                                   uniquingKeysWith: { a, _ in a })
+        var state = Posix.list(devices).map { bdf -> String in
+            var line = "\(bdf) \(driver(of: bdf) ?? "-") \(group(of: bdf) ?? -1)"
+            if let offset = acsOffset[bdf] { line += " acs \(Posix.readConfig(bdf, at: offset + 6, count: 2) ?? [])" }
+            return line
+        }
+        state.append("groups \(Posix.list("/sys/kernel/iommu_groups").joined(separator: ","))")
+        state.append("vfio-dev \(Posix.exists("/sys/class/vfio-dev")) \(Posix.exists("/dev/vfio/devices"))")
+        return state
+    }
+
     static func inventory(preloadFailures: [String: String]) -> Inventory {
         let paths = paths()
         var functions: [FunctionRecord] = []

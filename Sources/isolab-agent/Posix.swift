@@ -27,6 +27,16 @@ enum Posix {
         return out
     }
 
+    /// `count` bytes of `bdf`'s config space from `offset` (one pread of the sysfs `config` file).
+    static func readConfig(_ bdf: String, at offset: Int, count: Int) -> [UInt8]? {
+        let fd = cvfio_open("/sys/bus/pci/devices/\(bdf)/config", O_RDONLY)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out = [UInt8](repeating: 0, count: count)
+        let n = out.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        return n == count ? out : nil
+    }
+
     /// The file as text with surrounding whitespace removed.
     static func text(_ path: String) -> String? {
         read(path, limit: 64 << 10).map { String(decoding: $0, as: UTF8.self).trimmed }

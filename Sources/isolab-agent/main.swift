@@ -68,6 +68,7 @@ var planResult: Result<GuestPlan, PlanError> = {
 }()
 
 var repairedAfterRestore: [String]?
+var saved: SavedInventory?
 
 // Snapshot mode: report the inventory, say `ready`, and wait. The host saves the guest now;
 // each restored copy resumes here, reads its own plan from the channel and runs it as a new
@@ -75,7 +76,7 @@ var repairedAfterRestore: [String]?
 // against the saved one).
 if case .success(let plan) = planResult, plan.serve == true {
     channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: plan.runID, agent: agentName)) }
-    Agent(plan: plan, channel: channel, kmsg: kmsg).reportInventory()
+    saved = Agent(plan: plan, channel: channel, kmsg: kmsg).reportInventory()
     let headers = ConfigHeaders.capture()
     channel.send { Record(seq: $0, type: .ready) }
     channel.drain()
@@ -94,7 +95,7 @@ case .failure(let e):
     channel.send { Record(seq: $0, type: .fatal, message: e.message) }
 case .success(let plan):
     channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: plan.runID, agent: agentName, restoredConfig: repairedAfterRestore)) }
-    Agent(plan: plan, channel: channel, kmsg: kmsg).run()
+    Agent(plan: plan, channel: channel, kmsg: kmsg, saved: saved).run()
 }
 channel.finish()
 // A restored copy is ended by the host at `done`. Its own poweroff would race that: when the

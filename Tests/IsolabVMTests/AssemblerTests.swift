@@ -63,6 +63,15 @@ final class AssemblerTests: XCTestCase {
         XCTAssertTrue(obs.problem?.contains("not a record") == true)
     }
 
+    /// vfio-pci is loaded before the scenario where a scenario binds it and none loads a VFIO
+    /// module itself (iommu-none's noiommu scenario loads vfio with its option) or runs a program.
+    func testVFIOPCIIsPreloadedWhereNoScenarioLoadsAVFIOModuleItself() throws {
+        XCTAssertEqual(PlanBuilder.preload(for: try VMTestSupport.topology("switch-no-acs")), ["vfio_pci"])
+        XCTAssertEqual(PlanBuilder.preload(for: try VMTestSupport.topology("virtio-iommu")), ["virtio_iommu", "vfio_pci"])
+        XCTAssertEqual(PlanBuilder.preload(for: try VMTestSupport.topology("iommu-none")), [])
+        XCTAssertEqual(PlanBuilder.preload(for: try VMTestSupport.topology("selftests-edu")), [])
+    }
+
     func testPlanResolvesDefaultDriversAndPaths() throws {
         let t = try TopologyLoader.parse("""
             name: t
