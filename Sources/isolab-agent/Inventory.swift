@@ -67,7 +67,7 @@ enum Sysfs {
 
     /// What of `inventory` can change while the guest runs, read afresh: the functions present
     /// with each one's driver and IOMMU group, the groups, each ACS control register, and the
-    /// VFIO cdev class. The rest of an inventory is read-only hardware (IDs, class, header type,
+    /// VFIO cdev region. The rest of an inventory is read-only hardware (IDs, class, header type,
     /// capabilities) or fixed at boot (release, command line, the IOMMU, the modules on disk).
     /// A guest put back into its snapshot whose state equals the saved guest's reports the saved
     /// inventory instead of reading it again (``Agent/reportInventory()``).
@@ -80,8 +80,17 @@ enum Sysfs {
             return line
         }
         state.append("groups \(Posix.list("/sys/kernel/iommu_groups").joined(separator: ","))")
-        state.append("vfio-dev \(Posix.exists("/sys/class/vfio-dev")) \(Posix.exists("/dev/vfio/devices"))")
+        state.append("vfio-dev \(hasCharacterRegion("vfio-dev")) \(Posix.exists("/dev/vfio/devices"))")
         return state
+    }
+
+    /// Whether /proc/devices lists a character device region named `name`.
+    static func hasCharacterRegion(_ name: String) -> Bool {
+        for line in (Posix.text("/proc/devices") ?? "").split(separator: "\n") {
+            if line.hasPrefix("Block devices") { break }
+            if line.split(separator: " ").last.map(String.init) == name { return true }
+        }
+        return false
     }
 
     static func inventory(preloadFailures: [String: String]) -> Inventory {
@@ -118,12 +127,13 @@ enum Sysfs {
                                                   vendorOf: { Posix.text("\(device($0))/vendor").flatMap(Hex.parse) }),
                          functions: functions, groups: groups, preloadFailures: preloadFailures)
         // The iommufd / VFIO cdev path, without loading anything: /dev/iommu exists when IOMMUFD
-        // is built in or loaded, else the module is on disk; the vfio-dev class (cdev nodes
-        // /dev/vfio/devices/vfioN) appears with a loaded vfio built with VFIO_DEVICE_CDEV, which
-        // makes vfio.ko depend on iommufd.ko.
+        // is built in or loaded, else the module is on disk. A loaded vfio built with
+        // VFIO_DEVICE_CDEV has registered the `vfio-dev` character region (vfio_cdev_init; the
+        // nodes are /dev/vfio/devices/vfioN), and that option makes vfio.ko depend on iommufd.ko.
+        // (The vfio-dev *class* is no sign of it: vfio has had it since 6.1, cdevs or not.)
         let deps = ModulesIndex(release: Posix.kernelRelease())
         inventory.iommufd = Posix.exists("/dev/iommu") || Posix.exists("/sys/module/iommufd") || deps.has("iommufd")
-        inventory.vfioCdev = Posix.exists("/sys/class/vfio-dev") || Posix.exists("/dev/vfio/devices")
+        inventory.vfioCdev = hasCharacterRegion("vfio-dev") || Posix.exists("/dev/vfio/devices")
             || deps.dependencies(of: "vfio").contains("iommufd")
         return inventory
     }
