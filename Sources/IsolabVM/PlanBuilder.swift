@@ -40,7 +40,7 @@ public enum PlanBuilder {
             switch action {
             case .vfioBind: binds = true
             case .bind(_, let driver?) where driver == "vfio-pci": binds = true
-            case .loadDriver(let module, _) where module.replacingOccurrences(of: "-", with: "_").hasPrefix("vfio"): return false
+            case .loadDriver(let module, _) where module.hasPrefix("vfio"): return false
             case .selftest: return false
             default: break
             }

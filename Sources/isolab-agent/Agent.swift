@@ -116,7 +116,7 @@ final class Agent {
     /// memory the restore put back, and reading it again is most of a restored scenario's
     /// start under TCG, whose translated code `loadvm` drops. Any difference reads it all.
     @discardableResult
-    func reportInventory() -> SavedInventory {
+    func reportInventory() -> Inventory {
         var preloadFailures: [String: String] = [:]
         var loadedNow = false, settle = false
         for module in plan.preload {
@@ -130,15 +130,12 @@ final class Agent {
         }
         if settle { Sysfs.waitForProbesToSettle() }
         var inventory: Inventory
-        let state: [String]
-        if let saved, !loadedNow, preloadFailures.isEmpty, case let now = Sysfs.mutableState(of: saved.inventory), now == saved.state {
+        if let saved, !loadedNow, preloadFailures.isEmpty, Sysfs.mutableState(of: saved.inventory) == saved.state {
             inventory = saved.inventory
             inventory.preloadFailures = preloadFailures
-            state = now
             busPaths = saved.busPaths
         } else {
             inventory = Sysfs.inventory(preloadFailures: preloadFailures)
-            state = Sysfs.mutableState(of: inventory)
             busPaths = Sysfs.busPaths(inventory.functions)
         }
         pendingLog = kmsg.drain()
@@ -151,7 +148,12 @@ final class Agent {
                 nodeOfBDF[bdf] = node.id
             }
         }
-        return SavedInventory(inventory: inventory, state: state, busPaths: busPaths)
+        return inventory
+    }
+
+    /// What a restored copy needs of this guest's inventory, read now (before the save).
+    func savedInventory(_ inventory: Inventory) -> SavedInventory {
+        SavedInventory(inventory: inventory, state: Sysfs.mutableState(of: inventory), busPaths: busPaths)
     }
 
     /// The inventory, then every step of the plan with its record.

@@ -76,7 +76,7 @@ enum Sysfs {
                                    uniquingKeysWith: { a, _ in a })
         var state = Posix.list(devices).map { bdf -> String in
             var line = "\(bdf) \(driver(of: bdf) ?? "-") \(group(of: bdf) ?? -1)"
-            if let offset = acsOffset[bdf] { line += " acs \(Posix.readConfig(bdf, at: offset + 6, count: 2) ?? [])" }
+            if let offset = acsOffset[bdf] { line += " acs \(Posix.read("\(device(bdf))/config", at: offset + 6, count: 2) ?? [])" }
             return line
         }
         state.append("groups \(Posix.list("/sys/kernel/iommu_groups").joined(separator: ","))")

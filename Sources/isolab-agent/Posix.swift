@@ -27,9 +27,9 @@ enum Posix {
         return out
     }
 
-    /// `count` bytes of `bdf`'s config space from `offset` (one pread of the sysfs `config` file).
-    static func readConfig(_ bdf: String, at offset: Int, count: Int) -> [UInt8]? {
-        let fd = cvfio_open("/sys/bus/pci/devices/\(bdf)/config", O_RDONLY)
+    /// `count` bytes of the file at `path` from `offset` (one pread), nil unless all were read.
+    static func read(_ path: String, at offset: Int, count: Int) -> [UInt8]? {
+        let fd = cvfio_open(path, O_RDONLY)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         var out = [UInt8](repeating: 0, count: count)

@@ -76,7 +76,8 @@ var saved: SavedInventory?
 // against the saved one).
 if case .success(let plan) = planResult, plan.serve == true {
     channel.send { Record(seq: $0, type: .hello, hello: Hello(runID: plan.runID, agent: agentName)) }
-    saved = Agent(plan: plan, channel: channel, kmsg: kmsg).reportInventory()
+    let serving = Agent(plan: plan, channel: channel, kmsg: kmsg)
+    saved = serving.savedInventory(serving.reportInventory())
     let headers = ConfigHeaders.capture()
     channel.send { Record(seq: $0, type: .ready) }
     channel.drain()
