@@ -32,10 +32,14 @@ public struct GuestCosts: Codable, Equatable, Sendable {
 
     /// The expected guest seconds of `n` scenarios run from one saved boot (`saved`) or booted
     /// each; `cached`: the saved boot is in the boot cache, so it starts from there (about
-    /// ``cachedStart``) and its first scenario needs no restore.
-    public func expectedSeconds(scenarios n: Int, saved: Bool, cached: Bool = false) -> Double {
-        guard saved else { return Double(n) * (boot + steps) }
-        return cached ? Self.cachedStart + Double(n - 1) * restore + Double(n) * steps : snapshot + Double(n) * (restore + steps)
+    /// ``cachedStart``) instead of a boot and a save. `stepSeconds`: the scenarios' own steps
+    /// when known one by one (``CostBook``), else `n × steps`. Every scenario of a saved boot,
+    /// the first one after a cached start included, pays a restore: its plan is handed over
+    /// after a `loadvm`.
+    public func expectedSeconds(scenarios n: Int, saved: Bool, cached: Bool = false, stepSeconds: Double? = nil) -> Double {
+        let steps = stepSeconds ?? Double(n) * self.steps
+        guard saved else { return Double(n) * boot + steps }
+        return (cached ? Self.cachedStart : snapshot) + Double(n) * restore + steps
     }
 
     /// Starting a saved boot from the boot cache (unpack, create, `-loadvm`): median 0.54 s on
@@ -44,11 +48,29 @@ public struct GuestCosts: Codable, Equatable, Sendable {
 }
 
 /// Measured ``GuestCosts`` per kernel, emulator and guest RAM, kept between runs (a JSON file
-/// in isolab's cache); each new measurement moves the figures a quarter of the way.
+/// in isolab's cache); each new measurement moves the figures a quarter of the way. A
+/// scenario's steps are also kept one by one: they differ far more between scenarios (edu's
+/// DMA waits, a step the kernel blocks for its whole timeout) than between kernels.
 public struct CostBook: Codable, Equatable, Sendable {
     public var entries: [String: GuestCosts] = [:]
+    /// A scenario's step seconds under its book key (``scenarioKey(_:topology:scenario:)``),
+    /// the last measurement weighed like all earlier ones together.
+    public var scenarioSteps: [String: Double] = [:]
 
     public init() {}
+
+    public init(from decoder: Decoder) throws {
+        // A book written before `scenarioSteps` existed is still read whole.
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        entries = try c.decode([String: GuestCosts].self, forKey: .entries)
+        scenarioSteps = try c.decodeIfPresent([String: Double].self, forKey: .scenarioSteps) ?? [:]
+    }
+
+    /// `6.1|host|512|in-qemu|switch-no-acs|p2p-blocked`: a scenario's own steps on one
+    /// kernel, emulator, guest size and store.
+    public static func scenarioKey(_ key: String, topology: String, scenario: String?) -> String {
+        "\(key)|\(topology)|\(scenario ?? "-")"
+    }
 
     /// `6.1|10.0|512|in-qemu`: what makes boots, saves and restores cost differently (the
     /// snapshot store: a state file on a daemon costs more than an in-QEMU snapshot).
@@ -61,8 +83,13 @@ public struct CostBook: Codable, Equatable, Sendable {
     }
 
     /// The figures for a request's guests on a connection with `store`: measured, else
-    /// ``GuestCosts/typical``.
-    public func costs(_ r: RunRequest, store: SnapshotStore) -> GuestCosts { entries[Self.key(r, store: store)] ?? .typical }
+    /// ``GuestCosts/typical``; `steps` is this request's scenario's own where a guest measured it.
+    public func costs(_ r: RunRequest, store: SnapshotStore) -> GuestCosts {
+        let key = Self.key(r, store: store)
+        var c = entries[key] ?? .typical
+        if let own = scenarioSteps[Self.scenarioKey(key, topology: r.topology.name, scenario: r.scenario?.name)] { c.steps = own }
+        return c
+    }
 
     /// Folds finished guests, each under its book key (``key(_:store:)``), into the book: fresh
     /// boots give `boot`, the first guest of a saved boot `snapshot`, restored ones `restore`;
@@ -80,7 +107,11 @@ public struct CostBook: Codable, Equatable, Sendable {
             if t.snapshot > 0, o.bootCache == nil { fold(\.snapshot, "snapshot", t.snapshot) }
             if o.restoredFrom != nil, t.restore > 0 { fold(\.restore, "restore", t.restore) }
             if o.restoredFrom == nil, t.snapshot == 0, t.boot > 0 { fold(\.boot, "boot", t.create + t.boot) }
-            if t.steps > 0 { fold(\.steps, "steps", t.steps) }
+            if t.steps > 0 {
+                fold(\.steps, "steps", t.steps)
+                let sk = Self.scenarioKey(k, topology: o.topology, scenario: o.scenario)
+                scenarioSteps[sk] = scenarioSteps[sk].map { ($0 + t.steps) / 2 } ?? t.steps
+            }
             entries[k] = c
         }
     }

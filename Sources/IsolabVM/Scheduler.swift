@@ -157,7 +157,9 @@ public final class Scheduler: @unchecked Sendable {
                                     saveable: (Int) -> Bool = { _ in true }, keepBoots: Bool = false,
                                     cached: @escaping (Int) -> Bool = { _ in false }) -> [PlannedUnit] {
         let estimate = { (unit: [Int], saved: Bool) -> Double in
-            (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: saved, cached: keepBoots && saved && cached(unit[0]))
+            // Boot, save and restore are the fabric's; the steps each scenario's own.
+            (costs?(unit[0]) ?? .typical).expectedSeconds(scenarios: unit.count, saved: saved, cached: keepBoots && saved && cached(unit[0]),
+                                                          stepSeconds: costs.map { c in unit.reduce(0) { $0 + c($1).steps } })
         }
         let unit = { (u: [Int]) -> PlannedUnit in
             let saved = keepBoots ? saveable(u[0]) : u.count > 1

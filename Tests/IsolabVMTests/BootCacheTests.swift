@@ -106,11 +106,11 @@ final class BootCacheTests: XCTestCase {
 
     func testAFabricWhoseSavedBootIsCachedIsExpectedToCostACachedStartAndStartsLater() {
         let costs = GuestCosts(boot: 4, snapshot: 8, restore: 0.5, steps: 1)
-        // b's saved boot is in the cache: 0.6 + 1 restore + 2 × 1 s of steps; a boots and saves.
+        // b's saved boot is in the cache: 0.6 + 2 restores + 2 × 1 s of steps; a boots and saves.
         let plan = Scheduler.plan(["a", "a", "b", "b"], jobs: 1, snapshots: true, costs: { _ in costs }, keepBoots: true,
                                   cached: { $0 >= 2 })
         XCTAssertEqual(plan.map(\.requests), [[0, 1], [2, 3]], "the unit expected to end latest starts first")
-        XCTAssertEqual(plan.map(\.expectedSeconds), [8 + 2 * 1.5, GuestCosts.cachedStart + 0.5 + 2])
+        XCTAssertEqual(plan.map(\.expectedSeconds), [8 + 2 * 1.5, GuestCosts.cachedStart + 2 * 0.5 + 2])
         // Without keepBoots (no cache in use) nothing counts as cached: here a save does not pay.
         XCTAssertEqual(Scheduler.plan(["b", "b"], jobs: 1, snapshots: true, costs: { _ in costs }, cached: { _ in true })
             .map(\.expectedSeconds), [5, 5])

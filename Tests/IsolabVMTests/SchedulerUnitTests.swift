@@ -63,6 +63,44 @@ final class CostPlanTests: XCTestCase {
         XCTAssertEqual(plan[1].expectedSeconds, GuestCosts.typical.boot + GuestCosts.typical.steps, accuracy: 1e-9)
     }
 
+    /// A unit's steps are its scenarios' own: one scenario whose step the kernel blocks for
+    /// 20 s makes its fabric the unit expected to end latest, though the kernel's average is low.
+    func testAUnitIsExpectedToTakeItsOwnScenariosStepTime() {
+        let kernel = GuestCosts(boot: 4, snapshot: 5, restore: 0.2, steps: 1)
+        var slow = kernel
+        slow.steps = 20
+        let plan = Scheduler.plan(["a", "a", "a", "b"], jobs: 1, snapshots: true, costs: { $0 == 3 ? slow : kernel }, keepBoots: true)
+        XCTAssertEqual(plan.map(\.requests), [[3], [0, 1, 2]])
+        XCTAssertEqual(plan[0].expectedSeconds, 5 + 0.2 + 20, accuracy: 1e-9)
+        XCTAssertEqual(plan[1].expectedSeconds, 5 + 3 * 0.2 + 3, accuracy: 1e-9)
+    }
+
+    /// The book keeps each scenario's steps besides the kernel's average, and reads a book
+    /// written before it kept them.
+    func testTheBookKeepsEachScenariosStepsAndReadsAnOlderBook() throws {
+        var book = CostBook()
+        let key = CostBook.key(kernel: "5.10", emulator: nil, memoryMiB: 512, store: .inQEMU)
+        func guest(_ scenario: String, steps: Double) -> VMObservation {
+            var t = Timing()
+            t.boot = 3; t.steps = steps
+            return VMObservation(topology: "integrated-endpoints", kernel: "5.10", iommu: "intel", scenario: scenario,
+                                 outcome: .completed, timing: t)
+        }
+        book.record(keyed: [(key, guest("blocked-unbind", steps: 20)), (key, guest("quick", steps: 1)),
+                            (key, guest("blocked-unbind", steps: 22))])
+        XCTAssertEqual(book.scenarioSteps, ["5.10|host|512|in-qemu|integrated-endpoints|blocked-unbind": 21,
+                                            "5.10|host|512|in-qemu|integrated-endpoints|quick": 1])
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("costs-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        book.save(path)
+        XCTAssertEqual(CostBook.load(path), book)
+        var older = book
+        older.scenarioSteps = [:]
+        let e = JSONEncoder()
+        try e.encode(["entries": older.entries]).write(to: URL(fileURLWithPath: path))
+        XCTAssertEqual(CostBook.load(path), older, "a book without scenario steps keeps its kernels' figures")
+    }
+
     func testTheBookLearnsEachFigureFromTheGuestsThatMeasureIt() throws {
         var book = CostBook()
         XCTAssertTrue(book.entries.isEmpty)
