@@ -12,6 +12,9 @@ public struct GuestCosts: Codable, Equatable, Sendable {
     public var restore: Double
     /// A scenario's own steps, on average.
     public var steps: Double
+    /// Starting a saved boot from the boot cache until the agent is ready; nil until a guest
+    /// measured it (``defaultCachedStart`` then), and in books written before it was kept.
+    public var cachedStart: Double?
     /// How many guests measured each figure (`boot`, `snapshot`, `restore`, `steps`); a figure
     /// no guest measured is ``typical``'s.
     public var samples: [String: Int]
@@ -32,19 +35,19 @@ public struct GuestCosts: Codable, Equatable, Sendable {
 
     /// The expected guest seconds of `n` scenarios run from one saved boot (`saved`) or booted
     /// each; `cached`: the saved boot is in the boot cache, so it starts from there (about
-    /// ``cachedStart``) instead of a boot and a save. `stepSeconds`: the scenarios' own steps
+    /// ``cachedStart``, else ``defaultCachedStart``) instead of a boot and a save. `stepSeconds`: the scenarios' own steps
     /// when known one by one (``CostBook``), else `n × steps`. Every scenario of a saved boot,
     /// the first one after a cached start included, pays a restore: its plan is handed over
     /// after a `loadvm`.
     public func expectedSeconds(scenarios n: Int, saved: Bool, cached: Bool = false, stepSeconds: Double? = nil) -> Double {
         let steps = stepSeconds ?? Double(n) * self.steps
         guard saved else { return Double(n) * boot + steps }
-        return (cached ? Self.cachedStart : snapshot) + Double(n) * restore + steps
+        return (cached ? cachedStart ?? Self.defaultCachedStart : snapshot) + Double(n) * restore + steps
     }
 
     /// Starting a saved boot from the boot cache (unpack, create, `-loadvm`): median 0.54 s on
     /// the default matrix's QEMU 7.2 half.
-    public static let cachedStart = 0.6
+    public static let defaultCachedStart = 0.6
 }
 
 /// Measured ``GuestCosts`` per kernel, emulator and guest RAM, kept between runs (a JSON file
@@ -92,7 +95,8 @@ public struct CostBook: Codable, Equatable, Sendable {
     }
 
     /// Folds finished guests, each under its book key (``key(_:store:)``), into the book: fresh
-    /// boots give `boot`, the first guest of a saved boot `snapshot`, restored ones `restore`;
+    /// boots give `boot`, the first guest of a saved boot `snapshot` (or `cachedStart`, when it
+    /// started from the boot cache), restored ones `restore`;
     /// every completed guest its steps. Failed guests say nothing about costs and are left out.
     public mutating func record(keyed runs: [(key: String, observation: VMObservation)]) {
         for (k, o) in runs where o.outcome == .completed {
@@ -105,6 +109,10 @@ public struct CostBook: Codable, Equatable, Sendable {
             let t = o.timing
             // A saved boot started from the boot cache cost no boot or save.
             if t.snapshot > 0, o.bootCache == nil { fold(\.snapshot, "snapshot", t.snapshot) }
+            if t.snapshot > 0, o.bootCache != nil {
+                c.cachedStart = c.cachedStart.map { $0 * 0.75 + t.snapshot * 0.25 } ?? t.snapshot
+                c.samples["cachedStart", default: 0] += 1
+            }
             if o.restoredFrom != nil, t.restore > 0 { fold(\.restore, "restore", t.restore) }
             if o.restoredFrom == nil, t.snapshot == 0, t.boot > 0 { fold(\.boot, "boot", t.create + t.boot) }
             if t.steps > 0 {

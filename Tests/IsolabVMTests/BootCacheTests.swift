@@ -110,11 +110,15 @@ final class BootCacheTests: XCTestCase {
         let plan = Scheduler.plan(["a", "a", "b", "b"], jobs: 1, snapshots: true, costs: { _ in costs }, keepBoots: true,
                                   cached: { $0 >= 2 })
         XCTAssertEqual(plan.map(\.requests), [[0, 1], [2, 3]], "the unit expected to end latest starts first")
-        XCTAssertEqual(plan.map(\.expectedSeconds), [8 + 2 * 1.5, GuestCosts.cachedStart + 2 * 0.5 + 2])
+        XCTAssertEqual(plan.map(\.expectedSeconds), [8 + 2 * 1.5, GuestCosts.defaultCachedStart + 2 * 0.5 + 2])
         // Without keepBoots (no cache in use) nothing counts as cached: here a save does not pay.
         XCTAssertEqual(Scheduler.plan(["b", "b"], jobs: 1, snapshots: true, costs: { _ in costs }, cached: { _ in true })
             .map(\.expectedSeconds), [5, 5])
         XCTAssertEqual(costs.expectedSeconds(scenarios: 1, saved: false, cached: true), 5, "a booted unit starts from no cache")
+        var measured = costs
+        measured.cachedStart = 0.7
+        XCTAssertEqual(measured.expectedSeconds(scenarios: 2, saved: true, cached: true), 0.7 + 2 * 0.5 + 2, accuracy: 1e-9,
+                       "a cached start the book measured replaces the default")
     }
 }
 

@@ -120,6 +120,12 @@ final class CostPlanTests: XCTestCase {
             (key, guest(create: 0, boot: 0, restore: 0.3, restored: true, steps: 1)),           // a restore
             (key, guest(create: 9, boot: 99, restored: false, steps: 99, outcome: .hung)),    // says nothing
         ])
+        var cachedGuest = guest(create: 0, boot: 0, snapshot: 0.8, restore: 0.2, restored: true, steps: 1)
+        cachedGuest.bootCache = "0123abcd"
+        var cachedBook = book
+        cachedBook.record(keyed: [(key, cachedGuest)])
+        XCTAssertEqual(cachedBook.entries[key]?.cachedStart, 0.8, "a start from the boot cache is its own figure")
+        XCTAssertEqual(cachedBook.entries[key]?.snapshot, 10, "and no save")
         let c = try XCTUnwrap(book.entries[key])
         XCTAssertEqual(c.boot, 5.0, accuracy: 1e-9, "the first measurement replaces the typical figure")
         XCTAssertEqual(c.snapshot, 10, accuracy: 1e-9)
