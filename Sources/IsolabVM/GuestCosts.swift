@@ -35,10 +35,10 @@ public struct GuestCosts: Codable, Equatable, Sendable {
 
     /// The expected guest seconds of `n` scenarios run from one saved boot (`saved`) or booted
     /// each; `cached`: the saved boot is in the boot cache, so it starts from there (about
-    /// ``cachedStart``, else ``defaultCachedStart``) instead of a boot and a save. `stepSeconds`: the scenarios' own steps
-    /// when known one by one (``CostBook``), else `n × steps`. Every scenario of a saved boot,
-    /// the first one after a cached start included, pays a restore: its plan is handed over
-    /// after a `loadvm`.
+    /// ``cachedStart``, else ``defaultCachedStart``) instead of a boot and a save.
+    /// `stepSeconds`: the scenarios' own steps when known one by one (``CostBook``), else
+    /// `n × steps`. Every scenario of a saved boot, the first one after a cached start
+    /// included, pays a restore: its plan is handed over after a `loadvm`.
     public func expectedSeconds(scenarios n: Int, saved: Bool, cached: Bool = false, stepSeconds: Double? = nil) -> Double {
         let steps = stepSeconds ?? Double(n) * self.steps
         guard saved else { return Double(n) * boot + steps }
@@ -101,17 +101,24 @@ public struct CostBook: Codable, Equatable, Sendable {
     public mutating func record(keyed runs: [(key: String, observation: VMObservation)]) {
         for (k, o) in runs where o.outcome == .completed {
             var c = entries[k] ?? .typical
-            func fold(_ figure: WritableKeyPath<GuestCosts, Double>, _ name: String, _ new: Double) {
+            /// `old` moved a quarter of the way to `new`, or `new` where no guest measured `name` yet.
+            func moved(_ old: Double?, _ name: String, _ new: Double) -> Double {
                 let n = c.samples[name, default: 0]
-                c[keyPath: figure] = n == 0 ? new : c[keyPath: figure] * 0.75 + new * 0.25
                 c.samples[name] = n + 1
+                guard n > 0, let old else { return new }
+                return old * 0.75 + new * 0.25
+            }
+            func fold(_ figure: WritableKeyPath<GuestCosts, Double>, _ name: String, _ new: Double) {
+                c[keyPath: figure] = moved(c[keyPath: figure], name, new)
             }
             let t = o.timing
-            // A saved boot started from the boot cache cost no boot or save.
-            if t.snapshot > 0, o.bootCache == nil { fold(\.snapshot, "snapshot", t.snapshot) }
-            if t.snapshot > 0, o.bootCache != nil {
-                c.cachedStart = c.cachedStart.map { $0 * 0.75 + t.snapshot * 0.25 } ?? t.snapshot
-                c.samples["cachedStart", default: 0] += 1
+            // A saved boot started from the boot cache cost no boot or save, but its own start.
+            if t.snapshot > 0 {
+                if o.bootCache == nil {
+                    fold(\.snapshot, "snapshot", t.snapshot)
+                } else {
+                    c.cachedStart = moved(c.cachedStart, "cachedStart", t.snapshot)
+                }
             }
             if o.restoredFrom != nil, t.restore > 0 { fold(\.restore, "restore", t.restore) }
             if o.restoredFrom == nil, t.snapshot == 0, t.boot > 0 { fold(\.boot, "boot", t.create + t.boot) }
